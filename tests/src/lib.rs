@@ -1,0 +1,1 @@
+//! Server harness and end-to-end tests.
