@@ -1,0 +1,107 @@
+//! A string interner for [`crate::BatchWriter`]: each distinct string stored once.
+//!
+//! Open addressing over a power-of-two slot table; a slot holds `index + 1` (0 = empty). Written
+//! here because the crate takes no dependencies and `alloc` has no hash map.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+const INITIAL_SLOTS: usize = 64;
+
+/// A fast, non-cryptographic hash of a short byte string (label names and values).
+fn hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    }
+    let mut tail = [0u8; 8];
+    let rest = chunks.remainder();
+    tail[..rest.len()].copy_from_slice(rest);
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    // Fold the high bits down: the slot index takes the low bits.
+    h ^ (h >> 29)
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Interner {
+    /// `(offset, len)` into `bytes`, by string index.
+    pub(crate) entries: Vec<(u32, u32)>,
+    pub(crate) bytes: Vec<u8>,
+    slots: Vec<u32>,
+}
+
+impl Interner {
+    pub(crate) fn new() -> Interner {
+        Interner {
+            entries: Vec::new(),
+            bytes: Vec::new(),
+            slots: vec![0; INITIAL_SLOTS],
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes.clear();
+        self.slots.iter_mut().for_each(|slot| *slot = 0);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn get(&self, index: u32) -> &[u8] {
+        let (offset, len) = self.entries[index as usize];
+        &self.bytes[offset as usize..(offset + len) as usize]
+    }
+
+    /// The index of `text`, storing it first if it is new. `None` when the string area would
+    /// pass `u32::MAX` bytes.
+    pub(crate) fn intern(&mut self, text: &[u8]) -> Option<u32> {
+        let mask = self.slots.len() - 1;
+        let mut slot = hash(text) as usize & mask;
+        loop {
+            match self.slots[slot] {
+                0 => break,
+                occupied => {
+                    let index = occupied - 1;
+                    if self.get(index) == text {
+                        return Some(index);
+                    }
+                    slot = (slot + 1) & mask;
+                }
+            }
+        }
+        let offset = u32::try_from(self.bytes.len()).ok()?;
+        let len = u32::try_from(text.len()).ok()?;
+        offset.checked_add(len)?;
+        let index = u32::try_from(self.entries.len())
+            .ok()
+            .filter(|i| *i < u32::MAX - 1)?;
+        self.bytes.extend_from_slice(text);
+        self.entries.push((offset, len));
+        self.slots[slot] = index + 1;
+        if self.entries.len() * 2 > self.slots.len() {
+            self.grow();
+        }
+        Some(index)
+    }
+
+    fn grow(&mut self) {
+        let size = self.slots.len() * 2;
+        let mask = size - 1;
+        let mut slots = vec![0u32; size];
+        for (index, &(offset, len)) in self.entries.iter().enumerate() {
+            let text = &self.bytes[offset as usize..(offset + len) as usize];
+            let mut slot = hash(text) as usize & mask;
+            while slots[slot] != 0 {
+                slot = (slot + 1) & mask;
+            }
+            slots[slot] = index as u32 + 1;
+        }
+        self.slots = slots;
+    }
+}
