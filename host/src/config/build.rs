@@ -1,0 +1,697 @@
+//! Turns the YAML tree into the typed [`Config`]: reads every key, applies defaults and
+//! inheritance, and checks values and their combinations, collecting every problem. The sections
+//! shared by several places (HTTP client settings, TLS, filters, management) are in `sections`.
+//!
+//! It must never return a half-valid config: one problem anywhere and the result is `Err`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::reader::{Fields, Problems};
+use super::types::*;
+use super::values;
+use super::yaml::Node;
+use super::Problem;
+
+/// Reading state: the problems so far and the directory relative paths are resolved against.
+pub(super) struct Builder<'b> {
+    pub problems: Problems,
+    base: Option<&'b Path>,
+}
+
+impl<'b> Builder<'b> {
+    pub fn new(base: Option<&'b Path>) -> Self {
+        Builder {
+            problems: Problems::default(),
+            base,
+        }
+    }
+
+    /// Reads key `name` of `fields` with `convert`, `None` when absent or invalid.
+    pub fn read<'a, T>(
+        &mut self,
+        fields: &mut Fields<'a>,
+        name: &str,
+        convert: impl FnOnce(&mut Problems, &str, &'a Node) -> Option<T>,
+    ) -> Option<T> {
+        let node = fields.take(name)?;
+        let key = fields.key(name);
+        convert(&mut self.problems, &key, node)
+    }
+
+    /// Reads a file path, resolved against the config file's directory when relative.
+    pub fn path(&mut self, fields: &mut Fields<'_>, name: &str) -> Option<PathBuf> {
+        let path = self.read(fields, name, Problems::path)?;
+        Some(match self.base {
+            Some(base) if path.is_relative() => base.join(path),
+            _ => path,
+        })
+    }
+
+    /// Reads a required key; reports it missing with `hint`.
+    pub fn required<'a, T>(
+        &mut self,
+        fields: &mut Fields<'a>,
+        name: &str,
+        hint: &str,
+        convert: impl FnOnce(&mut Problems, &str, &'a Node) -> Option<T>,
+    ) -> Option<T> {
+        if fields.take(name).is_none() {
+            fields.missing(&mut self.problems, name, hint);
+            return None;
+        }
+        self.read(fields, name, convert)
+    }
+}
+
+/// Builds and validates the whole config from the document's root (`None`: empty file).
+pub(super) fn build(root: Option<&Node>, base: Option<&Path>) -> Result<Config, Vec<Problem>> {
+    let empty = Node {
+        line: 1,
+        kind: super::yaml::Kind::Mapping(Vec::new()),
+    };
+    let root = root.unwrap_or(&empty);
+    let mut cx = Builder::new(base);
+    let Some(mut top) = cx.problems.mapping("", root) else {
+        return Err(cx.problems.list);
+    };
+
+    let verbose = cx.read(&mut top, "verbose", Problems::boolean);
+    let debug = cx.read(&mut top, "debug", Problems::boolean);
+    let level = match (debug, verbose) {
+        (Some(true), _) => LogLevel::Debug,
+        (_, Some(true)) => LogLevel::Info,
+        _ => LogLevel::Warn,
+    };
+    let log = LogConfig {
+        level,
+        file: cx.path(&mut top, "logfile"),
+    };
+
+    let identity = match top.take("identity") {
+        Some(node) => cx
+            .problems
+            .nonempty("identity", node)
+            .filter(|identity| match values::check_subject_token(identity) {
+                Ok(()) => true,
+                Err(reason) => {
+                    cx.problems.at("identity", node, reason);
+                    false
+                }
+            })
+            .unwrap_or_default(),
+        None => default_identity(),
+    };
+
+    let scrape_interval = cx.required(
+        &mut top,
+        "scrape_interval",
+        "for example 60s; the original required it even for a receiver",
+        Problems::positive_duration,
+    );
+    let explicit_timeout = top.take("scrape_timeout").and_then(|node| {
+        let duration = cx.problems.positive_duration("scrape_timeout", node)?;
+        Some((duration, node.line))
+    });
+    let interval = scrape_interval.unwrap_or(Duration::from_secs(60));
+    let scrape_timeout = match explicit_timeout {
+        Some((timeout, line)) if timeout > interval && scrape_interval.is_some() => {
+            cx.problems.add(
+                "scrape_timeout",
+                Some(line),
+                format!(
+                    "{} is longer than scrape_interval {}",
+                    humantime::format_duration(timeout),
+                    humantime::format_duration(interval)
+                ),
+            );
+            interval
+        }
+        Some((timeout, _)) => timeout,
+        None => DEFAULT_SCRAPE_TIMEOUT.min(interval),
+    };
+    let scrape_body_limit = cx
+        .read(&mut top, "scrape_body_limit", positive_bytes)
+        .unwrap_or(DEFAULT_SCRAPE_BODY_LIMIT);
+    let max_age = cx
+        .read(&mut top, "max_age", Problems::duration)
+        .filter(|age| !age.is_zero());
+    let monitor_port = cx
+        .read(&mut top, "monitor_port", |p, k, n| p.integer(k, n, 0, 65535))
+        .and_then(|port| u16::try_from(port).ok())
+        .filter(|port| *port != 0);
+    let outage_buffer = cx
+        .read(&mut top, "outage_buffer", positive_bytes)
+        .unwrap_or(DEFAULT_OUTAGE_BUFFER);
+
+    let tls = top
+        .take("tls")
+        .and_then(|node| super::sections::tls(&mut cx, "tls", node, &identity));
+    let poller_stream = top
+        .take("poller_stream")
+        .and_then(|node| stream(&mut cx, "poller_stream", node, &identity, tls.as_ref()));
+    let receiver_stream = top
+        .take("receiver_stream")
+        .and_then(|node| stream(&mut cx, "receiver_stream", node, &identity, tls.as_ref()));
+    let push_gateway = top
+        .take("push_gateway")
+        .and_then(|node| push_gateway(&mut cx, node));
+    let remote_write = top
+        .take("remote_write")
+        .map(|node| remote_write(&mut cx, node))
+        .unwrap_or_default();
+    let filters = top
+        .take("filters")
+        .map(|node| super::sections::filters(&mut cx, "filters", node))
+        .unwrap_or_default();
+    let defaults = JobDefaults {
+        interval,
+        timeout: explicit_timeout.map(|(timeout, _)| timeout),
+        body_limit: scrape_body_limit,
+    };
+    let jobs = top
+        .take("jobs")
+        .map(|node| jobs(&mut cx, node, &defaults, &filters))
+        .unwrap_or_default();
+    let management = top
+        .take("management")
+        .and_then(|node| super::sections::management(&mut cx, node, &identity, tls.as_ref()));
+    let root_line = top.line();
+    top.finish(&mut cx.problems);
+
+    let config = Config {
+        log,
+        identity,
+        scrape_interval: interval,
+        scrape_timeout,
+        scrape_body_limit,
+        max_age,
+        monitor_port,
+        poller_stream,
+        receiver_stream,
+        push_gateway,
+        remote_write,
+        jobs,
+        filters,
+        outage_buffer,
+        tls,
+        management,
+    };
+    check_combinations(&config, &mut cx.problems, root_line);
+    if cx.problems.list.is_empty() {
+        Ok(config)
+    } else {
+        Err(cx.problems.list)
+    }
+}
+
+/// The host name made into a valid subject token.
+fn default_identity() -> String {
+    let host = hostname::get()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_default();
+    values::subject_token_from(&host)
+}
+
+fn positive_bytes(problems: &mut Problems, key: &str, node: &Node) -> Option<u64> {
+    let bytes = problems.bytes(key, node)?;
+    if bytes == 0 {
+        problems.at(key, node, "must be greater than zero");
+        return None;
+    }
+    Some(bytes)
+}
+
+/// Checks that need several sections at once.
+fn check_combinations(config: &Config, problems: &mut Problems, root_line: usize) {
+    if !config.runs_poller() && !config.runs_receiver() {
+        problems.add(
+            "",
+            Some(root_line),
+            "this config runs nothing: a poller needs poller_stream and jobs (or monitor_port), \
+             a receiver needs receiver_stream and push_gateway or remote_write",
+        );
+    }
+    if config.monitor_port.is_some()
+        && config.poller_stream.is_some()
+        && config.jobs.iter().any(|job| job.name == SELF_JOB)
+    {
+        problems.add(
+            &format!("jobs.{SELF_JOB}"),
+            None,
+            format!(
+                "the job name {SELF_JOB:?} is reserved for promrelay's own metrics when \
+                 monitor_port is set"
+            ),
+        );
+    }
+    if let (Some(poller), Some(receiver)) = (&config.poller_stream, &config.receiver_stream) {
+        let same_servers = poller.urls.iter().any(|url| receiver.urls.contains(url));
+        if same_servers && poller.stream == receiver.stream {
+            let mut differences = Vec::new();
+            if poller.retention != receiver.retention {
+                differences.push("retention");
+            }
+            if poller.storage != receiver.storage {
+                differences.push("storage");
+            }
+            if poller.replicas != receiver.replicas {
+                differences.push("replicas");
+            }
+            if !differences.is_empty() {
+                problems.add(
+                    "receiver_stream",
+                    None,
+                    format!(
+                        "poller_stream and receiver_stream name the same stream {:?} on the same \
+                         servers but differ in {}",
+                        poller.stream,
+                        differences.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// A `poller_stream` or `receiver_stream` section.
+fn stream(
+    cx: &mut Builder<'_>,
+    key: &str,
+    node: &Node,
+    identity: &str,
+    top_tls: Option<&TlsConfig>,
+) -> Option<StreamConfig> {
+    let mut fields = cx.problems.mapping(key, node)?;
+    let stream = cx.required(
+        &mut fields,
+        "cluster_id",
+        "the JetStream stream name",
+        |problems, key, node| {
+            let name = problems.nonempty(key, node)?;
+            match values::check_stream_name(&name) {
+                Ok(()) => Some(name),
+                Err(reason) => {
+                    problems.at(key, node, reason);
+                    None
+                }
+            }
+        },
+    );
+    let urls = cx.required(
+        &mut fields,
+        "urls",
+        "for example nats://127.0.0.1:4222",
+        nats_urls,
+    );
+    let topic = cx
+        .read(&mut fields, "topic", |problems, key, node| {
+            let topic = problems.nonempty(key, node)?;
+            match values::check_subject_prefix(&topic) {
+                Ok(()) => Some(topic),
+                Err(reason) => {
+                    problems.at(key, node, reason);
+                    None
+                }
+            }
+        })
+        .unwrap_or_else(|| DEFAULT_TOPIC.to_string());
+    let client_id = cx
+        .read(&mut fields, "client_id", |problems, key, node| {
+            let name = problems.string(key, node)?.trim().to_string();
+            if name.is_empty() {
+                return Some(name);
+            }
+            match values::check_stream_name(&name) {
+                Ok(()) => Some(name),
+                Err(reason) => {
+                    problems.at(key, node, reason);
+                    None
+                }
+            }
+        })
+        .unwrap_or_default();
+    let retention = cx
+        .read(&mut fields, "retention", Problems::positive_duration)
+        .unwrap_or(DEFAULT_RETENTION);
+    let storage = cx
+        .read(&mut fields, "storage", |problems, key, node| {
+            match node.scalar().map(str::to_ascii_lowercase).as_deref() {
+                Some("file") => Some(Storage::File),
+                Some("memory") => Some(Storage::Memory),
+                _ => {
+                    problems.at(
+                        key,
+                        node,
+                        format!("{} is not a storage (use file or memory)", node.describe()),
+                    );
+                    None
+                }
+            }
+        })
+        .unwrap_or(Storage::File);
+    let replicas = cx
+        .read(&mut fields, "replicas", |problems, key, node| {
+            problems.integer(key, node, 1, 5)
+        })
+        .and_then(|replicas| usize::try_from(replicas).ok())
+        .unwrap_or(1);
+    let tls = match fields.take("tls") {
+        Some(node) => super::sections::tls(cx, &fields.key("tls"), node, identity),
+        None => top_tls.cloned(),
+    };
+    let auth = nats_auth(cx, &mut fields);
+    fields.finish(&mut cx.problems);
+    Some(StreamConfig {
+        stream: stream?,
+        urls: urls?,
+        topic,
+        client_id,
+        retention,
+        storage,
+        replicas,
+        tls,
+        auth,
+    })
+}
+
+/// NATS server URLs: one, a comma-separated string or a list; `nats://` added when no scheme.
+pub(super) fn nats_urls(problems: &mut Problems, key: &str, node: &Node) -> Option<Vec<String>> {
+    let list = problems.string_list(key, node)?;
+    if list.is_empty() {
+        problems.at(key, node, "must name at least one NATS server URL");
+        return None;
+    }
+    let mut urls = Vec::new();
+    let mut ok = true;
+    for (text, line) in list {
+        let full = if text.contains("://") {
+            text.clone()
+        } else {
+            format!("nats://{text}")
+        };
+        match url::Url::parse(&full) {
+            Ok(url)
+                if matches!(url.scheme(), "nats" | "tls" | "ws" | "wss")
+                    && url.host_str().is_some_and(|host| !host.is_empty()) =>
+            {
+                urls.push(full)
+            }
+            Ok(_) => {
+                ok = false;
+                problems.add(
+                    key,
+                    Some(line),
+                    format!("{text:?} is not a NATS URL (use nats://host:4222, tls://, ws:// or wss://)"),
+                );
+            }
+            Err(error) => {
+                ok = false;
+                problems.add(key, Some(line), format!("{text:?} is not a URL: {error}"));
+            }
+        }
+    }
+    ok.then_some(urls)
+}
+
+/// NATS credentials of a stream section: at most one method.
+fn nats_auth(cx: &mut Builder<'_>, fields: &mut Fields<'_>) -> NatsAuth {
+    let user = cx.read(fields, "user", Problems::nonempty);
+    let password = cx.read(fields, "password", Problems::string);
+    let token = cx.read(fields, "token", Problems::nonempty);
+    let nkey = cx.path(fields, "nkey");
+    let creds = cx.path(fields, "creds");
+    let given: Vec<&str> = [
+        (user.is_some() || password.is_some(), "user/password"),
+        (token.is_some(), "token"),
+        (nkey.is_some(), "nkey"),
+        (creds.is_some(), "creds"),
+    ]
+    .iter()
+    .filter(|(set, _)| *set)
+    .map(|(_, name)| *name)
+    .collect();
+    if given.len() > 1 {
+        cx.problems.add(
+            fields.path(),
+            Some(fields.line()),
+            format!(
+                "set only one NATS authentication method, not {}",
+                given.join(" and ")
+            ),
+        );
+        return NatsAuth::None;
+    }
+    match (user, password, token, nkey, creds) {
+        (Some(user), Some(password), ..) => NatsAuth::UserPassword {
+            user,
+            password: Secret::new(password),
+        },
+        (Some(_), None, ..) => {
+            fields.missing(&mut cx.problems, "password", "user needs a password");
+            NatsAuth::None
+        }
+        (None, Some(_), ..) => {
+            fields.missing(&mut cx.problems, "user", "password needs a user");
+            NatsAuth::None
+        }
+        (_, _, Some(token), ..) => NatsAuth::Token(Secret::new(token)),
+        (_, _, _, Some(nkey), _) => NatsAuth::NkeySeedFile(nkey),
+        (_, _, _, _, Some(creds)) => NatsAuth::CredsFile(creds),
+        _ => NatsAuth::None,
+    }
+}
+
+fn push_gateway(cx: &mut Builder<'_>, node: &Node) -> Option<PushGatewayConfig> {
+    let mut fields = cx.problems.mapping("push_gateway", node)?;
+    let url = cx.required(
+        &mut fields,
+        "url",
+        "for example http://127.0.0.1:9091",
+        Problems::http_url,
+    );
+    let publisher_label = cx
+        .read(&mut fields, "publisher_label", Problems::boolean)
+        .unwrap_or(false);
+    let timeout = cx
+        .read(&mut fields, "timeout", Problems::positive_duration)
+        .unwrap_or(DEFAULT_SINK_TIMEOUT);
+    let http = super::sections::http_client(cx, &mut fields);
+    fields.finish(&mut cx.problems);
+    Some(PushGatewayConfig {
+        url: url?,
+        publisher_label,
+        timeout,
+        http,
+    })
+}
+
+fn remote_write(cx: &mut Builder<'_>, node: &Node) -> Vec<RemoteWriteConfig> {
+    let Some(items) = cx.problems.sequence("remote_write", node) else {
+        return Vec::new();
+    };
+    let mut list = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let key = format!("remote_write[{index}]");
+        let Some(mut fields) = cx.problems.mapping(&key, item) else {
+            continue;
+        };
+        let url = cx.required(
+            &mut fields,
+            "url",
+            "for example http://127.0.0.1:9090/api/v1/write",
+            Problems::http_url,
+        );
+        let timeout = cx
+            .read(&mut fields, "timeout", Problems::positive_duration)
+            .unwrap_or(DEFAULT_SINK_TIMEOUT);
+        let http = super::sections::http_client(cx, &mut fields);
+        fields.finish(&mut cx.problems);
+        if let Some(url) = url {
+            list.push(RemoteWriteConfig { url, timeout, http });
+        }
+    }
+    list
+}
+
+/// What a job inherits from the top level.
+struct JobDefaults {
+    interval: Duration,
+    timeout: Option<Duration>,
+    body_limit: u64,
+}
+
+fn jobs(
+    cx: &mut Builder<'_>,
+    node: &Node,
+    defaults: &JobDefaults,
+    global_filters: &[FilterConfig],
+) -> Vec<JobConfig> {
+    let Some(mut fields) = cx.problems.mapping("jobs", node) else {
+        return Vec::new();
+    };
+    let mut jobs = Vec::new();
+    for (name_node, value) in fields.all() {
+        let Some(name) = cx.problems.nonempty("jobs", name_node) else {
+            continue;
+        };
+        let key = format!("jobs.{name}");
+        if let Err(reason) = values::check_subject_token(&name) {
+            cx.problems.at(&key, name_node, format!("job name {reason}"));
+        }
+        if value.is_null() {
+            cx.problems
+                .at(&key, name_node, "a job needs targets (a list of {name, url})");
+            continue;
+        }
+        if let Some(job) = job(cx, &key, name, value, defaults, global_filters) {
+            jobs.push(job);
+        }
+    }
+    fields.finish(&mut cx.problems);
+    jobs
+}
+
+fn job(
+    cx: &mut Builder<'_>,
+    key: &str,
+    name: String,
+    node: &Node,
+    defaults: &JobDefaults,
+    global_filters: &[FilterConfig],
+) -> Option<JobConfig> {
+    let mut fields = cx.problems.mapping(key, node)?;
+    let interval = cx.read(&mut fields, "scrape_interval", Problems::positive_duration);
+    let scrape_interval = interval.unwrap_or(defaults.interval);
+    let timeout_node = fields.take("scrape_timeout");
+    let timeout = cx.read(&mut fields, "scrape_timeout", Problems::positive_duration);
+    let scrape_timeout = match (timeout, timeout_node) {
+        (Some(timeout), Some(node)) if timeout > scrape_interval => {
+            cx.problems.at(
+                &fields.key("scrape_timeout"),
+                node,
+                format!(
+                    "{} is longer than the job's scrape_interval {}",
+                    humantime::format_duration(timeout),
+                    humantime::format_duration(scrape_interval)
+                ),
+            );
+            scrape_interval
+        }
+        (Some(timeout), _) => timeout,
+        (None, _) => defaults
+            .timeout
+            .unwrap_or(DEFAULT_SCRAPE_TIMEOUT)
+            .min(scrape_interval),
+    };
+    let scrape_body_limit = cx
+        .read(&mut fields, "scrape_body_limit", positive_bytes)
+        .unwrap_or(defaults.body_limit);
+    let targets = match fields.take("targets") {
+        Some(node) => targets(cx, &fields.key("targets"), node),
+        None => {
+            fields.missing(&mut cx.problems, "targets", "a list of {name, url}");
+            Vec::new()
+        }
+    };
+    let filters = match fields.take("filters") {
+        Some(node) => {
+            let filters = super::sections::filters(cx, &fields.key("filters"), node);
+            for filter in &filters {
+                if global_filters.iter().any(|global| global.name == filter.name) {
+                    cx.problems.add(
+                        &fields.key("filters"),
+                        Some(node.line),
+                        format!(
+                            "filter name {:?} is already used by the global chain; names must be \
+                             unique within a job's whole chain",
+                            filter.name
+                        ),
+                    );
+                }
+            }
+            filters
+        }
+        None => Vec::new(),
+    };
+    let http = super::sections::http_client(cx, &mut fields);
+    fields.finish(&mut cx.problems);
+    Some(JobConfig {
+        name,
+        scrape_interval,
+        scrape_timeout,
+        scrape_body_limit,
+        targets,
+        filters,
+        http,
+    })
+}
+
+fn targets(cx: &mut Builder<'_>, key: &str, node: &Node) -> Vec<Target> {
+    let Some(items) = cx.problems.sequence(key, node) else {
+        return Vec::new();
+    };
+    if items.is_empty() {
+        cx.problems.at(key, node, "a job needs at least one target");
+    }
+    let mut targets: Vec<Target> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let key = format!("{key}[{index}]");
+        let target = if item.scalar().is_some() {
+            // A bare URL is accepted as a target without a name.
+            cx.problems
+                .http_url(&key, item)
+                .and_then(|url| target_from(cx, &key, item, None, url))
+        } else {
+            let Some(mut fields) = cx.problems.mapping(&key, item) else {
+                continue;
+            };
+            let name = cx.read(&mut fields, "name", Problems::nonempty);
+            let url = cx.required(
+                &mut fields,
+                "url",
+                "for example http://127.0.0.1:9100/metrics",
+                Problems::http_url,
+            );
+            fields.finish(&mut cx.problems);
+            url.and_then(|url| target_from(cx, &key, item, name, url))
+        };
+        let Some(target) = target else { continue };
+        if let Some(first) = targets.iter().position(|t| t.name == target.name) {
+            cx.problems.at(
+                &key,
+                item,
+                format!(
+                    "instance {:?} is already used by target [{first}]; give each target a \
+                     distinct name",
+                    target.name
+                ),
+            );
+            continue;
+        }
+        targets.push(target);
+    }
+    targets
+}
+
+fn target_from(
+    cx: &mut Builder<'_>,
+    key: &str,
+    node: &Node,
+    name: Option<String>,
+    url: url::Url,
+) -> Option<Target> {
+    let name = match name {
+        Some(name) => name,
+        None => {
+            let host = url.host_str().unwrap_or_default();
+            let Some(port) = url.port_or_known_default() else {
+                cx.problems.at(key, node, "the URL has no port and no default port");
+                return None;
+            };
+            format!("{host}:{port}")
+        }
+    };
+    Some(Target { name, url })
+}

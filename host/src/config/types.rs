@@ -1,0 +1,485 @@
+//! The typed, fully validated configuration. Every value here has passed validation: the rest of
+//! the daemon reads these fields and never re-checks them. Defaults are resolved (inherited job
+//! settings, the top-level `tls` copied into sections without their own), so no caller has to know
+//! the inheritance rules. `docs/config.md` documents every key; keep the two in step.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default scrape timeout when neither the job nor the top level sets one (capped to the interval).
+pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap on one scrape's (decompressed) body: 16 MiB.
+pub const DEFAULT_SCRAPE_BODY_LIMIT: u64 = 16 * 1024 * 1024;
+/// Default bytes of scrapes kept while NATS is unreachable: 64 MiB.
+pub const DEFAULT_OUTAGE_BUFFER: u64 = 64 * 1024 * 1024;
+/// Default JetStream retention (`max_age` of the stream): 10 minutes, as the original recommended.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(600);
+/// Default subject prefix.
+pub const DEFAULT_TOPIC: &str = "prometheus";
+/// Default time limit of one filter call.
+pub const DEFAULT_FILTER_TIME: Duration = Duration::from_millis(50);
+/// Default memory limit of one filter instance: 64 MiB.
+pub const DEFAULT_FILTER_MEMORY: u64 = 64 * 1024 * 1024;
+/// Default timeout of one push to the Pushgateway or one remote_write request.
+pub const DEFAULT_SINK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default Puppet SSL directory (as root).
+pub const DEFAULT_PUPPET_SSL_DIR: &str = "/etc/puppetlabs/puppet/ssl";
+/// Name of the job the poller adds for its own metrics when `monitor_port` is set.
+pub const SELF_JOB: &str = "promrelay";
+
+/// The whole configuration of one promrelay process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Logging: `verbose`, `debug` and `logfile`.
+    pub log: LogConfig,
+    /// `identity`: this publisher's name, used in subjects, headers and the `publisher` label.
+    /// Default: the host name with characters not allowed in a subject token replaced by `_`.
+    pub identity: String,
+    /// `scrape_interval` (required, as in the original): how often each target is scraped.
+    pub scrape_interval: Duration,
+    /// `scrape_timeout`: default [`DEFAULT_SCRAPE_TIMEOUT`], capped to `scrape_interval`.
+    pub scrape_timeout: Duration,
+    /// `scrape_body_limit`: largest body accepted from a target, in bytes.
+    /// Default [`DEFAULT_SCRAPE_BODY_LIMIT`].
+    pub scrape_body_limit: u64,
+    /// `max_age`: the receiver drops scrapes older than this. `0` or absent: `None`, no limit.
+    pub max_age: Option<Duration>,
+    /// `monitor_port`: own HTTP port (metrics, health, API). `0` or absent: `None`, off.
+    pub monitor_port: Option<u16>,
+    /// `poller_stream`: where the poller publishes. Absent: no poller.
+    pub poller_stream: Option<StreamConfig>,
+    /// `receiver_stream`: where the receiver consumes. Absent: no receiver.
+    pub receiver_stream: Option<StreamConfig>,
+    /// `push_gateway`: the receiver's Pushgateway sink.
+    pub push_gateway: Option<PushGatewayConfig>,
+    /// `remote_write`: the receiver's remote_write sinks (new; a list, may be empty).
+    pub remote_write: Vec<RemoteWriteConfig>,
+    /// `jobs`: the poller's scrape jobs, in the order of the file.
+    pub jobs: Vec<JobConfig>,
+    /// `filters`: the global filter chain, applied in order to every scrape before a job's own.
+    pub filters: Vec<FilterConfig>,
+    /// `outage_buffer`: bytes of scrapes kept while NATS is unreachable (oldest dropped first).
+    /// Default [`DEFAULT_OUTAGE_BUFFER`].
+    pub outage_buffer: u64,
+    /// `tls`: the top-level TLS stanza. Already copied into `poller_stream`, `receiver_stream` and
+    /// `management` where those have none.
+    pub tls: Option<TlsConfig>,
+    /// `management`: the circuit breaker (pause/resume) settings.
+    pub management: Option<ManagementConfig>,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    /// From `verbose: true` (info) and `debug: true` (debug); otherwise warn, as the original.
+    pub level: LogLevel,
+    /// `logfile`: append log lines there. Absent: stderr.
+    pub file: Option<PathBuf>,
+}
+
+/// A log level, least verbose first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors (the default without `verbose` or `debug`).
+    Warn,
+    /// `verbose: true`.
+    Info,
+    /// `debug: true`.
+    Debug,
+}
+
+impl LogLevel {
+    /// The level's name as `tracing_subscriber::EnvFilter` and `RUST_LOG` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A NATS JetStream connection and stream (`poller_stream` or `receiver_stream`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamConfig {
+    /// `cluster_id`: the JetStream stream name (no spaces, `.`, `*`, `>`, `/`, `\`).
+    pub stream: String,
+    /// `urls`: NATS server URLs; one URL, a comma-separated string or a list. A URL without a
+    /// scheme gets `nats://`.
+    pub urls: Vec<String>,
+    /// `topic`: subject prefix; messages go to `<topic>.<identity>.<job>`. Default `prometheus`.
+    pub topic: String,
+    /// `client_id`: the receiver's durable consumer name. Empty (the default): the receiver uses a
+    /// fresh unique consumer name each start, as the original did. Unused by the poller.
+    pub client_id: String,
+    /// `retention`: how long the stream keeps messages (its `max_age`). Default 10 minutes.
+    pub retention: Duration,
+    /// `storage`: `file` (default) or `memory`.
+    pub storage: Storage,
+    /// `replicas`: stream replicas, 1 to 5. Default 1.
+    pub replicas: usize,
+    /// `tls` of this connection, or the top-level one when this section has none.
+    pub tls: Option<TlsConfig>,
+    /// NATS credentials: `user`/`password`, `token`, `nkey` (seed file) or `creds` (file).
+    pub auth: NatsAuth,
+}
+
+impl StreamConfig {
+    /// The durable consumer name, or `None` when the receiver must invent a fresh unique one.
+    pub fn durable_name(&self) -> Option<&str> {
+        if self.client_id.is_empty() {
+            None
+        } else {
+            Some(&self.client_id)
+        }
+    }
+}
+
+/// JetStream storage of the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// On disk (default): survives a nats-server restart.
+    File,
+    /// In memory.
+    Memory,
+}
+
+/// How a NATS connection authenticates, besides TLS.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum NatsAuth {
+    /// No credentials (default).
+    #[default]
+    None,
+    /// `user` and `password`.
+    UserPassword {
+        /// `user`.
+        user: String,
+        /// `password`.
+        password: Secret,
+    },
+    /// `token`.
+    Token(Secret),
+    /// `nkey`: path of an nkey seed file.
+    NkeySeedFile(PathBuf),
+    /// `creds`: path of a credentials (JWT + seed) file.
+    CredsFile(PathBuf),
+}
+
+/// A secret string (password, token). `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself; call only where it is handed to a client library.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+/// A secret given inline or read from a file (Prometheus' `password` / `password_file` style).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretSource {
+    /// Given in the config.
+    Inline(Secret),
+    /// Read from this file (trailing newline trimmed) when the client is built.
+    File(PathBuf),
+}
+
+/// `push_gateway`: the receiver's Pushgateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushGatewayConfig {
+    /// `url`: base URL, e.g. `http://127.0.0.1:9091` (http or https).
+    pub url: url::Url,
+    /// `publisher_label`: add `publisher/<identity>` to the grouping key. Default false.
+    pub publisher_label: bool,
+    /// `timeout`: of one push. Default 30s.
+    pub timeout: Duration,
+    /// `tls_config`, `basic_auth`, `authorization`, as in Prometheus.
+    pub http: HttpClientConfig,
+}
+
+/// One `remote_write` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteWriteConfig {
+    /// `url`: the remote_write endpoint (http or https), e.g. `http://127.0.0.1:9090/api/v1/write`.
+    pub url: url::Url,
+    /// `timeout`: of one request. Default 30s.
+    pub timeout: Duration,
+    /// `tls_config`, `basic_auth`, `authorization`, as in Prometheus.
+    pub http: HttpClientConfig,
+}
+
+/// One scrape job (`jobs.<name>`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobConfig {
+    /// The key under `jobs`; the `job` label and a subject token.
+    pub name: String,
+    /// `scrape_interval`: default the top-level one.
+    pub scrape_interval: Duration,
+    /// `scrape_timeout`: default the top-level one, capped to this job's interval.
+    pub scrape_timeout: Duration,
+    /// `scrape_body_limit`: default the top-level one.
+    pub scrape_body_limit: u64,
+    /// `targets`: at least one; instances are unique within the job.
+    pub targets: Vec<Target>,
+    /// `filters`: this job's own chain, run after the global one.
+    pub filters: Vec<FilterConfig>,
+    /// `tls_config`, `basic_auth`, `authorization` for the targets, as in Prometheus.
+    pub http: HttpClientConfig,
+}
+
+/// One scrape target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// The `instance` label: `name`, or the URL's `host:port` (port defaulted by scheme).
+    pub name: String,
+    /// `url`: the full metrics URL (http or https).
+    pub url: url::Url,
+}
+
+/// One filter in a chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterConfig {
+    /// `name`: unique within the chain it runs in (global chain + the job's); a label value in
+    /// the filter metrics. Letters, digits, `_`, `-`, `.`.
+    pub name: String,
+    /// `module`: path of the `.wasm` file. Relative paths are relative to the config file's
+    /// directory when loaded with [`crate::config::load`].
+    pub module: PathBuf,
+    /// `on_error`: what a failing call does to the scrape. Default [`OnError::Drop`].
+    pub on_error: OnError,
+    /// `limits`: per call.
+    pub limits: FilterLimits,
+    /// `config`: the filter's own configuration, YAML converted to JSON, handed to its `init`.
+    /// Absent: an empty object `{}`.
+    pub config: serde_json::Value,
+}
+
+/// What a filter error (trap, timeout, out of memory, invalid output) does to the scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Go on as if the filter were not there: the scrape continues unfiltered by it.
+    Pass,
+    /// Drop the scrape (the default: fail closed, nothing unfiltered leaves the site).
+    Drop,
+    /// Fail the scrape as a whole, as a failed scrape of the target.
+    Fail,
+}
+
+impl OnError {
+    /// The keyword as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnError::Pass => "pass",
+            OnError::Drop => "drop",
+            OnError::Fail => "fail",
+        }
+    }
+}
+
+/// `limits` of one filter call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilterLimits {
+    /// `time`: wall-clock limit of one call. Default 50ms.
+    pub time: Duration,
+    /// `memory`: linear memory limit of one instance, bytes. Default 64 MiB.
+    pub memory: u64,
+}
+
+impl Default for FilterLimits {
+    fn default() -> Self {
+        FilterLimits {
+            time: DEFAULT_FILTER_TIME,
+            memory: DEFAULT_FILTER_MEMORY,
+        }
+    }
+}
+
+/// A `tls` stanza for NATS connections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsConfig {
+    /// `identity`: the certificate name. Default: the top-level `identity`.
+    pub identity: String,
+    /// `scheme` and its files.
+    pub source: TlsSource,
+}
+
+/// The `scheme` of a [`TlsConfig`] with its own keys.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TlsSource {
+    /// `scheme: manual` (alias `file`): explicit PEM files.
+    Manual {
+        /// `ca`: CA certificate(s).
+        ca: PathBuf,
+        /// `cert`: this client's certificate.
+        cert: PathBuf,
+        /// `key`: this client's private key.
+        key: PathBuf,
+        /// `cache`: a directory for cached certificates (kept from the original), optional.
+        cache: Option<PathBuf>,
+    },
+    /// `scheme: puppet`: files in Puppet's layout under `ssl_dir`.
+    Puppet {
+        /// `ssl_dir`: default [`DEFAULT_PUPPET_SSL_DIR`].
+        ssl_dir: PathBuf,
+    },
+}
+
+/// Which scheme a [`TlsConfig`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsScheme {
+    /// `manual` or `file`.
+    Manual,
+    /// `puppet`.
+    Puppet,
+}
+
+/// The three PEM files a TLS connection needs, wherever the scheme keeps them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// CA certificate(s).
+    pub ca: PathBuf,
+    /// Client certificate.
+    pub cert: PathBuf,
+    /// Client private key.
+    pub key: PathBuf,
+}
+
+impl TlsConfig {
+    /// The scheme.
+    pub fn scheme(&self) -> TlsScheme {
+        match self.source {
+            TlsSource::Manual { .. } => TlsScheme::Manual,
+            TlsSource::Puppet { .. } => TlsScheme::Puppet,
+        }
+    }
+
+    /// The CA, certificate and key paths (Puppet: `certs/ca.pem`, `certs/<identity>.pem`,
+    /// `private_keys/<identity>.pem` under `ssl_dir`).
+    pub fn files(&self) -> TlsFiles {
+        match &self.source {
+            TlsSource::Manual { ca, cert, key, .. } => TlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            TlsSource::Puppet { ssl_dir } => TlsFiles {
+                ca: ssl_dir.join("certs").join("ca.pem"),
+                cert: ssl_dir.join("certs").join(format!("{}.pem", self.identity)),
+                key: ssl_dir
+                    .join("private_keys")
+                    .join(format!("{}.pem", self.identity)),
+            },
+        }
+    }
+}
+
+/// `management`: the circuit breaker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagementConfig {
+    /// `name`: the component name in management subjects and lifecycle events. Default `promrelay`.
+    pub name: String,
+    /// `brokers`: NATS URLs of the management network; one, a comma string or a list. May be
+    /// empty (HTTP API only).
+    pub brokers: Vec<String>,
+    /// `logfile`: the original's management log file, optional.
+    pub logfile: Option<PathBuf>,
+    /// `loglevel`: `error`, `warn`, `info` or `debug`. Default `info`.
+    pub loglevel: LogLevel,
+    /// `auth`: who may do what.
+    pub auth: ManagementAuth,
+    /// `tls` for the brokers, or the top-level one when absent.
+    pub tls: Option<TlsConfig>,
+    /// `token`: bearer token required by the changing HTTP actions (pause, resume, flip).
+    pub token: Option<Secret>,
+}
+
+/// `management.auth`: regular expressions (unanchored, `regex` crate syntax) over the caller's name.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ManagementAuth {
+    /// `full`: callers allowed every action.
+    pub full: Vec<String>,
+    /// `read_only`: callers allowed `ping` and `info`.
+    pub read_only: Vec<String>,
+    /// `insecure`: allow every caller every action. Default false.
+    pub insecure: bool,
+}
+
+/// HTTP client settings of a job's targets, the Pushgateway or a remote_write endpoint, with the
+/// key names of Prometheus.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HttpClientConfig {
+    /// `tls_config`.
+    pub tls: Option<HttpTlsConfig>,
+    /// `basic_auth` (exclusive with `authorization`).
+    pub basic_auth: Option<BasicAuth>,
+    /// `authorization` (exclusive with `basic_auth`).
+    pub authorization: Option<Authorization>,
+}
+
+impl HttpClientConfig {
+    /// True when nothing is set (plain client).
+    pub fn is_default(&self) -> bool {
+        self == &HttpClientConfig::default()
+    }
+}
+
+/// Prometheus' `tls_config`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HttpTlsConfig {
+    /// `ca_file`: CA certificate(s) to trust instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// `cert_file`: client certificate (with `key_file`).
+    pub cert_file: Option<PathBuf>,
+    /// `key_file`: client key (with `cert_file`).
+    pub key_file: Option<PathBuf>,
+    /// `server_name`: name checked in the server's certificate.
+    pub server_name: Option<String>,
+    /// `insecure_skip_verify`: do not verify the server. Default false.
+    pub insecure_skip_verify: bool,
+}
+
+/// Prometheus' `basic_auth`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BasicAuth {
+    /// `username`.
+    pub username: String,
+    /// `password` or `password_file`; `None`: empty password.
+    pub password: Option<SecretSource>,
+}
+
+/// Prometheus' `authorization`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Authorization {
+    /// `type`: default `Bearer`.
+    pub kind: String,
+    /// `credentials` or `credentials_file`.
+    pub credentials: SecretSource,
+}

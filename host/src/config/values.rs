@@ -1,0 +1,166 @@
+//! Value syntaxes of the config: durations, byte sizes, NATS names and subject tokens. Pure
+//! functions, no I/O; they return `None`/`Err(reason)` and leave reporting to the caller.
+
+use std::time::Duration;
+
+/// Parses a Go-style duration (`60s`, `1m30s`, `1.5h`, `500ms`, also `d` for days) or bare
+/// seconds (`90`, `2.5`). `0` is zero. Negative values are refused.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(seconds) = text.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| Duration::try_from_secs_f64(seconds).ok())
+            .flatten();
+    }
+    let mut total = 0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if number_end == 0 {
+            return None;
+        }
+        let number: f64 = rest[..number_end].parse().ok()?;
+        rest = &rest[number_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds_per_unit = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => return None,
+        };
+        rest = &rest[unit_end..];
+        total += number * seconds_per_unit;
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+/// Parses a byte size: a whole number of bytes, or a number with a unit: `B`, `KB`/`MB`/`GB`
+/// (powers of 1000), `KiB`/`MiB`/`GiB` (powers of 1024); units are case-insensitive and may be
+/// separated by a space.
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    if number.is_empty() {
+        return None;
+    }
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1000 * 1000,
+        "gb" => 1000 * 1000 * 1000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return None,
+    };
+    if let Ok(whole) = number.parse::<u64>() {
+        return whole.checked_mul(multiplier);
+    }
+    let fraction: f64 = number.parse().ok()?;
+    let bytes = (fraction * multiplier as f64).round();
+    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
+/// Checks a JetStream stream or consumer name: non-empty, at most 255 characters, no whitespace
+/// or control characters, none of `.`, `*`, `>`, `/`, `\`.
+pub fn check_stream_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    if name.chars().count() > 255 {
+        return Err(format!("{name:?} is longer than 255 characters"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+    {
+        return Err(format!(
+            "{name:?} is not a valid JetStream name: it contains {bad:?} \
+             (spaces, '.', '*', '>', '/' and '\\' are not allowed)"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks one NATS subject token: non-empty, no whitespace or control characters, none of `.`,
+/// `*`, `>`.
+pub fn check_subject_token(token: &str) -> Result<(), String> {
+    if token.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    if let Some(bad) = token
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>'))
+    {
+        return Err(format!(
+            "{token:?} cannot be used in a NATS subject: it contains {bad:?} \
+             (spaces, '.', '*' and '>' are not allowed)"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a subject prefix: one or more valid tokens joined by `.`.
+pub fn check_subject_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    for token in prefix.split('.') {
+        if token.is_empty() {
+            return Err(format!(
+                "{prefix:?} is not a valid subject prefix: empty token (leading, trailing or double '.')"
+            ));
+        }
+        check_subject_token(token)
+            .map_err(|reason| format!("{prefix:?} is not a valid subject prefix: {reason}"))?;
+    }
+    Ok(())
+}
+
+/// Turns a host name into a valid subject token by replacing what is not allowed with `_`.
+pub fn subject_token_from(name: &str) -> String {
+    let token: String = name
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if token.is_empty() {
+        "promrelay".to_string()
+    } else {
+        token
+    }
+}
+
+/// Levenshtein distance, for "did you mean" suggestions on unknown keys.
+pub fn edit_distance(left: &str, right: &str) -> usize {
+    let right: Vec<char> = right.chars().collect();
+    let mut previous: Vec<usize> = (0..=right.len()).collect();
+    for (i, l) in left.chars().enumerate() {
+        let mut current = vec![i + 1; right.len() + 1];
+        for (j, r) in right.iter().enumerate() {
+            let substitution = previous[j] + usize::from(l != *r);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[right.len()]
+}
