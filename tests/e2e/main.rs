@@ -1,1 +1,6 @@
-//! End-to-end tests.
+//! End-to-end tests: one test binary, one module per area. Add a module with one `mod x;` line.
+//!
+//! Every test starts the real servers it needs through the `promrelay_tests` harness (free loopback
+//! ports, temp dirs, killed on drop) and waits with `poll_until`, never with sleeps.
+
+mod harness;

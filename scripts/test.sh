@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The whole test suite. README's second command and `.ci/run` run exactly this.
+#
+# 1. builds the shipped WebAssembly filters (when scripts/build-filters.sh exists);
+# 2. checks formatting and lints (warnings are errors);
+# 3. runs every test of the workspace: unit, property, and the end-to-end tests against real
+#    nats-server, Pushgateway, Prometheus and node_exporter on free loopback ports.
+#
+# Needs the Debian packages `.ci/run` installs. Debug builds only: no release build here.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if [[ -f scripts/build-filters.sh ]]; then
+    step "building the WebAssembly filters"
+    bash scripts/build-filters.sh
+fi
+
+step "cargo fmt --all --check"
+cargo fmt --all --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+# The end-to-end tests run the daemon as a child process: build it once here, and tell the tests
+# where it is, so no test process has to invoke cargo itself.
+step "cargo build -p promrelay --bin promrelay"
+cargo build -p promrelay --bin promrelay
+target_dir="${CARGO_TARGET_DIR:-target}"
+[[ "$target_dir" = /* ]] || target_dir="$PWD/$target_dir"
+export PROMRELAY_BIN="$target_dir/debug/promrelay"
+
+if cargo nextest --version >/dev/null 2>&1; then
+    step "cargo nextest run --workspace"
+    cargo nextest run --workspace --no-fail-fast
+    step "cargo test --workspace --doc"
+    cargo test --workspace --doc
+else
+    step "cargo test --workspace"
+    cargo test --workspace --no-fail-fast
+fi
+
+step "all tests passed"

@@ -1,0 +1,140 @@
+//! The harness itself: each server starts, answers, and is gone (its PID dead) after drop.
+
+use std::time::Duration;
+
+use promrelay_tests::target::SMALL_BODY;
+use promrelay_tests::{
+    http, parse_samples, pid_is_alive, poll_until, Behaviour, NatsServer, NodeExporter, Prometheus,
+    Pushgateway, TargetServer,
+};
+
+fn assert_gone(pid: u32, what: &str) {
+    poll_until(
+        Duration::from_secs(5),
+        &format!("{what} (pid {pid}) to be gone"),
+        || (!pid_is_alive(pid)).then_some(()),
+    );
+}
+
+#[test]
+fn nats_server_starts_answers_survives_kill9_and_restart_and_is_gone_after_drop() {
+    let mut nats = NatsServer::start();
+    let pid = nats.pid().expect("running");
+    assert!(nats.url().starts_with("nats://127.0.0.1:"));
+    let varz = http::get_ok(&format!("{}/varz", nats.monitor_url())).expect("GET /varz");
+    assert!(varz.contains("\"jetstream\""), "JetStream is on: {varz}");
+
+    nats.kill9();
+    assert_gone(pid, "nats-server after SIGKILL");
+    nats.restart();
+    let restarted = nats.pid().expect("running again");
+    assert_ne!(pid, restarted);
+    assert!(
+        nats.jsz().get("config").is_some(),
+        "JetStream answers after restart"
+    );
+
+    drop(nats);
+    assert_gone(restarted, "nats-server after drop");
+}
+
+#[test]
+fn pushgateway_accepts_a_push_restarts_with_its_data_and_is_gone_after_drop() {
+    let mut pushgateway = Pushgateway::start();
+    let url = format!("{}/metrics/job/harness/instance/i1", pushgateway.url());
+    let answer =
+        http::request("PUT", &url, Some(b"harness_value{a=\"1\"} 7\n")).expect("PUT a group");
+    assert!(
+        (200..300).contains(&answer.status),
+        "push answered {}: {}",
+        answer.status,
+        answer.body
+    );
+    let pushed = pushgateway.pushed_series_for("harness");
+    assert_eq!(pushed.len(), 1, "{pushed:?}");
+    assert_eq!(pushed[0].label("instance"), Some("i1"));
+    assert_eq!(pushed[0].value, 7.0);
+
+    pushgateway.stop();
+    assert!(
+        pushgateway.try_metrics_text().is_err(),
+        "stopped means not answering"
+    );
+    pushgateway.start_again();
+    assert_eq!(
+        pushgateway.pushed_series_for("harness").len(),
+        1,
+        "persisted across the restart"
+    );
+
+    let pid = pushgateway.pid().expect("running");
+    drop(pushgateway);
+    assert_gone(pid, "the Pushgateway after drop");
+}
+
+#[test]
+fn node_exporter_serves_hundreds_of_parsable_samples_and_is_gone_after_drop() {
+    let node = NodeExporter::start();
+    let samples = parse_samples(&node.metrics_text()).expect("node_exporter text parses");
+    assert!(samples.len() > 100, "only {} samples", samples.len());
+    assert!(samples.iter().any(|s| s.name == "node_exporter_build_info"));
+    let pid = node.pid().expect("running");
+    drop(node);
+    assert_gone(pid, "node_exporter after drop");
+}
+
+#[test]
+fn prometheus_receiver_answers_queries_and_is_gone_after_drop() {
+    let prometheus = Prometheus::start_remote_write_receiver();
+    let result = prometheus.query("vector(1)").expect("query vector(1)");
+    assert_eq!(result.len(), 1, "{result:?}");
+    let pid = prometheus.pid().expect("running");
+    drop(prometheus);
+    assert_gone(pid, "Prometheus after drop");
+}
+
+#[test]
+fn target_server_serves_each_behaviour_and_counts_requests() {
+    let target = TargetServer::start(Behaviour::Fixed(SMALL_BODY.into()));
+    let body = http::get_ok(&target.url()).expect("fixed body");
+    assert_eq!(parse_samples(&body).expect("small body parses").len(), 3);
+
+    target.set_behaviour(Behaviour::Garbage);
+    assert!(parse_samples(&http::get_ok(&target.url()).expect("garbage")).is_err());
+
+    target.set_behaviour(Behaviour::Status(500));
+    assert_eq!(http::get(&target.url()).expect("status").status, 500);
+
+    target.set_behaviour(Behaviour::Gzip(SMALL_BODY.into()));
+    let answer = http::get(&target.url()).expect("gzip");
+    assert_eq!(answer.header("content-encoding"), Some("gzip"));
+
+    target.set_behaviour(Behaviour::Huge { bytes: 1_000_000 });
+    assert_eq!(http::get_ok(&target.url()).expect("huge").len(), 1_000_000);
+
+    target.set_behaviour(Behaviour::Slow {
+        delay: Duration::from_millis(200),
+        body: SMALL_BODY.into(),
+    });
+    assert_eq!(http::get_ok(&target.url()).expect("slow"), SMALL_BODY);
+
+    assert_eq!(target.requests(), 6);
+}
+
+#[test]
+fn target_server_endless_body_keeps_streaming_and_drop_does_not_hang() {
+    use std::io::{Read, Write};
+    let target = TargetServer::start(Behaviour::Endless);
+    let mut stream = std::net::TcpStream::connect(target.host_port()).expect("connect");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .expect("send request");
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while received.iter().filter(|&&b| b == b'\n').count() < 20 {
+        let read = stream.read(&mut buffer).expect("read the endless body");
+        assert!(read > 0, "the endless body ended");
+        received.extend_from_slice(&buffer[..read]);
+    }
+    drop(target);
+}
