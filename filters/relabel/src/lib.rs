@@ -1,0 +1,16 @@
+//! `relabel`: Prometheus `relabel_configs`, applied to every series of a scrape.
+//!
+//! - [`config`] parses and validates the filter configuration (`{ relabel_configs: [...] }`) into
+//!   compiled [`config::Rule`]s, with Prometheus' defaults and error wording.
+//! - [`engine`] applies the rules to one series' sorted label set (`__name__` included).
+//! - [`text`] holds the Go-compatible pieces: template expansion, name grammar, RE2 translation.
+//!
+//! The logic is plain Rust with no dependency on the filter ABI, so it is tested and benchmarked
+//! natively.
+
+pub mod config;
+pub mod engine;
+pub mod text;
+
+pub use config::{parse, Action, ConfigError, Problem, RelabelConfig, Rule};
+pub use engine::{process, Label, LabelSet, Relabeler};
