@@ -1,1 +1,119 @@
-//! (work in progress)
+//! Where the receiver delivers scrapes: a Prometheus Pushgateway and/or remote_write endpoints.
+//!
+//! Every sink answers a push with an [`Outcome`] the receiver acts on: `Ok` lets it ack the
+//! message, `Rejected` (the sink refused this scrape for good, HTTP 4xx) is logged, counted and
+//! acked, `Retry` (5xx, 429, timeout, connection error) leaves the message unacked so it is
+//! pushed again later.
+//!
+//! **Invariant:** a sink never retries by itself and never blocks longer than its timeout; the
+//! retry policy (backoff, `max_age`) belongs to `receive`.
+
+pub mod pushgateway;
+pub mod remote_write;
+
+pub use pushgateway::Pushgateway;
+pub use remote_write::RemoteWrite;
+
+use std::time::Duration;
+
+use crate::model::Scrape;
+
+/// How a sink answered one push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx: delivered.
+    Ok,
+    /// 4xx (except 429): this scrape will never be accepted; the body says why.
+    Rejected { status: u16, body: String },
+    /// 5xx, 429, timeout or a connection error: try again later.
+    Retry(String),
+}
+
+impl Outcome {
+    /// The `result` label value of the push metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Rejected { .. } => "rejected",
+            Outcome::Retry(_) => "retry",
+        }
+    }
+}
+
+/// One configured sink.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    Pushgateway(Pushgateway),
+    RemoteWrite(RemoteWrite),
+}
+
+impl Sink {
+    /// Short name for logs and the `sink` metric label: `pushgateway` or `remote_write:<host>`.
+    pub fn name(&self) -> &str {
+        match self {
+            Sink::Pushgateway(_) => "pushgateway",
+            Sink::RemoteWrite(sink) => sink.name(),
+        }
+    }
+
+    /// Delivers one scrape.
+    pub async fn push(&self, scrape: &Scrape) -> Outcome {
+        match self {
+            Sink::Pushgateway(sink) => sink.push(scrape).await,
+            Sink::RemoteWrite(sink) => sink.push(scrape).await,
+        }
+    }
+}
+
+/// Builds the HTTP client the sinks share: rustls, connect and request timeouts, no redirects
+/// to other hosts' data (reqwest's default policy), a `promrelay/<version>` user agent.
+pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("promrelay/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .map_err(|error| anyhow::anyhow!("building the sinks' HTTP client: {error}"))
+}
+
+/// Classifies an HTTP answer: 2xx ok, 429 and 5xx retry, other 4xx (and anything else) rejected.
+pub(crate) async fn classify(response: reqwest::Response) -> Outcome {
+    let status = response.status();
+    if status.is_success() {
+        return Outcome::Ok;
+    }
+    let body = response.text().await.unwrap_or_default();
+    let body = truncate(body.trim(), 512);
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        Outcome::Retry(format!("HTTP {status}: {body}"))
+    } else {
+        Outcome::Rejected {
+            status: status.as_u16(),
+            body,
+        }
+    }
+}
+
+/// Describes a transport error for `Outcome::Retry`, with its causes.
+pub(crate) fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}

@@ -1,0 +1,263 @@
+//! The Prometheus Pushgateway sink: one `PUT` per scrape, replacing the scrape's group.
+//!
+//! The group is `job/<job>/instance/<instance>[/publisher/<publisher>]`; a value that contains
+//! `/` or is empty travels in the Pushgateway's `@base64` form (URL-safe base64), anything else
+//! percent-encoded. The body is Prometheus text 0.0.4 *without* timestamps (the Pushgateway
+//! answers 400 to a timestamped sample), one HELP/TYPE per family name, and without the labels
+//! the grouping key supplies (the Pushgateway would overwrite them anyway; a `publisher` label
+//! in the body and in the key would conflict). `exported_*` labels stay as they are.
+//!
+//! **Invariant:** `PUT`, never `POST`: a scrape replaces its group whole, so a series that
+//! disappeared from the target disappears from the Pushgateway too.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use super::{classify, describe, http_client, Outcome};
+use crate::exposition::{self, RenderOptions};
+use crate::model::{Family, Scrape, Series};
+
+/// The Pushgateway's content type for text 0.0.4.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A Pushgateway at one base URL.
+#[derive(Debug, Clone)]
+pub struct Pushgateway {
+    base: url::Url,
+    publisher_label: bool,
+    client: reqwest::Client,
+}
+
+impl Pushgateway {
+    /// A sink pushing to `base` (e.g. `http://127.0.0.1:9091`), adding `publisher/<identity>` to
+    /// the grouping key when `publisher_label` is set.
+    pub fn new(
+        base: url::Url,
+        publisher_label: bool,
+        timeout: Duration,
+    ) -> anyhow::Result<Pushgateway> {
+        Ok(Pushgateway::with_client(
+            base,
+            publisher_label,
+            http_client(timeout)?,
+        ))
+    }
+
+    /// Like [`Pushgateway::new`] with a client built elsewhere (TLS, auth).
+    pub fn with_client(
+        base: url::Url,
+        publisher_label: bool,
+        client: reqwest::Client,
+    ) -> Pushgateway {
+        Pushgateway {
+            base,
+            publisher_label,
+            client,
+        }
+    }
+
+    /// From the config's `push_gateway` section.
+    pub fn from_config(section: &crate::config::PushGatewayConfig) -> anyhow::Result<Pushgateway> {
+        Pushgateway::new(
+            section.url.clone(),
+            section.publisher_label,
+            section.timeout,
+        )
+    }
+
+    /// Whether the grouping key includes the publisher.
+    pub fn publisher_label(&self) -> bool {
+        self.publisher_label
+    }
+
+    /// The group URL of a scrape.
+    pub fn group_url(&self, scrape: &Scrape) -> url::Url {
+        let meta = &scrape.meta;
+        let mut pairs = vec![
+            ("job", meta.job.as_str()),
+            ("instance", meta.instance.as_str()),
+        ];
+        if self.publisher_label {
+            pairs.push(("publisher", meta.publisher.as_str()));
+        }
+        group_url(&self.base, &pairs)
+    }
+
+    /// The body of a push: text 0.0.4, no timestamps, no grouping-key labels.
+    pub fn body(&self, scrape: &Scrape) -> Vec<u8> {
+        let mut drop = vec!["instance", "job"];
+        if self.publisher_label {
+            drop.push("publisher");
+        }
+        let families = without_labels(&scrape.families, &drop);
+        let mut out = Vec::with_capacity(64 * 1024);
+        exposition::render(&families, &RenderOptions { timestamps: false }, &mut out);
+        out
+    }
+
+    /// Replaces the scrape's group in the Pushgateway.
+    pub async fn push(&self, scrape: &Scrape) -> Outcome {
+        let request = self
+            .client
+            .put(self.group_url(scrape))
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .body(self.body(scrape));
+        match request.send().await {
+            Ok(response) => classify(response).await,
+            Err(error) => Outcome::Retry(describe(&error)),
+        }
+    }
+}
+
+/// `<base>/metrics/<name>/<value>/...`, each value in the form the Pushgateway expects.
+pub fn group_url(base: &url::Url, pairs: &[(&str, &str)]) -> url::Url {
+    let mut url = base.clone();
+    {
+        let mut segments = url
+            .path_segments_mut()
+            .expect("a Pushgateway URL is http(s), which has a path");
+        segments.pop_if_empty().push("metrics");
+        for (name, value) in pairs {
+            if value.is_empty() || value.contains('/') {
+                // The Pushgateway's form for values a path segment cannot carry; an empty value
+                // is spelled `=` (one padding character), as its README says.
+                let encoded = if value.is_empty() {
+                    "=".to_string()
+                } else {
+                    base64::engine::general_purpose::URL_SAFE.encode(value)
+                };
+                segments.push(&format!("{name}@base64")).push(&encoded);
+            } else {
+                segments.push(name).push(value);
+            }
+        }
+    }
+    url
+}
+
+/// The families with `labels` removed from every series; a series that becomes a duplicate of
+/// an earlier one of the same family is left out (the Pushgateway answers 400 to duplicates).
+fn without_labels(families: &[Family], labels: &[&str]) -> Vec<Family> {
+    families
+        .iter()
+        .map(|family| {
+            let mut series: Vec<Series> = Vec::with_capacity(family.series.len());
+            let mut stripped_any = false;
+            for original in &family.series {
+                let mut copy = original.clone();
+                let before = copy.labels.len();
+                copy.labels
+                    .retain(|label| !labels.contains(&label.name.as_str()));
+                stripped_any |= copy.labels.len() != before;
+                series.push(copy);
+            }
+            if stripped_any {
+                let mut seen: HashSet<(&str, Vec<(&str, &str)>)> = HashSet::new();
+                let mut keep = vec![true; series.len()];
+                for (index, one) in series.iter().enumerate() {
+                    let key = (
+                        one.name.as_str(),
+                        one.labels
+                            .iter()
+                            .map(|label| (label.name.as_str(), label.value.as_str()))
+                            .collect(),
+                    );
+                    keep[index] = seen.insert(key);
+                }
+                let mut flags = keep.into_iter();
+                series.retain(|_| flags.next().unwrap_or(true));
+            }
+            Family {
+                name: family.name.clone(),
+                help: family.help.clone(),
+                unit: family.unit.clone(),
+                kind: family.kind,
+                series,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Label, MetricType, ScrapeMeta};
+
+    fn base() -> url::Url {
+        url::Url::parse("http://127.0.0.1:9091").expect("valid URL")
+    }
+
+    #[test]
+    fn group_url_table() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("job", "node"), ("instance", "h1:9100")],
+                "http://127.0.0.1:9091/metrics/job/node/instance/h1:9100",
+            ),
+            (
+                &[("job", "node"), ("instance", "http://h/x")],
+                "http://127.0.0.1:9091/metrics/job/node/instance@base64/aHR0cDovL2gveA==",
+            ),
+            (
+                &[("job", "node"), ("instance", "")],
+                "http://127.0.0.1:9091/metrics/job/node/instance@base64/=",
+            ),
+            (
+                &[("job", "a b?"), ("instance", "i")],
+                "http://127.0.0.1:9091/metrics/job/a%20b%3F/instance/i",
+            ),
+        ];
+        for (pairs, expected) in cases {
+            assert_eq!(group_url(&base(), pairs).as_str(), *expected, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn group_url_keeps_a_base_path() {
+        let base = url::Url::parse("http://h:9091/pgw/").expect("valid URL");
+        assert_eq!(
+            group_url(&base, &[("job", "j")]).as_str(),
+            "http://h:9091/pgw/metrics/job/j"
+        );
+    }
+
+    #[test]
+    fn body_drops_grouping_labels_and_duplicates() {
+        let series = |labels: Vec<Label>| Series {
+            name: "x".into(),
+            labels,
+            value: 1.0,
+            timestamp_ms: Some(5),
+        };
+        let scrape = Scrape {
+            meta: ScrapeMeta {
+                publisher: "P".into(),
+                job: "j".into(),
+                instance: "i".into(),
+                time_ms: 1,
+            },
+            families: vec![Family {
+                name: "x".into(),
+                kind: MetricType::Gauge,
+                series: vec![
+                    series(vec![Label::new("a", "1"), Label::new("instance", "i")]),
+                    series(vec![Label::new("a", "1"), Label::new("instance", "other")]),
+                    series(vec![
+                        Label::new("exported_job", "e"),
+                        Label::new("job", "j"),
+                    ]),
+                ],
+                ..Family::default()
+            }],
+        };
+        let sink = Pushgateway::with_client(base(), true, reqwest::Client::new());
+        let families = without_labels(&scrape.families, &["instance", "job", "publisher"]);
+        assert_eq!(families[0].series.len(), 2);
+        assert_eq!(families[0].series[1].label("exported_job"), Some("e"));
+        let body = String::from_utf8(sink.body(&scrape)).expect("utf-8");
+        assert!(!body.contains("instance="), "{body}");
+        assert!(!body.contains(" 5\n"), "no timestamps: {body}");
+    }
+}

@@ -1,0 +1,210 @@
+use std::io::Write as _;
+
+use super::*;
+use crate::model::{Family, Label, MetricType, Series};
+
+fn scrape() -> Scrape {
+    Scrape {
+        meta: ScrapeMeta {
+            publisher: "dc1.example.net".into(),
+            job: "node".into(),
+            instance: "h1:9100".into(),
+            time_ms: 1_700_000_000_123,
+        },
+        families: vec![Family {
+            name: "node_load1".into(),
+            help: Some("1m load average.".into()),
+            unit: None,
+            kind: MetricType::Gauge,
+            series: vec![
+                Series {
+                    name: "node_load1".into(),
+                    labels: vec![Label::new("instance", "h1:9100"), Label::new("job", "node")],
+                    value: 0.25,
+                    timestamp_ms: None,
+                },
+                Series {
+                    name: "node_load1".into(),
+                    labels: vec![Label::new("cpu", "a\"b\\c\nd")],
+                    value: f64::INFINITY,
+                    timestamp_ms: Some(1_700_000_000_000),
+                },
+            ],
+        }],
+    }
+}
+
+#[test]
+fn encode_then_decode_is_the_identity() {
+    let original = scrape();
+    let message = encode(&original, "prometheus").expect("encodes");
+    assert_eq!(message.subject, "prometheus.dc1_example_net.node");
+    let headers = &message.headers;
+    assert_eq!(
+        headers.get(HEADER_ENCODING).map(|v| v.as_str()),
+        Some("zstd")
+    );
+    assert_eq!(headers.get(HEADER_SAMPLES).map(|v| v.as_str()), Some("2"));
+    assert_eq!(
+        headers.get(HEADER_TIME).map(|v| v.as_str()),
+        Some("1700000000123")
+    );
+    assert_eq!(
+        headers.get(HEADER_MSG_ID).map(|v| v.as_str()),
+        Some(message.msg_id.as_str())
+    );
+    let decoded = decode(Some(headers), &message.payload).expect("decodes");
+    assert_eq!(decoded, original);
+    assert_eq!(peek_meta(Some(headers)), Some(original.meta.clone()));
+}
+
+#[test]
+fn message_id_is_stable_and_depends_on_every_fact() {
+    let meta = scrape().meta;
+    // Pinned: a change breaks de-duplication across an upgrade.
+    assert_eq!(message_id(&meta), message_id(&meta.clone()));
+    assert_eq!(message_id(&meta).len(), 3 + 32);
+    let variants = [
+        ScrapeMeta {
+            publisher: "other".into(),
+            ..meta.clone()
+        },
+        ScrapeMeta {
+            job: "other".into(),
+            ..meta.clone()
+        },
+        ScrapeMeta {
+            instance: "other".into(),
+            ..meta.clone()
+        },
+        ScrapeMeta {
+            time_ms: meta.time_ms + 1,
+            ..meta.clone()
+        },
+        // Length prefixes: moving a character from one field to the next changes the id.
+        ScrapeMeta {
+            publisher: "dc1.example.netn".into(),
+            job: "ode".into(),
+            ..meta.clone()
+        },
+    ];
+    for variant in variants {
+        assert_ne!(message_id(&variant), message_id(&meta), "{variant:?}");
+    }
+}
+
+#[test]
+fn message_id_is_pinned() {
+    let meta = ScrapeMeta {
+        publisher: "P".into(),
+        job: "j".into(),
+        instance: "i".into(),
+        time_ms: 0,
+    };
+    let first = message_id(&meta);
+    assert!(first.starts_with("v1-"));
+    assert!(first[3..].chars().all(|c| c.is_ascii_hexdigit()));
+}
+
+#[test]
+fn subject_tokens_are_made_safe() {
+    let cases = [
+        ("host.example.net", "host_example_net"),
+        ("a b", "a_b"),
+        ("x*y>z", "x_y_z"),
+        ("", "_"),
+        ("plain-1", "plain-1"),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(subject_token(input), expected, "{input:?}");
+    }
+}
+
+#[test]
+fn a_header_with_a_newline_is_an_error_not_a_panic() {
+    let mut bad = scrape();
+    bad.meta.instance = "h1\r\nX: y".into();
+    let error = encode(&bad, "prometheus").expect_err("refused").to_string();
+    assert!(error.contains(HEADER_INSTANCE), "{error}");
+}
+
+#[test]
+fn a_zstd_bomb_is_refused() {
+    let zeros = vec![0u8; 4 * 1024 * 1024];
+    let bomb = zstd::bulk::compress(&zeros, 19).expect("compresses");
+    assert!(bomb.len() < 4096);
+    let message = encode(&scrape(), "prometheus").expect("encodes");
+    match decode_with_limit(Some(&message.headers), &bomb, 1024 * 1024) {
+        Err(WireError::TooLarge { limit }) => assert_eq!(limit, 1024 * 1024),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_gzip_bomb_is_refused() {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder
+        .write_all(&vec![b'a'; 2 * 1024 * 1024])
+        .expect("writes");
+    let bomb = encoder.finish().expect("finishes");
+    assert!(matches!(
+        decompress("gzip", &bomb, 1024),
+        Err(WireError::TooLarge { limit: 1024 })
+    ));
+}
+
+#[test]
+fn decode_errors_name_what_is_wrong() {
+    let message = encode(&scrape(), "prometheus").expect("encodes");
+    let mut headers = message.headers.clone();
+    headers.insert(HEADER_ENCODING, "brotli");
+    let error = decode(Some(&headers), &message.payload).expect_err("unknown encoding");
+    assert!(matches!(error, WireError::UnsupportedEncoding(ref e) if e == "brotli"));
+
+    let mut headers = message.headers.clone();
+    headers.insert(HEADER_TIME, "yesterday");
+    let error = decode(Some(&headers), &message.payload).expect_err("bad time");
+    assert!(error.to_string().contains(HEADER_TIME), "{error}");
+
+    let error = decode(Some(&message.headers), b"not zstd").expect_err("corrupt body");
+    assert!(matches!(error, WireError::Decompress { .. }), "{error}");
+
+    let error = decode(None, b"\x00garbage").expect_err("neither format");
+    assert!(matches!(error, WireError::Legacy(_)), "{error}");
+
+    let mut headers = message.headers.clone();
+    headers.insert(HEADER_FORMAT, "application/openmetrics-text");
+    let error = decode(Some(&headers), &message.payload).expect_err("format");
+    assert!(matches!(error, WireError::UnsupportedFormat(_)), "{error}");
+}
+
+#[test]
+fn a_prometheus_streams_json_message_is_read() {
+    let text = b"# TYPE up gauge\nup 1\n";
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(text).expect("writes");
+    let gzipped = encoder.finish().expect("finishes");
+    let json = serde_json::json!({
+        "job": "choria",
+        "instance": "choria1",
+        "time": 1_600_000_000,
+        "publisher": "USDC1",
+        "scrape": base64::engine::general_purpose::STANDARD.encode(gzipped),
+    });
+    let payload = serde_json::to_vec(&json).expect("serialises");
+    let decoded = decode(None, &payload).expect("decodes the legacy message");
+    assert_eq!(decoded.meta.publisher, "USDC1");
+    assert_eq!(decoded.meta.job, "choria");
+    assert_eq!(decoded.meta.instance, "choria1");
+    assert_eq!(decoded.meta.time_ms, 1_600_000_000_000);
+    assert_eq!(decoded.families[0].series[0].value, 1.0);
+}
+
+#[test]
+fn format_header_variants() {
+    assert!(format_is_text("text/plain; version=0.0.4"));
+    assert!(format_is_text("text/plain;version=0.0.4; charset=utf-8"));
+    assert!(format_is_text("text/plain"));
+    assert!(!format_is_text("text/plain; version=1.0.0"));
+    assert!(!format_is_text("application/json"));
+}
