@@ -137,7 +137,9 @@ pub(super) fn build(root: Option<&Node>, base: Option<&Path>) -> Result<Config, 
         .read(&mut top, "max_age", Problems::duration)
         .filter(|age| !age.is_zero());
     let monitor_port = cx
-        .read(&mut top, "monitor_port", |p, k, n| p.integer(k, n, 0, 65535))
+        .read(&mut top, "monitor_port", |p, k, n| {
+            p.integer(k, n, 0, 65535)
+        })
         .and_then(|port| u16::try_from(port).ok())
         .filter(|port| *port != 0);
     let outage_buffer = cx
@@ -225,7 +227,8 @@ fn positive_bytes(problems: &mut Problems, key: &str, node: &Node) -> Option<u64
 
 /// Checks that need several sections at once.
 fn check_combinations(config: &Config, problems: &mut Problems, root_line: usize) {
-    if !config.runs_poller() && !config.runs_receiver() {
+    // Only when everything else is valid: an invalid section is missing from `config`.
+    if problems.list.is_empty() && !config.runs_poller() && !config.runs_receiver() {
         problems.add(
             "",
             Some(root_line),
@@ -538,11 +541,15 @@ fn jobs(
         };
         let key = format!("jobs.{name}");
         if let Err(reason) = values::check_subject_token(&name) {
-            cx.problems.at(&key, name_node, format!("job name {reason}"));
+            cx.problems
+                .at(&key, name_node, format!("job name {reason}"));
         }
         if value.is_null() {
-            cx.problems
-                .at(&key, name_node, "a job needs targets (a list of {name, url})");
+            cx.problems.at(
+                &key,
+                name_node,
+                "a job needs targets (a list of {name, url})",
+            );
             continue;
         }
         if let Some(job) = job(cx, &key, name, value, defaults, global_filters) {
@@ -599,7 +606,10 @@ fn job(
         Some(node) => {
             let filters = super::sections::filters(cx, &fields.key("filters"), node);
             for filter in &filters {
-                if global_filters.iter().any(|global| global.name == filter.name) {
+                if global_filters
+                    .iter()
+                    .any(|global| global.name == filter.name)
+                {
                     cx.problems.add(
                         &fields.key("filters"),
                         Some(node.line),
@@ -687,7 +697,8 @@ fn target_from(
         None => {
             let host = url.host_str().unwrap_or_default();
             let Some(port) = url.port_or_known_default() else {
-                cx.problems.at(key, node, "the URL has no port and no default port");
+                cx.problems
+                    .at(key, node, "the URL has no port and no default port");
                 return None;
             };
             format!("{host}:{port}")

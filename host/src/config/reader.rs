@@ -38,7 +38,11 @@ impl Problems {
         match node.scalar() {
             Some(text) => Some(text.to_string()),
             None => {
-                self.at(key, node, format!("expected a string, found {}", node.describe()));
+                self.at(
+                    key,
+                    node,
+                    format!("expected a string, found {}", node.describe()),
+                );
                 None
             }
         }
@@ -209,7 +213,11 @@ impl Problems {
         match &node.kind {
             Kind::Sequence(items) => Some(items),
             _ => {
-                self.at(key, node, format!("expected a list, found {}", node.describe()));
+                self.at(
+                    key,
+                    node,
+                    format!("expected a list, found {}", node.describe()),
+                );
                 None
             }
         }
@@ -281,7 +289,9 @@ impl<'a> Fields<'a> {
 
     /// Whether the key is present (even if null).
     pub fn has(&self, name: &str) -> bool {
-        self.entries.iter().any(|(key, _)| key.scalar() == Some(name))
+        self.entries
+            .iter()
+            .any(|(key, _)| key.scalar() == Some(name))
     }
 
     /// The line of a present key.

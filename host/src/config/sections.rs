@@ -50,7 +50,11 @@ pub(super) fn tls(
             }
             for (name, value) in [("ca", &ca), ("cert", &cert), ("key", &key_file)] {
                 if value.is_none() && !fields.has(name) {
-                    fields.missing(&mut cx.problems, name, "scheme manual needs ca, cert and key");
+                    fields.missing(
+                        &mut cx.problems,
+                        name,
+                        "scheme manual needs ca, cert and key",
+                    );
                 }
             }
             match (ca, cert, key_file) {
@@ -87,7 +91,13 @@ pub(super) fn tls(
     })
 }
 
-fn not_for_scheme(cx: &mut Builder<'_>, fields: &Fields<'_>, name: &str, scheme: &str, other: &str) {
+fn not_for_scheme(
+    cx: &mut Builder<'_>,
+    fields: &Fields<'_>,
+    name: &str,
+    scheme: &str,
+    other: &str,
+) {
     cx.problems.add(
         &fields.key(name),
         fields.key_line(name),
@@ -133,7 +143,9 @@ fn http_tls(cx: &mut Builder<'_>, key: &str, node: &Node) -> Option<HttpTlsConfi
     };
     match (&config.cert_file, &config.key_file) {
         (Some(_), None) => fields.missing(&mut cx.problems, "key_file", "cert_file needs key_file"),
-        (None, Some(_)) => fields.missing(&mut cx.problems, "cert_file", "key_file needs cert_file"),
+        (None, Some(_)) => {
+            fields.missing(&mut cx.problems, "cert_file", "key_file needs cert_file")
+        }
         _ => {}
     }
     fields.finish(&mut cx.problems);
@@ -141,11 +153,7 @@ fn http_tls(cx: &mut Builder<'_>, key: &str, node: &Node) -> Option<HttpTlsConfi
 }
 
 /// Reads `name` and `name_file` as one secret; both set is a problem.
-fn secret_pair(
-    cx: &mut Builder<'_>,
-    fields: &mut Fields<'_>,
-    name: &str,
-) -> Option<SecretSource> {
+fn secret_pair(cx: &mut Builder<'_>, fields: &mut Fields<'_>, name: &str) -> Option<SecretSource> {
     let file_name = format!("{name}_file");
     let inline = cx.read(fields, name, Problems::string);
     let file = cx.path(fields, &file_name);
@@ -181,11 +189,7 @@ fn authorization(cx: &mut Builder<'_>, key: &str, node: &Node) -> Option<Authori
         .read(&mut fields, "type", |problems, key, node| {
             let kind = problems.nonempty(key, node)?;
             if kind.eq_ignore_ascii_case("basic") {
-                problems.at(
-                    key,
-                    node,
-                    "type Basic is not allowed here: use basic_auth",
-                );
+                problems.at(key, node, "type Basic is not allowed here: use basic_auth");
                 return None;
             }
             if kind.contains(char::is_whitespace) {
@@ -251,7 +255,11 @@ fn filter(cx: &mut Builder<'_>, key: &str, node: &Node) -> Option<FilterConfig> 
     let module = if fields.take("module").is_some() {
         cx.path(&mut fields, "module")
     } else {
-        fields.missing(&mut cx.problems, "module", "the path of the filter's .wasm file");
+        fields.missing(
+            &mut cx.problems,
+            "module",
+            "the path of the filter's .wasm file",
+        );
         None
     };
     let on_error = cx
@@ -264,7 +272,10 @@ fn filter(cx: &mut Builder<'_>, key: &str, node: &Node) -> Option<FilterConfig> 
                     problems.at(
                         key,
                         node,
-                        format!("{} is not a policy (use pass, drop or fail)", node.describe()),
+                        format!(
+                            "{} is not a policy (use pass, drop or fail)",
+                            node.describe()
+                        ),
                     );
                     None
                 }
@@ -333,7 +344,9 @@ pub(super) fn management(
     let name = cx
         .read(&mut fields, "name", Problems::nonempty)
         .unwrap_or_else(|| "promrelay".to_string());
-    let brokers = cx.read(&mut fields, "brokers", nats_urls).unwrap_or_default();
+    let brokers = cx
+        .read(&mut fields, "brokers", nats_urls)
+        .unwrap_or_default();
     let logfile = cx.path(&mut fields, "logfile");
     let loglevel = cx
         .read(&mut fields, "loglevel", |problems, key, node| {

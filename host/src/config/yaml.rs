@@ -44,7 +44,10 @@ impl Node {
     /// True for `~`, `null`, `Null`, `NULL` and the empty plain scalar.
     pub fn is_null(&self) -> bool {
         match &self.kind {
-            Kind::Scalar { text, quoted: false } => {
+            Kind::Scalar {
+                text,
+                quoted: false,
+            } => {
                 matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL")
             }
             _ => false,
@@ -74,7 +77,10 @@ impl Node {
         use serde_json::Value;
         match &self.kind {
             Kind::Scalar { text, quoted: true } => Value::String(text.clone()),
-            Kind::Scalar { text, quoted: false } => plain_scalar_json(text),
+            Kind::Scalar {
+                text,
+                quoted: false,
+            } => plain_scalar_json(text),
             Kind::Sequence(items) => Value::Array(items.iter().map(Node::to_json).collect()),
             Kind::Mapping(entries) => {
                 let mut object = serde_json::Map::new();
@@ -198,7 +204,9 @@ impl Builder {
                         })
                     {
                         merges.push(node);
-                    } else if let Some((first, _)) = entries.iter().find(|(k, _)| k.kind == name.kind) {
+                    } else if let Some((first, _)) =
+                        entries.iter().find(|(k, _)| k.kind == name.kind)
+                    {
                         self.errors.push(SyntaxError {
                             line: name.line,
                             message: format!(
@@ -255,8 +263,9 @@ impl Builder {
 }
 
 fn is_string_tag(tag: &Option<Tag>) -> bool {
-    tag.as_ref()
-        .is_some_and(|tag| tag.suffix == "str" && matches!(tag.handle.as_str(), "!!" | "tag:yaml.org,2002:"))
+    tag.as_ref().is_some_and(|tag| {
+        tag.suffix == "str" && matches!(tag.handle.as_str(), "!!" | "tag:yaml.org,2002:")
+    })
 }
 
 impl MarkedEventReceiver for Builder {
