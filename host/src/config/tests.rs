@@ -535,7 +535,15 @@ jobs:
         ),
         "{shown}"
     );
-    assert_eq!(shown.lines().count(), 5);
+    // The same text is shown in docs/config.md.
+    assert_eq!(
+        shown,
+        r#"promrelay.yaml:1: verbose: "loud" is not a boolean (use true or false)
+promrelay.yaml:3: scrape_timeout: "5x" is not a duration (use 10s, 1m30s or seconds)
+promrelay.yaml:4: bogus: unknown key "bogus" at the top level
+promrelay.yaml:6: poller_stream.cluster_id: "a b" is not a valid JetStream name: it contains ' ' (spaces, '.', '*', '>', '/' and '\' are not allowed)
+promrelay.yaml:11: jobs.node.targets[0].url: "gopher://127.0.0.1/": the scheme must be http or https"#
+    );
 }
 
 #[test]
@@ -1037,4 +1045,22 @@ fn load_reads_the_file_and_resolves_relative_paths() {
     )))
     .expect("original sample loads from its file");
     assert_eq!(original, parse(ORIGINAL, "x").expect("parses"));
+}
+
+#[test]
+fn the_full_sample_loads() {
+    let config = load_text(include_str!("../../../tests/data/config/full.yaml"));
+    assert_eq!(config.identity, "dc1");
+    assert_eq!(config.max_age, Some(Duration::from_secs(300)));
+    assert_eq!(config.jobs[0].targets[1].name, "127.0.0.2:9100");
+    assert_eq!(
+        config
+            .poller_stream
+            .as_ref()
+            .map(|stream| stream.urls.len()),
+        Some(2)
+    );
+    assert_eq!(config.remote_write.len(), 1);
+    assert_eq!(config.filters[0].on_error, OnError::Drop);
+    assert!(config.runs_poller() && config.runs_receiver());
 }
