@@ -1,1 +1,62 @@
-//! (work in progress)
+//! The Prometheus text exposition format (0.0.4, plus the OpenMetrics basics): bytes in, `model`
+//! families out ([`parse`]), and families back to text a Pushgateway accepts ([`render`]).
+//!
+//! The poller, the receiver, the filter tools and the tests all use this one parser, so what one of
+//! them accepts the others accept too. It is hand written over `memchr` and `fast-float2` because the
+//! crates on the registry parse at a tenth of the speed (see `BENCHMARKS.md`).
+//!
+//! **Invariant:** a malformed input fails as a whole with the 1-based line number and the reason;
+//! [`parse`] never returns half a scrape. Every `Series` it returns has its labels sorted by name,
+//! without `__name__` and without duplicates (the `model` invariant).
+//!
+//! This module owns the text syntax only. It never adds or drops series by policy (target labels,
+//! relabelling and de-duplication belong to `scrape` and `filter`), and it does no I/O.
+//!
+//! Choices made where the format leaves room (each has a test in `tests.rs`):
+//! - Lines may end in `\n` or `\r\n`; the `\r` is dropped. Render always writes `\n`.
+//! - `__name__` inside braces is an error (`label name "__name__" is reserved`), as in Prometheus'
+//!   Go text parser: the metric name is only ever the token before the braces.
+//! - Label values accept the escapes `\\`, `\"` and `\n`; any other escape is an error. HELP text
+//!   accepts `\\` and `\n`; any other backslash is kept literally (it renders back as `\\`).
+//! - All NaNs parse to the one canonical `f64::NAN`: the text format cannot carry NaN payloads (the
+//!   staleness marker survives only in the binary wire format).
+//! - Timestamps are integer milliseconds (an OpenMetrics float-seconds timestamp is rejected).
+//! - A `# HELP`/`# TYPE` for a name that never gets a sample is dropped, as Prometheus does.
+//! - Samples of one family need not be contiguous; they are gathered into the family by name.
+//!   Histogram/summary children (`_bucket`, `_sum`, `_count`, `_created`), OpenMetrics counter
+//!   children (`_total`, `_created`), `_info` for info and `_gsum`/`_gcount` for gauge histograms
+//!   join the family named by `# TYPE`.
+//! - `# UNIT` is kept in `Family::unit` and rendered back as a `# UNIT` comment, which 0.0.4
+//!   parsers ignore. `# EOF` ends the input; anything but blank lines after it is an error.
+
+mod parse;
+mod render;
+
+#[cfg(test)]
+mod tests;
+
+pub use parse::parse;
+pub use render::{render, render_to_string};
+
+/// Why an exposition could not be parsed: where and what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct ParseError {
+    /// 1-based line number of the offending line.
+    pub line: usize,
+    /// What is wrong, naming the metric or the offending text where it can.
+    pub reason: String,
+}
+
+/// How [`render`] writes samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// Write the samples' timestamps (the Pushgateway rejects samples that carry one).
+    pub timestamps: bool,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions { timestamps: true }
+    }
+}

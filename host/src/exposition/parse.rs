@@ -1,0 +1,550 @@
+//! Text exposition → `model` families. One pass over the lines, `memchr` to find line ends and the
+//! ends of label values, `fast-float2` for values; strings are built only for what the model keeps.
+
+use std::collections::HashMap;
+
+use memchr::{memchr, memchr2};
+
+use super::ParseError;
+use crate::model::{Family, Label, MetricType, Series, Str};
+
+/// Child-sample suffixes a typed family may own, with the types that own each.
+const SUFFIXES: [&str; 8] = [
+    "_bucket", "_sum", "_count", "_created", "_total", "_info", "_gsum", "_gcount",
+];
+
+/// Parses a whole exposition. Fails as a whole on the first malformed line.
+pub fn parse(input: &[u8]) -> Result<Vec<Family>, ParseError> {
+    let text = std::str::from_utf8(input).map_err(|error| {
+        let before = &input[..error.valid_up_to()];
+        ParseError {
+            line: memchr::memchr_iter(b'\n', before).count() + 1,
+            reason: "invalid UTF-8".to_string(),
+        }
+    })?;
+    Parser::new(text).run()
+}
+
+/// What the model does not record about a family while it is being parsed.
+#[derive(Default, Clone, Copy)]
+struct Seen {
+    help: bool,
+    kind: bool,
+    unit: bool,
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    families: Vec<Family>,
+    seen: Vec<Seen>,
+    by_name: HashMap<&'a str, usize>,
+    /// The family the previous sample went to: the next sample almost always goes there too.
+    current: Option<usize>,
+    /// Labels of the sample being parsed, reused across samples.
+    scratch: Vec<Label>,
+    after_eof: bool,
+}
+
+impl<'a> Parser<'a> {
+    fn new(text: &'a str) -> Self {
+        // node_exporter averages ~230 bytes per family; over-reserving a little is cheaper than growing.
+        let families = text.len() / 256 + 4;
+        Parser {
+            text,
+            families: Vec::with_capacity(families),
+            seen: Vec::with_capacity(families),
+            by_name: HashMap::with_capacity(families),
+            current: None,
+            scratch: Vec::with_capacity(16),
+            after_eof: false,
+        }
+    }
+
+    fn run(mut self) -> Result<Vec<Family>, ParseError> {
+        let bytes = self.text.as_bytes();
+        let mut start = 0;
+        let mut line_number = 0;
+        while start < bytes.len() {
+            line_number += 1;
+            let end = memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |offset| start + offset);
+            let mut content_end = end;
+            if content_end > start && bytes[content_end - 1] == b'\r' {
+                content_end -= 1;
+            }
+            let line = &self.text[start..content_end];
+            if let Err(reason) = self.line(line) {
+                return Err(ParseError {
+                    line: line_number,
+                    reason,
+                });
+            }
+            start = end + 1;
+        }
+        let mut families = self.families;
+        families.retain(|family| !family.series.is_empty());
+        Ok(families)
+    }
+
+    /// Hot path: called once per line.
+    fn line(&mut self, line: &'a str) -> Result<(), String> {
+        let start = skip_blanks(line.as_bytes(), 0);
+        if start == line.len() {
+            return Ok(());
+        }
+        if self.after_eof {
+            return Err("content after # EOF".to_string());
+        }
+        let line = &line[start..];
+        if line.as_bytes()[0] == b'#' {
+            self.comment(line)
+        } else {
+            self.sample(line)
+        }
+    }
+
+    fn comment(&mut self, line: &'a str) -> Result<(), String> {
+        let bytes = line.as_bytes();
+        let keyword_start = skip_blanks(bytes, 1);
+        let keyword_end = token_end(bytes, keyword_start);
+        let rest_start = skip_blanks(bytes, keyword_end);
+        let rest = &line[rest_start..];
+        match &line[keyword_start..keyword_end] {
+            "HELP" => self.help(rest),
+            "TYPE" => self.kind(rest),
+            "UNIT" => self.unit(rest),
+            "EOF" if rest.is_empty() => {
+                self.after_eof = true;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn help(&mut self, rest: &'a str) -> Result<(), String> {
+        let Some((name, text)) = metadata_name(rest, "HELP")? else {
+            return Ok(());
+        };
+        let index = self.family_by_exact_name(name);
+        if self.seen[index].help {
+            return Err(format!("second HELP line for {name}"));
+        }
+        self.seen[index].help = true;
+        self.families[index].help = Some(unescape_help(text));
+        Ok(())
+    }
+
+    fn kind(&mut self, rest: &'a str) -> Result<(), String> {
+        let Some((name, word)) = metadata_name(rest, "TYPE")? else {
+            return Ok(());
+        };
+        let word_end = token_end(word.as_bytes(), 0);
+        if word_end == 0 {
+            return Err(format!("missing type in TYPE line for {name}"));
+        }
+        if skip_blanks(word.as_bytes(), word_end) != word.len() {
+            return Err(format!(
+                "unexpected text after the type in TYPE line for {name}"
+            ));
+        }
+        let word = &word[..word_end];
+        let kind = MetricType::parse(word)
+            .ok_or_else(|| format!("unknown metric type {word:?} for {name}"))?;
+        let index = self.family_by_exact_name(name);
+        if self.seen[index].kind {
+            return Err(format!("second TYPE line for {name}"));
+        }
+        if !self.families[index].series.is_empty() {
+            return Err(format!("TYPE for {name} after its samples"));
+        }
+        self.seen[index].kind = true;
+        self.families[index].kind = kind;
+        Ok(())
+    }
+
+    fn unit(&mut self, rest: &'a str) -> Result<(), String> {
+        let Some((name, unit)) = metadata_name(rest, "UNIT")? else {
+            return Ok(());
+        };
+        let unit = unit.trim_end_matches([' ', '\t']);
+        let index = self.family_by_exact_name(name);
+        if self.seen[index].unit {
+            return Err(format!("second UNIT line for {name}"));
+        }
+        self.seen[index].unit = true;
+        if !unit.is_empty() {
+            self.families[index].unit = Some(Str::from(unit));
+        }
+        Ok(())
+    }
+
+    /// The family declared under exactly `name` (HELP/TYPE/UNIT name families, not children).
+    fn family_by_exact_name(&mut self, name: &'a str) -> usize {
+        if let Some(&index) = self.by_name.get(name) {
+            return index;
+        }
+        self.create_family(name)
+    }
+
+    fn create_family(&mut self, name: &'a str) -> usize {
+        let index = self.families.len();
+        self.families.push(Family {
+            name: Str::from(name),
+            ..Family::default()
+        });
+        self.seen.push(Seen::default());
+        self.by_name.insert(name, index);
+        index
+    }
+
+    /// The family a sample named `name` belongs to, created untyped if there is none.
+    /// Like Prometheus' parser, a typed parent (`foo` for `foo_bucket`) wins over an exact name.
+    fn family_for_sample(&mut self, name: &'a str) -> usize {
+        if let Some(current) = self.current {
+            if belongs(&self.families[current], name) {
+                return current;
+            }
+        }
+        for suffix in SUFFIXES {
+            if let Some(parent) = name.strip_suffix(suffix) {
+                if let Some(&index) = self.by_name.get(parent) {
+                    if allows_suffix(self.families[index].kind, suffix) {
+                        return index;
+                    }
+                }
+            }
+        }
+        if let Some(&index) = self.by_name.get(name) {
+            return index;
+        }
+        self.create_family(name)
+    }
+
+    /// Hot path: one sample line, `name{labels} value [timestamp]`.
+    fn sample(&mut self, line: &'a str) -> Result<(), String> {
+        let bytes = line.as_bytes();
+        let name_end = metric_name_end(bytes, 0);
+        if name_end == 0 {
+            return Err(format!("invalid metric name at {:?}", excerpt(line)));
+        }
+        let name = &line[..name_end];
+        let mut position = skip_blanks(bytes, name_end);
+        self.scratch.clear();
+        if bytes.get(position) == Some(&b'{') {
+            position = self.labels(line, position + 1, name)?;
+            position = skip_blanks(bytes, position);
+        } else if position == name_end && position < bytes.len() {
+            return Err(format!("invalid metric name at {:?}", excerpt(line)));
+        }
+        let value_end = token_end(bytes, position);
+        if value_end == position {
+            return Err(format!("missing value for sample {name}"));
+        }
+        let value = parse_value(&line[position..value_end]).ok_or_else(|| {
+            format!(
+                "invalid value {:?} for sample {name}",
+                &line[position..value_end]
+            )
+        })?;
+        position = skip_blanks(bytes, value_end);
+        let mut timestamp_ms = None;
+        if position < bytes.len() {
+            let timestamp_end = token_end(bytes, position);
+            let token = &line[position..timestamp_end];
+            timestamp_ms = Some(
+                parse_timestamp(token)
+                    .ok_or_else(|| format!("invalid timestamp {token:?} for sample {name}"))?,
+            );
+            if skip_blanks(bytes, timestamp_end) != bytes.len() {
+                return Err(format!(
+                    "unexpected text after the timestamp of sample {name}"
+                ));
+            }
+        }
+        let labels = self.sorted_labels(name)?;
+        let index = self.family_for_sample(name);
+        self.current = Some(index);
+        self.families[index].series.push(Series {
+            name: Str::from(name),
+            labels,
+            value,
+            timestamp_ms,
+        });
+        Ok(())
+    }
+
+    /// Hot path: the label set after `{`, into `self.scratch`. Returns the position after `}`.
+    fn labels(
+        &mut self,
+        line: &'a str,
+        mut position: usize,
+        metric: &str,
+    ) -> Result<usize, String> {
+        let bytes = line.as_bytes();
+        loop {
+            position = skip_blanks(bytes, position);
+            match bytes.get(position) {
+                Some(b'}') => return Ok(position + 1),
+                None => return Err(format!("unterminated label set for sample {metric}")),
+                _ => {}
+            }
+            let name_end = label_name_end(bytes, position);
+            if name_end == position {
+                return Err(format!(
+                    "invalid label name at {:?} in sample {metric}",
+                    excerpt(&line[position..])
+                ));
+            }
+            let label = &line[position..name_end];
+            if label == "__name__" {
+                return Err(format!(
+                    "label name \"__name__\" is reserved (sample {metric})"
+                ));
+            }
+            position = skip_blanks(bytes, name_end);
+            if bytes.get(position) != Some(&b'=') {
+                return Err(format!(
+                    "expected '=' after label name {label} in sample {metric}"
+                ));
+            }
+            position = skip_blanks(bytes, position + 1);
+            if bytes.get(position) != Some(&b'"') {
+                return Err(format!(
+                    "expected '\"' to open the value of label {label} in sample {metric}"
+                ));
+            }
+            let (value, after) = label_value(line, position + 1)
+                .map_err(|reason| format!("{reason} for label {label} in sample {metric}"))?;
+            self.scratch.push(Label {
+                name: Str::from(label),
+                value,
+            });
+            position = skip_blanks(bytes, after);
+            match bytes.get(position) {
+                Some(b',') => position += 1,
+                Some(b'}') => return Ok(position + 1),
+                None => return Err(format!("unterminated label set for sample {metric}")),
+                _ => {
+                    return Err(format!(
+                        "expected ',' or '}}' after the value of label {label} in sample {metric}"
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Hot path: moves the scratch labels into an exactly sized, sorted, duplicate-free vector.
+    fn sorted_labels(&mut self, metric: &str) -> Result<Vec<Label>, String> {
+        if self.scratch.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Exporters almost always write labels sorted already: check before sorting.
+        if !self
+            .scratch
+            .windows(2)
+            .all(|pair| pair[0].name < pair[1].name)
+        {
+            self.scratch
+                .sort_unstable_by(|left, right| left.name.cmp(&right.name));
+            if let Some(pair) = self
+                .scratch
+                .windows(2)
+                .find(|pair| pair[0].name == pair[1].name)
+            {
+                return Err(format!(
+                    "duplicate label name {} in sample {metric}",
+                    pair[0].name
+                ));
+            }
+        }
+        let mut labels = Vec::with_capacity(self.scratch.len());
+        labels.append(&mut self.scratch);
+        Ok(labels)
+    }
+}
+
+/// Splits `name rest` of a HELP/TYPE/UNIT line. `None` when there is no name at all (a comment).
+fn metadata_name<'a>(rest: &'a str, keyword: &str) -> Result<Option<(&'a str, &'a str)>, String> {
+    if rest.is_empty() {
+        return Ok(None);
+    }
+    let bytes = rest.as_bytes();
+    let name_end = metric_name_end(bytes, 0);
+    if name_end == 0 || (name_end < bytes.len() && !is_blank(bytes[name_end])) {
+        return Err(format!(
+            "invalid metric name in {keyword} line at {:?}",
+            excerpt(rest)
+        ));
+    }
+    let text_start = skip_blanks(bytes, name_end);
+    Ok(Some((&rest[..name_end], &rest[text_start..])))
+}
+
+/// Whether a sample named `name` belongs to `family` (its own name or a child its type allows).
+fn belongs(family: &Family, name: &str) -> bool {
+    match name.strip_prefix(family.name.as_str()) {
+        Some("") => true,
+        Some(suffix) => allows_suffix(family.kind, suffix),
+        None => false,
+    }
+}
+
+fn allows_suffix(kind: MetricType, suffix: &str) -> bool {
+    match kind {
+        MetricType::Histogram => matches!(suffix, "_bucket" | "_sum" | "_count" | "_created"),
+        MetricType::Summary => matches!(suffix, "_sum" | "_count" | "_created"),
+        MetricType::Counter => matches!(suffix, "_total" | "_created"),
+        MetricType::GaugeHistogram => matches!(suffix, "_bucket" | "_gsum" | "_gcount"),
+        MetricType::Info => suffix == "_info",
+        MetricType::Gauge | MetricType::StateSet | MetricType::Untyped => false,
+    }
+}
+
+/// Hot path: a label value after its opening quote. Returns the value and the position after the
+/// closing quote. Allocates only when the value is longer than the inline size or has a backslash.
+fn label_value(line: &str, start: usize) -> Result<(Str, usize), &'static str> {
+    let bytes = line.as_bytes();
+    let Some(offset) = memchr2(b'"', b'\\', &bytes[start..]) else {
+        return Err("unterminated label value");
+    };
+    if bytes[start + offset] == b'"' {
+        return Ok((Str::from(&line[start..start + offset]), start + offset + 1));
+    }
+    let mut value = String::with_capacity(offset + 16);
+    let mut position = start;
+    loop {
+        let Some(offset) = memchr2(b'"', b'\\', &bytes[position..]) else {
+            return Err("unterminated label value");
+        };
+        value.push_str(&line[position..position + offset]);
+        position += offset;
+        if bytes[position] == b'"' {
+            return Ok((Str::from(value), position + 1));
+        }
+        match bytes.get(position + 1) {
+            Some(b'\\') => value.push('\\'),
+            Some(b'"') => value.push('"'),
+            Some(b'n') => value.push('\n'),
+            Some(_) => {
+                return Err("invalid escape sequence in label value (only \\\\, \\\" and \\n)")
+            }
+            None => return Err("unterminated label value"),
+        }
+        position += 2;
+    }
+}
+
+/// HELP text: `\\` and `\n` are escapes; any other backslash stays as written.
+fn unescape_help(text: &str) -> Str {
+    if memchr(b'\\', text.as_bytes()).is_none() {
+        return Str::from(text);
+    }
+    let mut help = String::with_capacity(text.len());
+    let mut characters = text.chars();
+    while let Some(character) = characters.next() {
+        if character != '\\' {
+            help.push(character);
+            continue;
+        }
+        match characters.clone().next() {
+            Some('\\') => {
+                help.push('\\');
+                characters.next();
+            }
+            Some('n') => {
+                help.push('\n');
+                characters.next();
+            }
+            _ => help.push('\\'),
+        }
+    }
+    Str::from(help)
+}
+
+/// Hot path: a sample value. `NaN`, `Inf`, `+Inf`, `-Inf` in any case (as Go's `ParseFloat`);
+/// every NaN becomes the canonical one.
+#[inline]
+fn parse_value(token: &str) -> Option<f64> {
+    let value: f64 = fast_float2::parse(token).ok()?;
+    Some(if value.is_nan() { f64::NAN } else { value })
+}
+
+/// Hot path: an integer millisecond timestamp, optionally signed.
+#[inline]
+fn parse_timestamp(token: &str) -> Option<i64> {
+    let (negative, digits) = match token.as_bytes().first()? {
+        b'-' => (true, &token[1..]),
+        b'+' => (false, &token[1..]),
+        _ => (false, token),
+    };
+    if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    let magnitude: i64 = digits.parse().ok()?;
+    Some(if negative { -magnitude } else { magnitude })
+}
+
+#[inline]
+fn is_blank(byte: u8) -> bool {
+    byte == b' ' || byte == b'\t'
+}
+
+#[inline]
+fn skip_blanks(bytes: &[u8], mut position: usize) -> usize {
+    while position < bytes.len() && is_blank(bytes[position]) {
+        position += 1;
+    }
+    position
+}
+
+/// The end of a token: the next blank or the end of the line.
+#[inline]
+fn token_end(bytes: &[u8], mut position: usize) -> usize {
+    while position < bytes.len() && !is_blank(bytes[position]) {
+        position += 1;
+    }
+    position
+}
+
+/// Hot path: the end of `[a-zA-Z_:][a-zA-Z0-9_:]*` from `start` (== `start` if none).
+#[inline]
+fn metric_name_end(bytes: &[u8], start: usize) -> usize {
+    let mut position = start;
+    while position < bytes.len() {
+        let byte = bytes[position];
+        let valid = byte.is_ascii_alphabetic()
+            || byte == b'_'
+            || byte == b':'
+            || (position > start && byte.is_ascii_digit());
+        if !valid {
+            break;
+        }
+        position += 1;
+    }
+    position
+}
+
+/// Hot path: the end of `[a-zA-Z_][a-zA-Z0-9_]*` from `start` (== `start` if none).
+#[inline]
+fn label_name_end(bytes: &[u8], start: usize) -> usize {
+    let mut position = start;
+    while position < bytes.len() {
+        let byte = bytes[position];
+        let valid = byte.is_ascii_alphabetic()
+            || byte == b'_'
+            || (position > start && byte.is_ascii_digit());
+        if !valid {
+            break;
+        }
+        position += 1;
+    }
+    position
+}
+
+/// The start of a line, for error messages.
+fn excerpt(text: &str) -> &str {
+    let mut end = text.len().min(40);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

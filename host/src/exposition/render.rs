@@ -1,0 +1,280 @@
+//! `model` families → Prometheus text 0.0.4 that the Pushgateway (Go's `expfmt` parser) accepts.
+//!
+//! 0.0.4 knows one family per name with at most one HELP and one TYPE line, so rendering first plans
+//! *groups*: every rendered family name, in first-seen order, with the model families and children
+//! that go under it. Same-named model families merge into one group. OpenMetrics shapes map the way
+//! the Python client's 0.0.4 output does:
+//! - a counter `foo` whose samples are `foo_total` renders as `# TYPE foo_total counter`;
+//! - `_created` (counters, histograms, summaries) and `_gsum`/`_gcount` (gauge histograms) become
+//!   their own `gauge` families;
+//! - a gauge histogram renders as `histogram` (its buckets), info as `gauge` named `foo_info`,
+//!   stateset as `gauge`;
+//! - a sample whose name fits neither its family nor a child becomes its own untyped family.
+//!
+//! Untyped groups get no TYPE line. Every NaN renders as `NaN`; floats use the shortest form that
+//! parses back to the same bits.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use memchr::{memchr2, memchr3};
+
+use super::RenderOptions;
+use crate::model::{Family, MetricType, Series};
+
+/// Renders `families` as text 0.0.4, appending to `out`.
+pub fn render(families: &[Family], options: &RenderOptions, out: &mut Vec<u8>) {
+    let groups = plan(families);
+    let series_count: usize = families.iter().map(|family| family.series.len()).sum();
+    out.reserve(series_count * 64 + groups.len() * 96);
+    for group in &groups {
+        if let Some(help) = group.help {
+            out.extend_from_slice(b"# HELP ");
+            out.extend_from_slice(group.name.as_bytes());
+            out.push(b' ');
+            write_escaped_help(out, help);
+            out.push(b'\n');
+        }
+        if let Some(unit) = group.unit {
+            out.extend_from_slice(b"# UNIT ");
+            out.extend_from_slice(group.name.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(unit.as_bytes());
+            out.push(b'\n');
+        }
+        if group.kind != MetricType::Untyped {
+            out.extend_from_slice(b"# TYPE ");
+            out.extend_from_slice(group.name.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(group.kind.as_str().as_bytes());
+            out.push(b'\n');
+        }
+        for member in &group.members {
+            let family = &families[member.family];
+            for series in &family.series {
+                if role(family, series) == member.role
+                    && (member.role != Role::Stray || series.name == group.name.as_ref())
+                {
+                    write_series(out, series, options);
+                }
+            }
+        }
+    }
+}
+
+/// [`render`] into a fresh `String`.
+pub fn render_to_string(families: &[Family], options: &RenderOptions) -> String {
+    let mut out = Vec::new();
+    render(families, options, &mut out);
+    String::from_utf8(out)
+        .expect("the model holds only UTF-8 strings and render writes ASCII around them")
+}
+
+/// Where a series goes relative to its family's rendered groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The family's own group (`foo`, `foo_bucket`, `foo_sum`...).
+    Main,
+    /// An OpenMetrics child with a group of its own: `foo_total`, `foo_info`.
+    Renamed(&'static str),
+    /// `_created`, `_gsum`, `_gcount`: a gauge family of its own.
+    Gauge(&'static str),
+    /// A name that fits neither the family nor a child: an untyped family of its own.
+    Stray,
+}
+
+struct Group<'a> {
+    name: Cow<'a, str>,
+    kind: MetricType,
+    help: Option<&'a str>,
+    unit: Option<&'a str>,
+    members: Vec<Member>,
+}
+
+struct Member {
+    family: usize,
+    role: Role,
+}
+
+/// Hot path (per series, no allocation): which group of its family a series renders under.
+fn role(family: &Family, series: &Series) -> Role {
+    let suffix = match series.name.strip_prefix(family.name.as_str()) {
+        Some("") => return Role::Main,
+        Some(suffix) => suffix,
+        None => return Role::Stray,
+    };
+    match (family.kind, suffix) {
+        (MetricType::Histogram, "_bucket" | "_sum" | "_count") => Role::Main,
+        (MetricType::Summary, "_sum" | "_count") => Role::Main,
+        (MetricType::GaugeHistogram, "_bucket") => Role::Main,
+        (MetricType::Counter, "_total") => Role::Renamed("_total"),
+        (MetricType::Info, "_info") => Role::Renamed("_info"),
+        (MetricType::Histogram | MetricType::Summary | MetricType::Counter, "_created") => {
+            Role::Gauge("_created")
+        }
+        (MetricType::GaugeHistogram, "_gsum") => Role::Gauge("_gsum"),
+        (MetricType::GaugeHistogram, "_gcount") => Role::Gauge("_gcount"),
+        _ => Role::Stray,
+    }
+}
+
+/// The 0.0.4 type a family's main group renders as.
+fn main_kind(kind: MetricType) -> MetricType {
+    match kind {
+        MetricType::GaugeHistogram => MetricType::Histogram,
+        MetricType::Info | MetricType::StateSet => MetricType::Gauge,
+        other => other,
+    }
+}
+
+/// Groups in first-seen order; allocates per family, never per series.
+fn plan(families: &[Family]) -> Vec<Group<'_>> {
+    let mut groups: Vec<Group<'_>> = Vec::with_capacity(families.len());
+    let mut by_name: HashMap<Cow<'_, str>, usize> = HashMap::with_capacity(families.len());
+    let mut roles: Vec<Role> = Vec::with_capacity(4);
+    for (index, family) in families.iter().enumerate() {
+        roles.clear();
+        for series in &family.series {
+            let role = role(family, series);
+            let name = match role {
+                Role::Stray => Cow::Borrowed(series.name.as_str()),
+                _ if roles.contains(&role) => continue,
+                Role::Main => Cow::Borrowed(family.name.as_str()),
+                Role::Renamed(suffix) | Role::Gauge(suffix) => {
+                    Cow::Owned(format!("{}{suffix}", family.name))
+                }
+            };
+            if role != Role::Stray {
+                roles.push(role);
+            }
+            let kind = match role {
+                Role::Main | Role::Renamed(_) => main_kind(family.kind),
+                Role::Gauge(_) => MetricType::Gauge,
+                Role::Stray => MetricType::Untyped,
+            };
+            join(
+                &mut groups,
+                &mut by_name,
+                name,
+                kind,
+                family,
+                Member {
+                    family: index,
+                    role,
+                },
+            );
+        }
+    }
+    groups
+}
+
+fn join<'a>(
+    groups: &mut Vec<Group<'a>>,
+    by_name: &mut HashMap<Cow<'a, str>, usize>,
+    name: Cow<'a, str>,
+    kind: MetricType,
+    family: &'a Family,
+    member: Member,
+) {
+    if let Some(&index) = by_name.get(name.as_ref()) {
+        let group = &mut groups[index];
+        if group.help.is_none() {
+            group.help = family.help.as_deref();
+        }
+        if group.unit.is_none() {
+            group.unit = family.unit.as_deref();
+        }
+        if group.kind == MetricType::Untyped {
+            group.kind = kind;
+        }
+        let duplicate = group
+            .members
+            .iter()
+            .any(|existing| existing.family == member.family && existing.role == member.role);
+        if !duplicate {
+            group.members.push(member);
+        }
+        return;
+    }
+    by_name.insert(name.clone(), groups.len());
+    groups.push(Group {
+        name,
+        kind,
+        help: family.help.as_deref(),
+        unit: family.unit.as_deref(),
+        members: vec![member],
+    });
+}
+
+/// Hot path: one sample line.
+fn write_series(out: &mut Vec<u8>, series: &Series, options: &RenderOptions) {
+    out.extend_from_slice(series.name.as_bytes());
+    if !series.labels.is_empty() {
+        out.push(b'{');
+        for (index, label) in series.labels.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(label.name.as_bytes());
+            out.extend_from_slice(b"=\"");
+            write_escaped_label_value(out, &label.value);
+            out.push(b'"');
+        }
+        out.push(b'}');
+    }
+    out.push(b' ');
+    write_value(out, series.value);
+    if options.timestamps {
+        if let Some(timestamp) = series.timestamp_ms {
+            out.push(b' ');
+            out.extend_from_slice(itoa::Buffer::new().format(timestamp).as_bytes());
+        }
+    }
+    out.push(b'\n');
+}
+
+/// Hot path: the shortest text that parses back to the same bits; integers without a fraction.
+pub(super) fn write_value(out: &mut Vec<u8>, value: f64) {
+    if value.is_nan() {
+        out.extend_from_slice(b"NaN");
+    } else if value.is_infinite() {
+        out.extend_from_slice(if value > 0.0 { b"+Inf" } else { b"-Inf" });
+    } else if value.fract() == 0.0
+        && value.abs() < 1e15
+        && !(value == 0.0 && value.is_sign_negative())
+    {
+        out.extend_from_slice(itoa::Buffer::new().format(value as i64).as_bytes());
+    } else {
+        out.extend_from_slice(ryu::Buffer::new().format_finite(value).as_bytes());
+    }
+}
+
+/// Hot path: `\` → `\\`, `"` → `\"`, newline → `\n`.
+fn write_escaped_label_value(out: &mut Vec<u8>, value: &str) {
+    let mut rest = value.as_bytes();
+    while let Some(offset) = memchr3(b'\\', b'"', b'\n', rest) {
+        out.extend_from_slice(&rest[..offset]);
+        out.extend_from_slice(match rest[offset] {
+            b'\\' => b"\\\\",
+            b'"' => b"\\\"",
+            _ => b"\\n",
+        });
+        rest = &rest[offset + 1..];
+    }
+    out.extend_from_slice(rest);
+}
+
+/// `\` → `\\`, newline → `\n` (all HELP text can carry).
+fn write_escaped_help(out: &mut Vec<u8>, help: &str) {
+    let mut rest = help.as_bytes();
+    while let Some(offset) = memchr2(b'\\', b'\n', rest) {
+        out.extend_from_slice(&rest[..offset]);
+        out.extend_from_slice(if rest[offset] == b'\\' {
+            b"\\\\"
+        } else {
+            b"\\n"
+        });
+        rest = &rest[offset + 1..];
+    }
+    out.extend_from_slice(rest);
+}
