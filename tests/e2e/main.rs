@@ -4,3 +4,4 @@
 //! ports, temp dirs, killed on drop) and waits with `poll_until`, never with sleeps.
 
 mod harness;
+mod pipeline;

@@ -165,6 +165,18 @@ impl NatsServer {
         serde_json::from_str(&body).expect("nats-server /jsz is JSON")
     }
 
+    /// The number of messages in stream `name` (from `/jsz`), `None` if there is no such stream.
+    pub fn stream_messages(&self, name: &str) -> Option<u64> {
+        let jsz = self.jsz();
+        let accounts = jsz["account_details"].as_array()?;
+        accounts
+            .iter()
+            .filter_map(|account| account["stream_detail"].as_array())
+            .flatten()
+            .find(|stream| stream["name"] == name)
+            .and_then(|stream| stream["state"]["messages"].as_u64())
+    }
+
     /// Kills the server with SIGKILL (no clean shutdown), keeping its store.
     pub fn kill9(&mut self) {
         self.process.kill9();

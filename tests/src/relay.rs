@@ -73,14 +73,23 @@ pub struct RelayConfig {
     /// `push_gateway.url`.
     pub push_gateway: Option<String>,
     pub publisher_label: bool,
-    /// Job name → targets `(name, url)`; a `None` name leaves the key out.
-    pub jobs: Vec<(String, Targets)>,
+    /// `jobs`, in order.
+    pub jobs: Vec<JobSpec>,
     /// Appended verbatim at the top level (new keys, `filters:`, `tls:` ...).
     pub extra: String,
 }
 
 /// A job's targets: `(name, url)`; a `None` name leaves the key out (instance = host:port).
 pub type Targets = Vec<(Option<String>, String)>;
+
+/// One entry of `jobs`.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub name: String,
+    /// Raw YAML lines placed under the job, unindented (e.g. `"scrape_interval: 10s\n"`).
+    pub settings: String,
+    pub targets: Targets,
+}
 
 /// One `*_stream` section.
 #[derive(Debug, Clone)]
@@ -133,12 +142,22 @@ impl RelayConfig {
     }
 
     /// Adds a job with named targets.
-    pub fn job(mut self, name: &str, targets: &[(&str, &str)]) -> RelayConfig {
+    pub fn job(self, name: &str, targets: &[(&str, &str)]) -> RelayConfig {
+        self.job_with(name, "", targets)
+    }
+
+    /// Adds a job with named targets and per-job settings (raw YAML lines, unindented, e.g.
+    /// `"scrape_interval: 10s\nscrape_timeout: 10s\n"`).
+    pub fn job_with(mut self, name: &str, settings: &str, targets: &[(&str, &str)]) -> RelayConfig {
         let targets = targets
             .iter()
             .map(|(n, u)| (Some(n.to_string()), u.to_string()))
             .collect();
-        self.jobs.push((name.to_string(), targets));
+        self.jobs.push(JobSpec {
+            name: name.to_string(),
+            settings: settings.to_string(),
+            targets,
+        });
         self
     }
 
@@ -197,9 +216,13 @@ impl RelayConfig {
         }
         if !self.jobs.is_empty() {
             yaml += "jobs:\n";
-            for (job, targets) in &self.jobs {
-                yaml += &format!("  {}:\n    targets:\n", quote(job));
-                for (name, url) in targets {
+            for job in &self.jobs {
+                yaml += &format!("  {}:\n", quote(&job.name));
+                for line in job.settings.lines() {
+                    yaml += &format!("    {line}\n");
+                }
+                yaml += "    targets:\n";
+                for (name, url) in &job.targets {
                     match name {
                         Some(name) => {
                             yaml += &format!(
