@@ -1,1 +1,36 @@
-//! (work in progress)
+//! WebAssembly filters, host side: every scrape passes through a chain of user-supplied wasm
+//! modules (ABI v1, `guest-sdk/ABI.md`) before it is published.
+//!
+//! Map:
+//! - `engine`: the one wasmtime engine, its epoch ticker, compiled-module cache, import/export
+//!   checks, the `promrelay.log` host import.
+//! - `instance`: a live instance and the call protocol under time and memory limits.
+//! - `codec`: scrape ↔ batch, validation of guest output, MASK.
+//! - `stage`: one configured filter (module + config + instance pool + statistics).
+//! - `chain`: the global chain then the job's; [`Chains::apply`] is what the poller calls.
+//! - `reload`: hot swap, the module file watcher, the status report.
+//! - `cli`: `promrelay filter run|check|new|bench` for filter authors.
+//!
+//! **Invariant:** guest code runs only on blocking threads, never on the async executor's, and
+//! nothing a guest does — loop, allocate, trap, return garbage — takes the relay down: every
+//! failure becomes a [`FilterError`] handled by the filter's `on_error` policy.
+
+mod chain;
+pub mod cli;
+pub mod codec;
+mod engine;
+mod error;
+mod instance;
+mod metrics;
+mod reload;
+mod stage;
+
+#[cfg(test)]
+mod tests;
+
+pub use chain::{run_stages, Chains, FilterOutcome, FilterSet};
+pub use engine::{CompiledModule, FilterEngine, EPOCH_TICK, MAX_WASM_STACK};
+pub use error::FilterError;
+pub use instance::{CallLimits, GuestOutput};
+pub use reload::{status_json, ChainPlan, ReloadReport, ReloadStatus};
+pub use stage::{Stage, StageStats, MAX_CALLS_PER_INSTANCE};

@@ -1,0 +1,233 @@
+//! Filter chains: the global chain then the job's own, applied to one scrape.
+//!
+//! Owns [`FilterSet`] (every stage of one configuration), [`FilterOutcome`], the per-scrape run
+//! over the stages, and the [`Chains`] handle the poller holds. The set lives behind an
+//! `ArcSwap`: each scrape loads it once at its start, so a reload never changes the chain under
+//! a scrape in flight.
+//!
+//! **Invariant:** a scrape is never lost silently: it comes out filtered, or as
+//! [`FilterOutcome::Dropped`] / [`FilterOutcome::Failed`] naming the filter and the error.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use super::codec;
+use super::engine::FilterEngine;
+use super::error::FilterError;
+use super::instance::GuestOutput;
+use super::reload::{ChainPlan, ReloadStatus};
+use super::stage::Stage;
+use crate::config::OnError;
+use crate::model::Scrape;
+
+/// Every stage of one filter configuration.
+#[derive(Debug, Default)]
+pub struct FilterSet {
+    pub(crate) plan: ChainPlan,
+    pub(crate) global: Vec<Arc<Stage>>,
+    pub(crate) jobs: HashMap<String, Vec<Arc<Stage>>>,
+}
+
+impl FilterSet {
+    /// The stages a scrape of `job` runs through, in order.
+    pub fn chain_for<'a>(&'a self, job: &str) -> impl Iterator<Item = &'a Arc<Stage>> + 'a {
+        let own = self.jobs.get(job).map(Vec::as_slice).unwrap_or_default();
+        self.global.iter().chain(own.iter())
+    }
+
+    /// Every stage, global first.
+    pub fn stages(&self) -> impl Iterator<Item = (Option<&str>, &Arc<Stage>)> {
+        let global = self.global.iter().map(|s| (None, s));
+        let jobs = self
+            .jobs
+            .iter()
+            .flat_map(|(job, stages)| stages.iter().map(move |s| (Some(job.as_str()), s)));
+        global.chain(jobs)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.global.is_empty() && self.jobs.values().all(Vec::is_empty)
+    }
+}
+
+/// What became of a scrape after its chain.
+#[derive(Debug)]
+pub enum FilterOutcome {
+    /// Publish this (possibly changed) scrape.
+    Pass(Scrape),
+    /// A filter failed with `on_error: drop`: the scrape is dropped, counted.
+    Dropped { filter: String, error: FilterError },
+    /// A filter failed with `on_error: fail`: the scrape fails as a whole.
+    Failed { filter: String, error: FilterError },
+}
+
+/// Runs `scrape` through `stages`. Blocking: guest code runs on this thread.
+///
+/// Hot path: the scrape is encoded once, and again only after a filter changed it; a REPLACED
+/// output becomes the next filter's input as it is.
+pub fn run_stages<'a>(
+    stages: impl Iterator<Item = &'a Arc<Stage>>,
+    scrape: Scrape,
+) -> FilterOutcome {
+    run(stages, scrape, false)
+}
+
+/// Like [`run_stages`], but any filter error fails the run whatever its `on_error` says: the
+/// dry run of a reload.
+pub(crate) fn run_stages_strict<'a>(
+    stages: impl Iterator<Item = &'a Arc<Stage>>,
+    scrape: Scrape,
+) -> FilterOutcome {
+    run(stages, scrape, true)
+}
+
+fn run<'a>(
+    stages: impl Iterator<Item = &'a Arc<Stage>>,
+    mut scrape: Scrape,
+    strict: bool,
+) -> FilterOutcome {
+    let mut batch: Vec<u8> = Vec::new();
+    let mut batch_valid = false;
+    for stage in stages {
+        if !batch_valid {
+            if let Err(error) = codec::encode_into(&scrape, &mut batch) {
+                stage.record_error(&error);
+                return FilterOutcome::Failed {
+                    filter: stage.name().to_owned(),
+                    error,
+                };
+            }
+            batch_valid = true;
+        }
+        let series_in = scrape.sample_count();
+        let result = stage
+            .call(&batch, series_in)
+            .and_then(|output| match output {
+                GuestOutput::Pass => Ok(None),
+                GuestOutput::Mask(mask) => Ok(Some(Step::Mask(mask))),
+                GuestOutput::Replaced(bytes) => {
+                    let families = codec::decode(&bytes, codec::series_cap(series_in))
+                        .inspect_err(|e| stage.record_error(e))?;
+                    Ok(Some(Step::Replaced(families, bytes)))
+                }
+            });
+        match result {
+            Ok(None) => stage.count_out(series_in),
+            Ok(Some(Step::Mask(mask))) => {
+                codec::apply_mask(&mut scrape, &mask);
+                batch_valid = false;
+                stage.count_out(scrape.sample_count());
+            }
+            Ok(Some(Step::Replaced(families, bytes))) => {
+                scrape.families = families;
+                batch = bytes;
+                stage.count_out(scrape.sample_count());
+            }
+            Err(error) => match stage.on_error() {
+                _ if strict => {
+                    return FilterOutcome::Failed {
+                        filter: stage.name().to_owned(),
+                        error,
+                    }
+                }
+                OnError::Pass => stage.count_out(series_in),
+                OnError::Drop => {
+                    return FilterOutcome::Dropped {
+                        filter: stage.name().to_owned(),
+                        error,
+                    }
+                }
+                OnError::Fail => {
+                    return FilterOutcome::Failed {
+                        filter: stage.name().to_owned(),
+                        error,
+                    }
+                }
+            },
+        }
+    }
+    FilterOutcome::Pass(scrape)
+}
+
+enum Step {
+    Mask(Vec<u8>),
+    Replaced(Vec<crate::model::Family>, Vec<u8>),
+}
+
+/// The last scrape seen per job, kept for the dry run of a reload.
+#[derive(Debug, Default)]
+pub(crate) struct LastSeen {
+    pub(crate) scrapes: HashMap<String, (Instant, Scrape)>,
+}
+
+/// How often a job's last scrape is copied for dry runs (a copy costs a clone of the scrape).
+const LAST_SEEN_EVERY: Duration = Duration::from_secs(10);
+
+/// The handle the poller and the admin server hold: the current filter set, swapped by reloads.
+pub struct Chains {
+    pub(crate) engine: Arc<FilterEngine>,
+    pub(crate) current: ArcSwap<FilterSet>,
+    pub(crate) last_seen: Mutex<LastSeen>,
+    pub(crate) status: Mutex<ReloadStatus>,
+    /// Serialises reloads; scrapes never wait on it.
+    pub(crate) reloading: tokio::sync::Mutex<()>,
+}
+
+impl Chains {
+    /// An empty chain set (every scrape passes unchanged) on `engine`.
+    pub fn empty(engine: Arc<FilterEngine>) -> Arc<Chains> {
+        Arc::new(Chains {
+            engine,
+            current: ArcSwap::from_pointee(FilterSet::default()),
+            last_seen: Mutex::new(LastSeen::default()),
+            status: Mutex::new(ReloadStatus::default()),
+            reloading: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The filter set in force now.
+    pub fn current(&self) -> Arc<FilterSet> {
+        self.current.load_full()
+    }
+
+    /// Runs `scrape` of `job` through the global chain then the job's own, on a blocking
+    /// thread. The chain is loaded once, here: a reload during the call does not affect it.
+    pub async fn apply(&self, job: &str, scrape: Scrape) -> FilterOutcome {
+        let set = self.current.load_full();
+        if set.chain_for(job).next().is_none() {
+            return FilterOutcome::Pass(scrape);
+        }
+        self.remember(job, &scrape);
+        let job_name = job.to_owned();
+        let joined =
+            tokio::task::spawn_blocking(move || run_stages(set.chain_for(&job_name), scrape)).await;
+        match joined {
+            Ok(outcome) => outcome,
+            Err(e) => FilterOutcome::Failed {
+                filter: String::from("(chain)"),
+                error: FilterError::Host(format!("filter thread failed: {e}")),
+            },
+        }
+    }
+
+    /// The same as [`Chains::apply`] for callers already on a blocking thread (the CLI, benches).
+    pub fn apply_blocking(&self, job: &str, scrape: Scrape) -> FilterOutcome {
+        let set = self.current.load_full();
+        run_stages(set.chain_for(job), scrape)
+    }
+
+    fn remember(&self, job: &str, scrape: &Scrape) {
+        let mut last = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = last
+            .scrapes
+            .get(job)
+            .is_some_and(|(at, _)| at.elapsed() < LAST_SEEN_EVERY);
+        if !fresh {
+            last.scrapes
+                .insert(job.to_owned(), (Instant::now(), scrape.clone()));
+        }
+    }
+}

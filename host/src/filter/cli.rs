@@ -1,0 +1,1 @@
+//! `promrelay filter ...`: tools for filter authors (work in progress).

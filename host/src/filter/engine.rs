@@ -1,0 +1,244 @@
+//! The one wasmtime [`Engine`] of the process, its epoch ticker, and compiled modules.
+//!
+//! Owns: engine configuration (epoch interruption, no fuel, a wasm stack cap), the ticker thread
+//! that advances the epoch, the compiled-module cache keyed by the SHA-256 of the module bytes,
+//! import/export checks, and the [`Linker`] with the only host import, `promrelay.log`.
+//!
+//! **Invariant:** a [`CompiledModule`] has passed the import and export checks; nothing else in
+//! the crate creates one. This module never runs guest code: instances live in `instance`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use promrelay_abi::{export, import};
+use sha2::{Digest, Sha256};
+use wasmtime::{
+    Caller, Config, Engine, ExternType, FuncType, InstancePre, Linker, Module, ValType,
+};
+
+use super::error::FilterError;
+use super::instance::HostState;
+
+/// How often the ticker thread advances the epoch; time limits are rounded up to this.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+/// Wasm stack cap: deep recursion traps with a stack overflow well before the host's stack.
+pub const MAX_WASM_STACK: usize = 512 * 1024;
+
+/// The process-wide filter engine: one wasmtime engine, one ticker, one module cache.
+pub struct FilterEngine {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: Mutex<HashMap<[u8; 32], Arc<CompiledModule>>>,
+}
+
+/// A compiled, checked module, ready to instantiate.
+pub struct CompiledModule {
+    /// Lower-case hex SHA-256 of the module bytes.
+    pub hash: String,
+    pub(crate) pre: InstancePre<HostState>,
+}
+
+impl std::fmt::Debug for CompiledModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledModule")
+            .field("hash", &self.hash)
+            .finish()
+    }
+}
+
+static SHARED: LazyLock<Arc<FilterEngine>> = LazyLock::new(|| {
+    Arc::new(FilterEngine::new().expect("the fixed engine configuration is valid"))
+});
+
+impl FilterEngine {
+    /// The process-wide engine (created, with its ticker, on first use).
+    pub fn shared() -> Arc<FilterEngine> {
+        SHARED.clone()
+    }
+
+    /// A new engine with its own ticker thread; the ticker ends when the engine is dropped.
+    pub fn new() -> Result<FilterEngine, FilterError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.consume_fuel(false);
+        config.max_wasm_stack(MAX_WASM_STACK);
+        let engine = Engine::new(&config)
+            .map_err(|e| FilterError::load(format!("creating the wasm engine: {e:#}")))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("promrelay-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| FilterError::load(format!("starting the epoch ticker: {e}")))?;
+        let mut linker = Linker::new(&engine);
+        linker
+            .func_wrap(import::MODULE, import::LOG, host_log)
+            .map_err(|e| FilterError::load(format!("defining promrelay.log: {e:#}")))?;
+        Ok(FilterEngine {
+            engine,
+            linker,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Epoch ticks covering `limit` (at least two, so a call never starts already expired).
+    pub(crate) fn deadline_ticks(limit: Duration) -> u64 {
+        let tick = EPOCH_TICK.as_micros().max(1);
+        (limit.as_micros().div_ceil(tick) as u64)
+            .saturating_add(1)
+            .max(2)
+    }
+
+    /// Reads and compiles a module file. Blocking: call from a blocking thread.
+    pub fn load_file(&self, path: &Path) -> Result<Arc<CompiledModule>, FilterError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| FilterError::load(format!("reading module {}: {e}", path.display())))?;
+        self.load(&bytes)
+            .map_err(|e| FilterError::load(format!("module {}: {e}", path.display())))
+    }
+
+    /// Compiles (or finds in the cache) and checks a module. Blocking: compiling takes
+    /// milliseconds to seconds, so call it from a blocking thread.
+    pub fn load(&self, bytes: &[u8]) -> Result<Arc<CompiledModule>, FilterError> {
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(hit) = self.lock_cache().get(&digest) {
+            return Ok(hit.clone());
+        }
+        let module = Module::from_binary(&self.engine, bytes)
+            .map_err(|e| FilterError::load(format!("not a valid wasm module: {e:#}")))?;
+        check_imports(&module)?;
+        check_exports(&module)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| FilterError::load(format!("linking: {e:#}")))?;
+        let compiled = Arc::new(CompiledModule {
+            hash: hex::encode(digest),
+            pre,
+        });
+        self.lock_cache().insert(digest, compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Forgets cached modules no chain uses any more (only the cache holds them).
+    pub fn prune_cache(&self) {
+        self.lock_cache()
+            .retain(|_, module| Arc::strong_count(module) > 1);
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<CompiledModule>>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn describe(ty: &ExternType) -> String {
+    match ty {
+        ExternType::Func(f) => format!("function {f}"),
+        ExternType::Memory(_) => "memory".into(),
+        ExternType::Table(_) => "table".into(),
+        ExternType::Global(_) => "global".into(),
+        ExternType::Tag(_) => "tag".into(),
+    }
+}
+
+fn log_type(engine: &Engine) -> FuncType {
+    FuncType::new(engine, [ValType::I32, ValType::I32, ValType::I32], [])
+}
+
+/// Refuses a module importing anything but `promrelay.log(i32, i32, i32)`, naming every offender.
+fn check_imports(module: &Module) -> Result<(), FilterError> {
+    let expected = log_type(module.engine());
+    let offending: Vec<String> = module
+        .imports()
+        .filter(|i| {
+            let allowed = i.module() == import::MODULE
+                && i.name() == import::LOG
+                && matches!(i.ty(), ExternType::Func(ref f) if FuncType::eq(f, &expected));
+            !allowed
+        })
+        .map(|i| format!("{}.{} ({})", i.module(), i.name(), describe(&i.ty())))
+        .collect();
+    if offending.is_empty() {
+        Ok(())
+    } else {
+        Err(FilterError::load(format!(
+            "module imports what the host does not provide (only promrelay.log(i32, i32, i32) \
+             is allowed; no WASI): {}",
+            offending.join(", ")
+        )))
+    }
+}
+
+/// Refuses a module missing an ABI export or exporting one with the wrong type, naming each.
+fn check_exports(module: &Module) -> Result<(), FilterError> {
+    let engine = module.engine();
+    let mut problems = Vec::new();
+    match module.get_export(export::MEMORY) {
+        Some(ExternType::Memory(m)) if !m.is_64() && !m.is_shared() => {}
+        Some(other) => problems.push(format!(
+            "{} is a {}, not a 32-bit memory",
+            export::MEMORY,
+            describe(&other)
+        )),
+        None => problems.push(format!("{} missing", export::MEMORY)),
+    }
+    let nullary = FuncType::new(engine, [], [ValType::I32]);
+    let unary = FuncType::new(engine, [ValType::I32], [ValType::I32]);
+    for (name, expected) in [
+        (export::ABI_VERSION, &nullary),
+        (export::RESERVE, &unary),
+        (export::INIT, &unary),
+        (export::PROCESS, &unary),
+        (export::OUTPUT_PTR, &nullary),
+        (export::OUTPUT_LEN, &nullary),
+    ] {
+        match module.get_export(name) {
+            Some(ExternType::Func(f)) if FuncType::eq(&f, expected) => {}
+            Some(other) => problems.push(format!(
+                "{name} is {} (expected function {expected})",
+                describe(&other)
+            )),
+            None => problems.push(format!("{name} missing")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(FilterError::load(format!(
+            "module does not export the promrelay ABI v1: {}",
+            problems.join(", ")
+        )))
+    }
+}
+
+/// Longest guest log line forwarded; longer ones are cut.
+const LOG_LINE_LIMIT: usize = 4096;
+
+/// `promrelay.log(level, ptr, len)`: forwards to `tracing` under the filter's name, rate-limited.
+/// A bad pointer is ignored rather than trapping: logging must never break a filter.
+fn host_log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) {
+    let Some(wasmtime::Extern::Memory(memory)) = caller.get_export(export::MEMORY) else {
+        return;
+    };
+    let (data, state) = memory.data_and_store_mut(&mut caller);
+    let start = ptr as u32 as usize;
+    let len = (len as u32 as usize).min(LOG_LINE_LIMIT);
+    let Some(bytes) = start.checked_add(len).and_then(|end| data.get(start..end)) else {
+        return;
+    };
+    let text = String::from_utf8_lossy(bytes);
+    state.guest_log(level, &text);
+}

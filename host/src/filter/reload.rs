@@ -1,0 +1,365 @@
+//! Building filter sets from configuration, and swapping them in without a restart.
+//!
+//! Owns [`ChainPlan`] (which filters run where), [`Chains::reload`] (compile with the cache,
+//! validate, canary `init`, dry run on the last scrape, atomic swap), the module file watcher
+//! and the status report behind `GET /api/v1/filters`.
+//!
+//! **Invariant:** a failed reload changes nothing a scrape sees: the old set stays in force and
+//! the failure is logged, counted (`filter_reloads_total{result="failure"}`) and reported in the
+//! status.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::chain::{run_stages_strict, Chains, FilterOutcome, FilterSet};
+use super::engine::FilterEngine;
+use super::error::FilterError;
+use super::metrics::count_reload;
+use super::stage::{Stage, StageStats};
+use crate::config::{Config, FilterConfig};
+use crate::model::Scrape;
+
+/// Which filters run where: the global chain and each job's own.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChainPlan {
+    pub global: Vec<FilterConfig>,
+    pub jobs: BTreeMap<String, Vec<FilterConfig>>,
+}
+
+impl ChainPlan {
+    /// The plan of a whole configuration.
+    pub fn from_config(config: &Config) -> ChainPlan {
+        ChainPlan {
+            global: config.filters.clone(),
+            jobs: config
+                .jobs
+                .iter()
+                .filter(|job| !job.filters.is_empty())
+                .map(|job| (job.name.clone(), job.filters.clone()))
+                .collect(),
+        }
+    }
+
+    /// Every module file the plan uses.
+    pub fn module_paths(&self) -> HashSet<PathBuf> {
+        self.global
+            .iter()
+            .chain(self.jobs.values().flatten())
+            .map(|f| f.module.clone())
+            .collect()
+    }
+}
+
+/// The outcome of the last reload, for the status report.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStatus {
+    pub last_attempt: Option<SystemTime>,
+    pub last_success: Option<SystemTime>,
+    pub last_error: Option<String>,
+    pub last_duration: Option<Duration>,
+}
+
+/// What a successful reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Filters compiled or initialised anew.
+    pub changed: Vec<String>,
+    /// Filters carried over as they were (same config, same module hash).
+    pub unchanged: Vec<String>,
+}
+
+fn scope_key(job: Option<&str>, name: &str) -> String {
+    match job {
+        None => format!("global/{name}"),
+        Some(job) => format!("job/{job}/{name}"),
+    }
+}
+
+/// Builds a set for `plan`, reusing stages of `previous` that did not change. Blocking.
+pub(crate) fn build_set(
+    engine: &FilterEngine,
+    plan: &ChainPlan,
+    previous: &FilterSet,
+) -> Result<(FilterSet, ReloadReport), FilterError> {
+    let old: HashMap<String, &Arc<Stage>> = previous
+        .stages()
+        .map(|(job, stage)| (scope_key(job, stage.name()), stage))
+        .collect();
+    let mut report = ReloadReport {
+        changed: Vec::new(),
+        unchanged: Vec::new(),
+    };
+    let mut build =
+        |job: Option<&str>, configs: &[FilterConfig]| -> Result<Vec<Arc<Stage>>, FilterError> {
+            configs
+                .iter()
+                .map(|config| {
+                    let key = scope_key(job, &config.name);
+                    let module = engine
+                        .load_file(&config.module)
+                        .map_err(|e| FilterError::load(format!("filter {key}: {e}")))?;
+                    let previous = old.get(&key);
+                    if let Some(stage) = previous {
+                        if stage.config == *config && stage.module.hash == module.hash {
+                            report.unchanged.push(key);
+                            return Ok(Arc::clone(stage));
+                        }
+                    }
+                    let stats = previous
+                        .map(|s| s.stats.clone())
+                        .unwrap_or_else(|| Arc::new(StageStats::default()));
+                    let stage = Stage::new(config.clone(), module, stats)
+                        .map_err(|e| FilterError::load(format!("filter {key}: {e}")))?;
+                    report.changed.push(key);
+                    Ok(Arc::new(stage))
+                })
+                .collect()
+        };
+    let global = build(None, &plan.global)?;
+    let mut jobs = HashMap::new();
+    for (job, configs) in &plan.jobs {
+        jobs.insert(job.clone(), build(Some(job), configs)?);
+    }
+    Ok((
+        FilterSet {
+            plan: plan.clone(),
+            global,
+            jobs,
+        },
+        report,
+    ))
+}
+
+/// Runs each remembered scrape through the new set; any filter error refuses the set.
+fn dry_run(set: &FilterSet, last_seen: Vec<(String, Scrape)>) -> Result<(), FilterError> {
+    for (job, scrape) in last_seen {
+        if let FilterOutcome::Failed { filter, error } | FilterOutcome::Dropped { filter, error } =
+            run_stages_strict(set.chain_for(&job), scrape)
+        {
+            return Err(FilterError::load(format!(
+                "dry run on the last scrape of job {job}: filter {filter}: {error}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+static INSTALLED: ArcSwapOption<Chains> = ArcSwapOption::const_empty();
+
+/// The status of the installed chains (see [`Chains::install`]) for `GET /api/v1/filters`.
+pub fn status_json() -> Value {
+    match INSTALLED.load_full() {
+        Some(chains) => chains.status_json(),
+        None => json!({ "filters": [], "reload": null }),
+    }
+}
+
+fn time_text(time: Option<SystemTime>) -> Value {
+    time.map_or(Value::Null, |t| {
+        Value::String(humantime::format_rfc3339_millis(t).to_string())
+    })
+}
+
+impl Chains {
+    /// Builds chains for `plan` on `engine`; fails (naming the filter and why) if any filter
+    /// cannot load. For start-up; later changes go through [`Chains::reload`].
+    pub async fn build(
+        engine: Arc<FilterEngine>,
+        plan: ChainPlan,
+    ) -> Result<Arc<Chains>, FilterError> {
+        let chains = Chains::empty(engine);
+        chains.reload(plan).await?;
+        Ok(chains)
+    }
+
+    /// Makes these chains the ones [`status_json`] reports.
+    pub fn install(self: &Arc<Self>) {
+        INSTALLED.store(Some(self.clone()));
+    }
+
+    /// The plan in force.
+    pub fn plan(&self) -> ChainPlan {
+        self.current.load().plan.clone()
+    }
+
+    /// Swaps in `plan` if every filter loads, initialises and survives a dry run on the last
+    /// scrape seen of its job; otherwise keeps the old set and says why.
+    pub async fn reload(&self, plan: ChainPlan) -> Result<ReloadReport, FilterError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let started = Instant::now();
+        let previous = self.current.load_full();
+        let engine = self.engine.clone();
+        let last_seen: Vec<(String, Scrape)> = {
+            let seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.scrapes
+                .iter()
+                .map(|(job, (_, scrape))| (job.clone(), scrape.clone()))
+                .collect()
+        };
+        let built = tokio::task::spawn_blocking(move || {
+            let (set, report) = build_set(&engine, &plan, &previous)?;
+            dry_run(&set, last_seen)?;
+            Ok::<_, FilterError>((set, report))
+        })
+        .await
+        .unwrap_or_else(|e| Err(FilterError::Host(format!("reload thread failed: {e}"))));
+        let elapsed = started.elapsed();
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        status.last_attempt = Some(SystemTime::now());
+        status.last_duration = Some(elapsed);
+        match built {
+            Ok((set, report)) => {
+                self.current.store(Arc::new(set));
+                status.last_success = status.last_attempt;
+                status.last_error = None;
+                count_reload(true);
+                self.engine.prune_cache();
+                tracing::info!(
+                    changed = ?report.changed,
+                    unchanged = report.unchanged.len(),
+                    took_ms = elapsed.as_millis() as u64,
+                    "filter chains reloaded"
+                );
+                Ok(report)
+            }
+            Err(error) => {
+                status.last_error = Some(error.to_string());
+                count_reload(false);
+                tracing::error!(
+                    "filter reload refused, the previous chains stay in force: {error}"
+                );
+                Err(error)
+            }
+        }
+    }
+
+    /// Reloads the plan in force, picking up changed module files.
+    pub async fn reload_modules(&self) -> Result<ReloadReport, FilterError> {
+        self.reload(self.plan()).await
+    }
+
+    /// Watches the module files of the plan in force and reloads when one changes (debounced).
+    /// Ends when `shutdown` is cancelled.
+    pub fn watch(self: &Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let chains = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = watch_loop(chains, shutdown).await {
+                tracing::error!("filter module watcher stopped: {e:#}");
+            }
+        })
+    }
+
+    /// Each filter's name, scope, module path and hash, load time, calls, errors, last error;
+    /// and the last reload's outcome.
+    pub fn status_json(&self) -> Value {
+        let set = self.current.load_full();
+        let filters: Vec<Value> = set
+            .stages()
+            .map(|(job, stage)| {
+                json!({
+                    "name": stage.name(),
+                    "scope": job.map_or_else(|| "global".to_owned(), |j| format!("job:{j}")),
+                    "module": stage.module_path().display().to_string(),
+                    "hash": stage.module.hash,
+                    "loaded_at": time_text(Some(stage.loaded_at)),
+                    "on_error": stage.on_error().as_str(),
+                    "calls": stage.stats.calls.load(std::sync::atomic::Ordering::Relaxed),
+                    "errors": stage.stats.errors.load(std::sync::atomic::Ordering::Relaxed),
+                    "last_error": stage.stats.last_error(),
+                })
+            })
+            .collect();
+        let status = self
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        json!({
+            "filters": filters,
+            "reload": {
+                "last_attempt": time_text(status.last_attempt),
+                "last_success": time_text(status.last_success),
+                "last_error": status.last_error,
+                "last_duration_ms": status.last_duration.map(|d| d.as_secs_f64() * 1000.0),
+            },
+        })
+    }
+}
+
+/// Quiet time after the last file event before reloading (editors write in several steps).
+const DEBOUNCE: Duration = Duration::from_millis(30);
+
+async fn watch_loop(chains: Arc<Chains>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    use notify::{RecursiveMode, Watcher};
+    let (sender, mut events) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            for path in event.paths {
+                let _ = sender.send(path);
+            }
+        }
+    })?;
+    let mut watched: HashSet<PathBuf> = HashSet::new();
+    loop {
+        // Files are often replaced by rename, so watch their directories, not the files.
+        let modules = chains.plan().module_paths();
+        let directories: HashSet<PathBuf> = modules
+            .iter()
+            .filter_map(|m| {
+                m.parent().map(|p| {
+                    if p.as_os_str().is_empty() {
+                        PathBuf::from(".")
+                    } else {
+                        p.to_path_buf()
+                    }
+                })
+            })
+            .collect();
+        for gone in watched.difference(&directories) {
+            let _ = watcher.unwatch(gone);
+        }
+        for new in directories.difference(&watched) {
+            if let Err(e) = watcher.watch(new, RecursiveMode::NonRecursive) {
+                tracing::warn!("cannot watch {}: {e}", new.display());
+            }
+        }
+        watched = directories;
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            path = events.recv() => match path { Some(path) => path, None => return Ok(()) },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+        };
+        let mut touched = relevant(&modules, &first);
+        // Debounce: keep draining until the directory has been quiet for a moment.
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                path = events.recv() => match path {
+                    Some(path) => touched |= relevant(&modules, &path),
+                    None => return Ok(()),
+                },
+                _ = tokio::time::sleep(DEBOUNCE) => break,
+            }
+        }
+        if touched {
+            tracing::info!("a filter module file changed; reloading");
+            // Failures are logged, counted and reported by reload itself.
+            let _ = chains.reload_modules().await;
+        }
+    }
+}
+
+fn relevant(modules: &HashSet<PathBuf>, path: &PathBuf) -> bool {
+    modules.contains(path)
+        || modules.iter().any(|m| {
+            m.file_name() == path.file_name()
+                && std::fs::canonicalize(m.parent().unwrap_or(m)).ok()
+                    == path.parent().and_then(|p| std::fs::canonicalize(p).ok())
+        })
+}

@@ -1,0 +1,26 @@
+;; Hostile: returns REPLACED with 1.25 MiB of output for a small input.
+;; Part of the promrelay filter engine tests (host/src/filter/tests.rs, tests/e2e/filters.rs).
+(module
+  (memory (export "memory") 20)
+  (global $out_ptr (mut i32) (i32.const 0))
+  (global $out_len (mut i32) (i32.const 0))
+  (func (export "promrelay_abi_version") (result i32) i32.const 1)
+  ;; The input buffer starts at 64 KiB and grows with the input.
+  (func (export "promrelay_reserve") (param $len i32) (result i32)
+    (local $pages i32)
+    (local.set $pages
+      (i32.shr_u (i32.add (i32.add (local.get $len) (i32.const 65536)) (i32.const 65535))
+                 (i32.const 16)))
+    (if (i32.gt_u (local.get $pages) (memory.size))
+      (then
+        (if (i32.eq (memory.grow (i32.sub (local.get $pages) (memory.size))) (i32.const -1))
+          (then (return (i32.const 0))))))
+    i32.const 65536)
+  (func (export "promrelay_output_ptr") (result i32) global.get $out_ptr)
+  (func (export "promrelay_output_len") (result i32) global.get $out_len)
+  (func (export "promrelay_init") (param i32) (result i32) i32.const 0)
+  (func (export "promrelay_process") (param i32) (result i32)
+    (global.set $out_ptr (i32.const 0))
+    (global.set $out_len (i32.const 1310720))
+    i32.const 2)
+)
