@@ -245,6 +245,12 @@ impl Problems {
     }
 }
 
+/// Keys match case-insensitively, as the original's YAML-to-JSON decoding did.
+fn same_key(key: &Node, name: &str) -> bool {
+    key.scalar()
+        .is_some_and(|key| key.eq_ignore_ascii_case(name))
+}
+
 /// The keys of one mapping; each key read is marked, and [`Fields::finish`] reports the rest as
 /// unknown.
 pub struct Fields<'a> {
@@ -281,7 +287,7 @@ impl<'a> Fields<'a> {
         let index = self
             .entries
             .iter()
-            .position(|(key, _)| key.scalar() == Some(name))?;
+            .position(|(key, _)| same_key(key, name))?;
         self.used[index] = true;
         let value = &self.entries[index].1;
         (!value.is_null()).then_some(value)
@@ -289,16 +295,14 @@ impl<'a> Fields<'a> {
 
     /// Whether the key is present (even if null).
     pub fn has(&self, name: &str) -> bool {
-        self.entries
-            .iter()
-            .any(|(key, _)| key.scalar() == Some(name))
+        self.entries.iter().any(|(key, _)| same_key(key, name))
     }
 
     /// The line of a present key.
     pub fn key_line(&self, name: &str) -> Option<usize> {
         self.entries
             .iter()
-            .find(|(key, _)| key.scalar() == Some(name))
+            .find(|(key, _)| same_key(key, name))
             .map(|(key, _)| key.line)
     }
 
@@ -326,6 +330,25 @@ impl<'a> Fields<'a> {
                 continue;
             }
             let name = key.scalar().unwrap_or("?");
+            if let Some(first) = self
+                .entries
+                .iter()
+                .zip(&self.used)
+                .find(|((other, _), used)| **used && same_key(other, name))
+                .map(|((other, _), _)| other)
+            {
+                problems.add(
+                    &self.key(name),
+                    Some(key.line),
+                    format!(
+                        "duplicate key: {name:?} is the same key as {:?} on line {} (keys are \
+                         case-insensitive)",
+                        first.scalar().unwrap_or("?"),
+                        first.line
+                    ),
+                );
+                continue;
+            }
             let suggestion = self
                 .asked
                 .iter()

@@ -397,9 +397,11 @@ fn management_auth(cx: &mut Builder<'_>, key: &str, node: &Node) -> ManagementAu
         return ManagementAuth::default();
     };
     let full = cx.read(&mut fields, "full", regex_list).unwrap_or_default();
-    let read_only = cx
-        .read(&mut fields, "read_only", regex_list)
-        .unwrap_or_default();
+    // `RO` is what the original's Puppet module wrote for `read_only`.
+    let read_only = match cx.read(&mut fields, "read_only", regex_list) {
+        Some(list) => list,
+        None => cx.read(&mut fields, "RO", regex_list).unwrap_or_default(),
+    };
     let insecure = cx
         .read(&mut fields, "insecure", Problems::boolean)
         .unwrap_or(false);

@@ -1064,3 +1064,27 @@ fn the_full_sample_loads() {
     assert_eq!(config.filters[0].on_error, OnError::Drop);
     assert!(config.runs_poller() && config.runs_receiver());
 }
+
+#[test]
+fn keys_match_case_insensitively_as_in_the_original() {
+    // The original decoded YAML through JSON into Go structs, which matches keys ignoring case;
+    // its Puppet module wrote `Full` and `RO` under `management.auth`.
+    let text = with(
+        "Verbose: true\nmanagement:\n  brokers: [127.0.0.1:4222]\n  auth:\n    insecure: false\n    Full: ['^ops$']\n    RO: ['^monitor$']\n",
+    );
+    let config = load_text(&text);
+    assert_eq!(config.log.level, LogLevel::Info);
+    let auth = config.management.expect("management").auth;
+    assert_eq!(auth.full, vec!["^ops$".to_string()]);
+    assert_eq!(auth.read_only, vec!["^monitor$".to_string()]);
+
+    let problems = problems_of(&with("Scrape_Interval: 30s\n"));
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems[0].key, "Scrape_Interval");
+    assert!(
+        problems[0]
+            .message
+            .contains("same key as \"scrape_interval\" on line 1"),
+        "{problems:#?}"
+    );
+}
