@@ -172,6 +172,84 @@ impl Config {
         problems
     }
 
+    /// Valid but probably unintended settings, for `check-config` and a log line at start: a
+    /// section that has no effect, credentials over plain HTTP, disabled verification.
+    pub fn warnings(&self) -> Vec<Problem> {
+        let mut warnings = Vec::new();
+        let mut warn = |key: &str, message: &str| {
+            warnings.push(Problem {
+                key: key.to_string(),
+                line: None,
+                message: message.to_string(),
+            })
+        };
+        if self.poller_stream.is_some() && !self.runs_poller() {
+            warn(
+                "poller_stream",
+                "there are no jobs and no monitor_port: the poller will not run",
+            );
+        }
+        if !self.jobs.is_empty() && self.poller_stream.is_none() {
+            warn("jobs", "there is no poller_stream: nothing will be scraped");
+        }
+        if self.receiver_stream.is_some() && !self.runs_receiver() {
+            warn(
+                "receiver_stream",
+                "there is no push_gateway or remote_write: the receiver will not run",
+            );
+        }
+        if self.receiver_stream.is_none()
+            && (self.push_gateway.is_some() || !self.remote_write.is_empty())
+        {
+            warn(
+                "push_gateway",
+                "there is no receiver_stream: nothing will be pushed",
+            );
+        }
+        let mut clients: Vec<(String, &HttpClientConfig, Vec<&url::Url>)> = Vec::new();
+        for job in &self.jobs {
+            let urls = job.targets.iter().map(|target| &target.url).collect();
+            clients.push((format!("jobs.{}", job.name), &job.http, urls));
+        }
+        if let Some(push) = &self.push_gateway {
+            clients.push(("push_gateway".to_string(), &push.http, vec![&push.url]));
+        }
+        for (index, remote) in self.remote_write.iter().enumerate() {
+            clients.push((
+                format!("remote_write[{index}]"),
+                &remote.http,
+                vec![&remote.url],
+            ));
+        }
+        for (key, http, urls) in clients {
+            let has_credentials = http.basic_auth.is_some() || http.authorization.is_some();
+            if has_credentials && urls.iter().any(|url| url.scheme() == "http") {
+                warn(&key, "credentials are sent over plain http; use https");
+            }
+            if http
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.insecure_skip_verify)
+            {
+                warn(
+                    &format!("{key}.tls_config.insecure_skip_verify"),
+                    "server certificates are not verified",
+                );
+            }
+        }
+        if self
+            .management
+            .as_ref()
+            .is_some_and(|management| management.auth.insecure)
+        {
+            warn(
+                "management.auth.insecure",
+                "every caller may pause and resume this relay",
+            );
+        }
+        warnings
+    }
+
     /// Every job's name with its targets, for logs: `node (3 targets), choria (2 targets)`.
     pub fn describe_jobs(&self) -> String {
         self.jobs

@@ -1088,3 +1088,38 @@ fn keys_match_case_insensitively_as_in_the_original() {
         "{problems:#?}"
     );
 }
+
+#[test]
+fn warnings_point_at_sections_without_effect_and_weak_security() {
+    assert!(load_text(ORIGINAL).warnings().is_empty());
+
+    let text = "\
+scrape_interval: 60s
+poller_stream:
+  cluster_id: site
+  urls: nats://127.0.0.1:4222
+receiver_stream:
+  cluster_id: central
+  urls: nats://127.0.0.1:4223
+remote_write:
+  - url: http://127.0.0.1:9090/api/v1/write
+    authorization: { credentials: token }
+    tls_config: { insecure_skip_verify: true }
+management:
+  auth: { insecure: true }
+";
+    let keys: Vec<String> = load_text(text)
+        .warnings()
+        .into_iter()
+        .map(|warning| warning.key)
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            "poller_stream",
+            "remote_write[0]",
+            "remote_write[0].tls_config.insecure_skip_verify",
+            "management.auth.insecure",
+        ]
+    );
+}
