@@ -88,6 +88,7 @@ start() {
     "$@" >"$workdir/$name.log" 2>&1 &
     pids+=($!)
     names+=("$name")
+    say "$name started (pid $!)"
 }
 
 # Fails with the log's tail if a started process has exited.

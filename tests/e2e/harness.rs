@@ -138,3 +138,57 @@ fn target_server_endless_body_keeps_streaming_and_drop_does_not_hang() {
     }
     drop(target);
 }
+
+#[test]
+fn relay_config_yaml_is_accepted_by_promrelays_own_config_parser() {
+    use promrelay_tests::RelayConfig;
+    let config = RelayConfig::pipeline("nats://127.0.0.1:4222", "http://127.0.0.1:9091")
+        .job("node", &[("node1", "http://127.0.0.1:9100/metrics")])
+        .job_with(
+            "bad",
+            "scrape_interval: 10s\nscrape_timeout: 10s\n",
+            &[("slow", "http://127.0.0.1:1/metrics")],
+        )
+        .monitor_port(10000);
+    let yaml = config.to_yaml();
+    let parsed = promrelay::config::parse(&yaml, "harness")
+        .unwrap_or_else(|error| panic!("{error}\nin:\n{yaml}"));
+    assert_eq!(parsed.identity, "site1");
+    assert_eq!(parsed.monitor_port, Some(10000));
+    assert_eq!(parsed.jobs.len(), 2);
+    assert_eq!(parsed.jobs[1].scrape_timeout, Duration::from_secs(10));
+    assert_eq!(parsed.jobs[1].targets[0].name, "slow");
+    let receiver = parsed.receiver_stream.expect("receiver_stream");
+    assert_eq!(
+        receiver.stream,
+        config.poller_stream.expect("poller").cluster_id
+    );
+    assert!(parsed.push_gateway.expect("push_gateway").publisher_label);
+}
+
+#[tokio::test]
+async fn nats_stream_messages_counts_what_jetstream_stored() {
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url())
+        .await
+        .expect("connect to nats-server");
+    let jetstream = async_nats::jetstream::new(client);
+    jetstream
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "harness_count".into(),
+            subjects: vec!["harness.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("create a stream");
+    for index in 0..3 {
+        jetstream
+            .publish("harness.x", format!("message {index}").into())
+            .await
+            .expect("publish")
+            .await
+            .expect("publish acknowledged");
+    }
+    assert_eq!(nats.stream_messages("harness_count"), Some(3));
+    assert_eq!(nats.stream_messages("no_such_stream"), None);
+}
