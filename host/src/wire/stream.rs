@@ -98,33 +98,35 @@ pub async fn ensure_stream(
             check_compatible(&info.config, settings)?;
             Ok(existing)
         }
-        Err(error) if is_not_found(&error) => js
-            .create_stream(settings.stream_config())
-            .await
-            .map(|created| {
-                tracing::info!(
-                    stream = %settings.name,
-                    subjects = %settings.subject_filter(),
-                    retention = ?settings.retention,
-                    "created JetStream stream"
-                );
-                created
-            })
-            .or_else(|error| {
-                // Another process may have created it between our look-up and create.
-                if error.to_string().contains("already in use") {
-                    Err(anyhow::anyhow!(
-                        "JetStream stream {:?} was created concurrently with other settings: {error}",
-                        settings.name
-                    ))
-                } else {
-                    Err(anyhow::anyhow!(
-                        "creating JetStream stream {:?} (subjects {}): {error}",
+        Err(error) if is_not_found(&error) => {
+            match js.create_stream(settings.stream_config()).await {
+                Ok(created) => {
+                    tracing::info!(
+                        stream = %settings.name,
+                        subjects = %settings.subject_filter(),
+                        retention = ?settings.retention,
+                        "created JetStream stream"
+                    );
+                    Ok(created)
+                }
+                // Another process may have created it between our look-up and create (the
+                // server accepts an identical create; a different one fails): check it.
+                Err(create_error) => match js.get_stream(&settings.name).await {
+                    Ok(mut existing) => {
+                        let info = existing.info().await.with_context(|| {
+                            format!("reading JetStream stream {:?}", settings.name)
+                        })?;
+                        check_compatible(&info.config, settings)?;
+                        Ok(existing)
+                    }
+                    Err(_) => Err(anyhow::anyhow!(
+                        "creating JetStream stream {:?} (subjects {}): {create_error}",
                         settings.name,
                         settings.subject_filter()
-                    ))
-                }
-            }),
+                    )),
+                },
+            }
+        }
         Err(error) => Err(anyhow::anyhow!(
             "looking up JetStream stream {:?}: {error}",
             settings.name
