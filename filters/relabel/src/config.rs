@@ -5,6 +5,8 @@
 //! Prometheus validates names with its legacy grammar here, because promrelay's batches only carry
 //! legacy names (`[a-zA-Z_][a-zA-Z0-9_]*`). This module never touches series.
 
+#![forbid(unsafe_code)]
+
 use crate::text::{self, Template};
 use regex::Regex;
 use serde::{Deserialize, Deserializer};

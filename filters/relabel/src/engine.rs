@@ -5,6 +5,8 @@
 //! (`Cow::Borrowed`); a string is allocated only when a rule actually changes a label, and the
 //! scratch buffers are reused across series. This module must never know the batch layout.
 
+#![forbid(unsafe_code)]
+
 use crate::config::{Action, Rule};
 use crate::text::{self, is_label_name, push_lower, push_upper};
 use md5::{Digest, Md5};
@@ -12,11 +14,18 @@ use regex::CaptureLocations;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-/// One label: name and value, either borrowed from the input or owned after a change.
+/// Marks a label string that has no id in the input's string table (set by a rule, or unknown).
+pub const NO_ID: u32 = u32::MAX;
+
+/// One label: name and value, either borrowed from the input or owned after a change, with the
+/// input string-table ids of each when known ([`NO_ID`] otherwise). Ids let the engine remember a
+/// regex's answer for a string across the series of one batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Label<'a> {
     pub name: Cow<'a, str>,
     pub value: Cow<'a, str>,
+    pub name_id: u32,
+    pub value_id: u32,
 }
 
 /// A series' labels sorted by name, `__name__` included, with a flag recording any change.
@@ -53,12 +62,41 @@ impl<'a> LabelSet<'a> {
         self.changed = false;
     }
 
+    /// Empties the set and rebinds it to another input lifetime, keeping its allocation (std's
+    /// in-place `collect` reuses the buffer of an emptied vector of same-layout items), so one
+    /// set can serve every batch a filter instance sees.
+    pub fn recycle<'b>(mut self) -> LabelSet<'b> {
+        self.labels.clear();
+        LabelSet {
+            labels: self
+                .labels
+                .into_iter()
+                .map(|_| unreachable!("the vector was emptied"))
+                .collect(),
+            changed: false,
+        }
+    }
+
     /// Appends a label that sorts after every label already present (input order). Hot path.
     pub fn push_sorted(&mut self, name: &'a str, value: &'a str) {
+        self.push_sorted_with_ids(name, NO_ID, value, NO_ID);
+    }
+
+    /// As [`LabelSet::push_sorted`], with the strings' ids in the batch's string table (valid for
+    /// the batch announced by [`Relabeler::begin_batch`]). Hot path.
+    pub fn push_sorted_with_ids(
+        &mut self,
+        name: &'a str,
+        name_id: u32,
+        value: &'a str,
+        value_id: u32,
+    ) {
         debug_assert!(self.labels.last().is_none_or(|last| *last.name < *name));
         self.labels.push(Label {
             name: Cow::Borrowed(name),
             value: Cow::Borrowed(value),
+            name_id,
+            value_id,
         });
     }
 
@@ -102,6 +140,7 @@ impl<'a> LabelSet<'a> {
             Ok(at) => {
                 if *self.labels[at].value != *value {
                     self.labels[at].value = Cow::Owned(value.to_owned());
+                    self.labels[at].value_id = NO_ID;
                     self.changed = true;
                 }
             }
@@ -111,6 +150,8 @@ impl<'a> LabelSet<'a> {
                     Label {
                         name: Cow::Owned(name.to_owned()),
                         value: Cow::Owned(value.to_owned()),
+                        name_id: NO_ID,
+                        value_id: NO_ID,
                     },
                 );
                 self.changed = true;
@@ -121,7 +162,15 @@ impl<'a> LabelSet<'a> {
     fn insert(&mut self, name: Cow<'a, str>, value: Cow<'a, str>) {
         match self.find(&name) {
             Ok(at) => self.labels[at].value = value,
-            Err(at) => self.labels.insert(at, Label { name, value }),
+            Err(at) => self.labels.insert(
+                at,
+                Label {
+                    name,
+                    value,
+                    name_id: NO_ID,
+                    value_id: NO_ID,
+                },
+            ),
         }
         self.changed = true;
     }
@@ -134,9 +183,9 @@ impl<'a> LabelSet<'a> {
         }
     }
 
-    fn retain_names(&mut self, mut keep: impl FnMut(&str) -> bool) {
+    fn retain_labels(&mut self, mut keep: impl FnMut(&Label<'a>) -> bool) {
         let before = self.labels.len();
-        self.labels.retain(|label| keep(&label.name));
+        self.labels.retain(|label| keep(label));
         self.changed |= self.labels.len() != before;
     }
 }
@@ -147,6 +196,9 @@ pub struct Relabeler {
     rules: Vec<Rule>,
     /// Capture slots per rule (index-aligned with `rules`).
     locations: Vec<CaptureLocations>,
+    /// Per rule, per string id of the current batch: what the rule's regex said about that
+    /// string (`UNKNOWN`, `MATCHED`, `MISSED`). Empty until [`Relabeler::begin_batch`].
+    memo: Vec<Vec<u8>>,
     value: String,
     target: String,
     result: String,
@@ -161,12 +213,25 @@ impl Relabeler {
             .map(|rule| rule.regex.capture_locations())
             .collect();
         Relabeler {
+            memo: vec![Vec::new(); rules.len()],
             rules,
             locations,
             value: String::new(),
             target: String::new(),
             result: String::new(),
             pending: Vec::new(),
+        }
+    }
+
+    /// Announces a new batch whose string table has `string_count` entries: label ids passed to
+    /// [`LabelSet::push_sorted_with_ids`] refer to it until the next call. Forgets what was
+    /// remembered about the previous batch's strings.
+    pub fn begin_batch(&mut self, string_count: usize) {
+        for (rule, memo) in self.rules.iter().zip(&mut self.memo) {
+            memo.clear();
+            if memoizable(rule) {
+                memo.resize(string_count, UNKNOWN);
+            }
         }
     }
 
@@ -195,6 +260,30 @@ impl Relabeler {
 
     fn apply(&mut self, index: usize, labels: &mut LabelSet<'_>) -> bool {
         let rule = &self.rules[index];
+        let memo = &mut self.memo[index];
+        // One source label with a known id: the regex's answer may already be known.
+        let mut remember = None;
+        if !memo.is_empty() && rule.source_labels.len() == 1 && !rule.matches_all {
+            if let Ok(at) = labels.find(&rule.source_labels[0]) {
+                let label = &labels.labels[at];
+                if let Some(slot) = memo.get_mut(label.value_id as usize) {
+                    if *slot == UNKNOWN {
+                        *slot = if rule.regex.is_match(&label.value) {
+                            MATCHED
+                        } else {
+                            MISSED
+                        };
+                    }
+                    remember = Some(*slot == MATCHED);
+                }
+            }
+        }
+        match (remember, rule.action) {
+            (Some(matched), Action::Drop) => return !matched,
+            (Some(matched), Action::Keep) => return matched,
+            (Some(false), Action::Replace) => return true,
+            _ => {}
+        }
         let value = &mut self.value;
         value.clear();
         for (position, name) in rule.source_labels.iter().enumerate() {
@@ -263,6 +352,9 @@ impl Relabeler {
                 let locations = &mut self.locations[index];
                 for label in labels.labels() {
                     let name = &*label.name;
+                    if !name_matches(rule, memo, label) {
+                        continue;
+                    }
                     if rule.regex.captures_read(locations, name).is_none() {
                         continue;
                     }
@@ -280,10 +372,38 @@ impl Relabeler {
                     }
                 }
             }
-            Action::LabelDrop => labels.retain_names(|name| !rule.regex.is_match(name)),
-            Action::LabelKeep => labels.retain_names(|name| rule.regex.is_match(name)),
+            Action::LabelDrop => labels.retain_labels(|label| !name_matches(rule, memo, label)),
+            Action::LabelKeep => labels.retain_labels(|label| name_matches(rule, memo, label)),
         }
         true
+    }
+}
+
+const UNKNOWN: u8 = 0;
+const MATCHED: u8 = 1;
+const MISSED: u8 = 2;
+
+/// Whether remembering the regex's answer per string can save work for this rule.
+fn memoizable(rule: &Rule) -> bool {
+    match rule.action {
+        Action::Keep | Action::Drop | Action::Replace => {
+            rule.source_labels.len() == 1 && !rule.matches_all
+        }
+        Action::LabelMap | Action::LabelDrop | Action::LabelKeep => true,
+        _ => false,
+    }
+}
+
+/// Whether `rule`'s regex matches the label's name, remembered per name id. Hot path.
+fn name_matches(rule: &Rule, memo: &mut [u8], label: &Label<'_>) -> bool {
+    match memo.get_mut(label.name_id as usize) {
+        Some(slot) if *slot != UNKNOWN => *slot == MATCHED,
+        Some(slot) => {
+            let matched = rule.regex.is_match(&label.name);
+            *slot = if matched { MATCHED } else { MISSED };
+            matched
+        }
+        None => rule.regex.is_match(&label.name),
     }
 }
 

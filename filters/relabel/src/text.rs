@@ -5,6 +5,8 @@
 //! Everything here is pure and allocation-free on its hot entry points ([`Template::expand_into`],
 //! [`push_lower`], [`push_upper`]); it must never know about series or batches.
 
+#![forbid(unsafe_code)]
+
 use regex::Regex;
 use std::sync::OnceLock;
 
