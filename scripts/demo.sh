@@ -49,10 +49,12 @@ fail() {
 pids=()
 names=()
 workdir=""
+sleeper=""
 
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
+    [[ -n "$sleeper" ]] && kill "$sleeper" 2>/dev/null || true
     if ((${#pids[@]} > 0)); then
         say "stopping ${names[*]}"
         local index
@@ -252,7 +254,15 @@ for ((waited = 0; waited < timeout_seconds * 2; waited++)); do
 done
 ((arrived > 0)) || fail "no series arrived within ${timeout_seconds}s; logs are in $workdir (DEMO_KEEP=1 keeps them)"
 
-own=$(count_series promrelay)
+# promrelay scrapes itself too (job="promrelay", because monitor_port is set): give its first
+# scrape a moment to arrive as well, without failing the demo for it.
+own=0
+for ((waited = 0; waited < 30; waited++)); do
+    own=$(count_series promrelay)
+    ((own > 0)) && break
+    check_alive
+    sleep 0.5
+done
 cat <<EOF
 
   $arrived node_exporter series arrived in the Pushgateway (job="node", instance="node1",
@@ -270,7 +280,10 @@ fi
 
 say "running; press Ctrl-C to stop everything the demo started"
 while true; do
-    sleep 10
+    # `wait` returns as soon as a trapped signal arrives; a foreground `sleep` would delay the trap.
+    sleep 10 &
+    sleeper=$!
+    wait "$sleeper" || true
     check_alive
     say "$(count_series node) node_exporter series in the Pushgateway"
 done
