@@ -33,6 +33,8 @@ mod parse;
 mod render;
 
 #[cfg(test)]
+mod roundtrip_tests;
+#[cfg(test)]
 mod tests;
 
 pub use parse::parse;

@@ -471,16 +471,7 @@ fn parse_value(token: &str) -> Option<f64> {
 /// Hot path: an integer millisecond timestamp, optionally signed.
 #[inline]
 fn parse_timestamp(token: &str) -> Option<i64> {
-    let (negative, digits) = match token.as_bytes().first()? {
-        b'-' => (true, &token[1..]),
-        b'+' => (false, &token[1..]),
-        _ => (false, token),
-    };
-    if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
-        return None;
-    }
-    let magnitude: i64 = digits.parse().ok()?;
-    Some(if negative { -magnitude } else { magnitude })
+    token.parse().ok()
 }
 
 #[inline]

@@ -5,7 +5,7 @@ use super::*;
 use crate::model::{Family, Label, MetricType, Series};
 
 /// `family NAME KIND [help=".."] [unit=".."]` then `  name{labels} value [@timestamp]` per series.
-fn describe(families: &[Family]) -> String {
+pub(super) fn describe(families: &[Family]) -> String {
     let mut out = String::new();
     for family in families {
         out.push_str(&format!("family {} {}", family.name, family.kind.as_str()));
