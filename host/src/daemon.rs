@@ -1,1 +1,415 @@
-//! (work in progress)
+//! Wiring: turns a validated config into running tasks (scrapers, filter stage, publisher,
+//! receiver, monitor port), and handles signals: SIGHUP reloads, SIGTERM/SIGINT shut down.
+//!
+//! **Invariant:** shutdown is one `CancellationToken` passed down; every task notices it in one
+//! place. Scraping stops first, then the publisher and the receiver drain their in-flight work
+//! within a bounded time, then the process exits 0.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family as MetricFamily;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminState, ReloadRequest};
+use crate::config::{self, Config};
+use crate::model::Scrape;
+use crate::scrape::{self, StateLog, TargetSpec};
+use crate::{publish, receive, wire};
+
+/// Which parts of the relay to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Whatever the config has sections for.
+    Auto,
+    Poller,
+    Receiver,
+}
+
+/// The name of the job through which a poller relays its own metrics.
+pub const SELF_JOB: &str = "promrelay";
+
+/// How long a shutdown waits for in-flight publishes and pushes.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabel {
+    job: String,
+}
+
+struct DaemonMetrics {
+    build_info: MetricFamily<VersionLabels, Gauge>,
+    paused: Gauge,
+    jobs: Gauge,
+    targets: MetricFamily<JobLabel, Gauge>,
+}
+
+static METRICS: LazyLock<DaemonMetrics> = LazyLock::new(|| {
+    let metrics = DaemonMetrics {
+        build_info: MetricFamily::default(),
+        paused: Gauge::default(),
+        jobs: Gauge::default(),
+        targets: MetricFamily::default(),
+    };
+    let mut registry = crate::telemetry::registry();
+    registry.register(
+        "build_info",
+        "Build information",
+        metrics.build_info.clone(),
+    );
+    registry.register(
+        "paused",
+        "1 while publishing is paused",
+        metrics.paused.clone(),
+    );
+    registry.register("jobs", "Scrape jobs configured", metrics.jobs.clone());
+    registry.register("targets", "Scrape targets per job", metrics.targets.clone());
+    metrics
+        .build_info
+        .get_or_create(&VersionLabels {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        })
+        .set(1);
+    metrics
+});
+
+/// Loads and validates the config; every problem is in the error.
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The scrape targets of a config, including the self-scrape job when `monitor_port` is set.
+pub fn target_specs(config: &Config) -> Vec<TargetSpec> {
+    let mut specs = Vec::new();
+    for job in &config.jobs {
+        for target in &job.targets {
+            specs.push(TargetSpec {
+                job: job.name.clone(),
+                instance: target.name.clone(),
+                url: target.url.clone(),
+                interval: job.scrape_interval,
+                timeout: job.scrape_timeout,
+                body_limit: job.scrape_body_limit,
+                exempt_from_pause: false,
+            });
+        }
+    }
+    if let Some(port) = config.monitor_port {
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        if let Ok(url) = url::Url::parse(&url) {
+            specs.push(TargetSpec {
+                job: SELF_JOB.to_owned(),
+                instance: format!("{}:{port}", config.identity),
+                url,
+                interval: config.scrape_interval,
+                timeout: config.scrape_timeout,
+                body_limit: config.scrape_body_limit,
+                exempt_from_pause: true,
+            });
+        }
+    }
+    specs
+}
+
+/// Runs the relay until SIGTERM/SIGINT or `shutdown`.
+pub async fn run(
+    config_path: PathBuf,
+    config: Config,
+    mode: Mode,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let unsupported = config.unsupported();
+    if !unsupported.is_empty() {
+        let text: Vec<String> = unsupported.iter().map(|p| p.to_string()).collect();
+        anyhow::bail!("{}: {}", config_path.display(), text.join("\n"));
+    }
+    let run_poller = match mode {
+        Mode::Auto => config.runs_poller(),
+        Mode::Poller => true,
+        Mode::Receiver => false,
+    };
+    let run_receiver = match mode {
+        Mode::Auto => config.runs_receiver(),
+        Mode::Poller => false,
+        Mode::Receiver => true,
+    };
+    if run_poller {
+        anyhow::ensure!(
+            config.poller_stream.is_some(),
+            "{}: the poller needs a poller_stream section",
+            config_path.display()
+        );
+    }
+    if run_receiver {
+        anyhow::ensure!(
+            config.receiver_stream.is_some(),
+            "{}: the receiver needs a receiver_stream section",
+            config_path.display()
+        );
+        anyhow::ensure!(
+            config.push_gateway.is_some() || !config.remote_write.is_empty(),
+            "{}: the receiver needs push_gateway or remote_write",
+            config_path.display()
+        );
+    }
+    anyhow::ensure!(
+        run_poller || run_receiver,
+        "{}: nothing to run: a poller needs poller_stream and jobs, a receiver needs \
+         receiver_stream and push_gateway (or remote_write)",
+        config_path.display()
+    );
+    LazyLock::force(&METRICS);
+    let component = match (run_poller, run_receiver) {
+        (true, true) => "relay",
+        (true, false) => "poller",
+        _ => "receiver",
+    };
+    tracing::info!(identity = %config.identity, component, version = env!("CARGO_PKG_VERSION"),
+        "promrelay starting");
+
+    let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+    let (paused_tx, paused_rx) = watch::channel(false);
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let ready = Arc::new(AtomicBool::new(false));
+    // Scrapers get their own token so that they stop before the publisher drains.
+    let scrapers_stop = shutdown.child_token();
+    let pipeline_stop = CancellationToken::new();
+
+    if let Some(port) = config.monitor_port {
+        let state = AdminState {
+            identity: config.identity.clone(),
+            component,
+            ready: ready.clone(),
+            reload: reload_tx.clone(),
+            paused: paused_tx.clone(),
+            filters: Arc::new(|| serde_json::json!({ "filters": [] })),
+        };
+        let stop = pipeline_stop.clone();
+        tasks.spawn(async move { ("monitor port", admin::serve(port, state, stop).await) });
+    }
+
+    let mut poller = None;
+    if run_poller {
+        let stream = config
+            .poller_stream
+            .as_ref()
+            .context("poller_stream is required")?;
+        let (scrapes_tx, scrapes_rx) = mpsc::channel::<Scrape>(1024);
+        let settings = publish::PublisherSettings {
+            identity: config.identity.clone(),
+            urls: stream.urls.clone(),
+            stream: wire::StreamSettings::from_config(stream),
+            outage_buffer: config.outage_buffer,
+            max_in_flight: 64,
+            flush_timeout: FLUSH_TIMEOUT,
+        };
+        let stop = pipeline_stop.clone();
+        tasks.spawn(async move { ("publisher", publish::run(settings, scrapes_rx, stop).await) });
+        let mut scrapers = Scrapers {
+            client: scrape::http_client()?,
+            publisher: config.identity.clone(),
+            output: scrapes_tx,
+            paused: paused_rx.clone(),
+            states: Arc::new(StateLog::default()),
+            stop: scrapers_stop.clone(),
+            running: HashMap::new(),
+        };
+        scrapers.apply(target_specs(&config));
+        poller = Some(scrapers);
+    }
+
+    if run_receiver {
+        let settings = receive::ReceiverSettings::from_config(&config)?;
+        let stop = pipeline_stop.clone();
+        let paused = paused_rx.clone();
+        tasks.spawn(async move { ("receiver", receive::run(settings, stop, paused).await) });
+    }
+
+    ready.store(true, Ordering::Release);
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let mut current = config;
+    let mut paused_seen = paused_tx.subscribe();
+
+    let failure = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break None,
+            _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break None }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break None }
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading {}", config_path.display());
+                let _ = reload(&config_path, &mut current, poller.as_mut());
+            }
+            Some(answer) = reload_rx.recv() => {
+                let outcome = reload(&config_path, &mut current, poller.as_mut());
+                let _ = answer.send(outcome);
+            }
+            Ok(()) = paused_seen.changed() => {
+                let paused = *paused_seen.borrow_and_update();
+                METRICS.paused.set(i64::from(paused));
+                tracing::info!(paused, "pause state changed");
+            }
+            Some(joined) = tasks.join_next() => {
+                match joined {
+                    Ok((name, Ok(()))) => tracing::info!("{name} stopped"),
+                    Ok((name, Err(e))) => break Some(anyhow::anyhow!("{name} failed: {e:#}")),
+                    Err(e) => break Some(anyhow::anyhow!("a task panicked: {e}")),
+                }
+            }
+        }
+    };
+
+    // Stop scraping, let the publisher and receiver drain, then stop the rest.
+    ready.store(false, Ordering::Release);
+    scrapers_stop.cancel();
+    if let Some(scrapers) = poller.take() {
+        scrapers.join().await;
+    }
+    pipeline_stop.cancel();
+    let drained = tokio::time::timeout(FLUSH_TIMEOUT + Duration::from_secs(5), async {
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok((name, Err(e))) = joined {
+                tracing::warn!("{name} ended with an error during shutdown: {e:#}");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("shutdown: some tasks did not finish in time");
+        tasks.abort_all();
+    }
+    tracing::info!("promrelay stopped");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Re-reads the config and applies what can change at run time (jobs and targets). An invalid
+/// config keeps the old one and reports every problem.
+fn reload(
+    path: &Path,
+    current: &mut Config,
+    poller: Option<&mut Scrapers>,
+) -> Result<String, String> {
+    let new = match load_config(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("reload failed, keeping the running config:\n{e:#}");
+            return Err(format!("{e:#}"));
+        }
+    };
+    let mut notes = Vec::new();
+    if new.poller_stream != current.poller_stream
+        || new.receiver_stream != current.receiver_stream
+        || new.push_gateway != current.push_gateway
+        || new.monitor_port != current.monitor_port
+    {
+        notes.push("stream, push_gateway and monitor_port changes need a restart".to_owned());
+        tracing::warn!("reload: stream, push_gateway and monitor_port changes need a restart");
+    }
+    if let Some(scrapers) = poller {
+        let (started, stopped) = scrapers.apply(target_specs(&new));
+        notes.push(format!("targets: {started} started, {stopped} stopped"));
+    }
+    *current = new;
+    let text = format!("reloaded: {}", notes.join("; "));
+    tracing::info!("{text}");
+    Ok(text)
+}
+
+/// The running scrape tasks, one per target, keyed by their full spec so that a changed target
+/// is restarted and an unchanged one keeps its schedule across reloads.
+struct Scrapers {
+    client: reqwest::Client,
+    publisher: String,
+    output: mpsc::Sender<Scrape>,
+    paused: watch::Receiver<bool>,
+    states: Arc<StateLog>,
+    stop: CancellationToken,
+    running: HashMap<TargetKey, (CancellationToken, tokio::task::JoinHandle<()>)>,
+}
+
+type TargetKey = (String, String, String, Duration, Duration, u64);
+
+fn key(spec: &TargetSpec) -> TargetKey {
+    (
+        spec.job.clone(),
+        spec.instance.clone(),
+        spec.url.to_string(),
+        spec.interval,
+        spec.timeout,
+        spec.body_limit,
+    )
+}
+
+impl Scrapers {
+    /// Starts new targets and stops removed ones; returns (started, stopped).
+    fn apply(&mut self, specs: Vec<TargetSpec>) -> (usize, usize) {
+        let wanted: HashMap<TargetKey, TargetSpec> =
+            specs.into_iter().map(|s| (key(&s), s)).collect();
+        let before = self.running.len();
+        self.running.retain(|k, (token, _)| {
+            let keep = wanted.contains_key(k);
+            if !keep {
+                token.cancel();
+            }
+            keep
+        });
+        let stopped = before - self.running.len();
+        let mut started = 0;
+        for (k, spec) in wanted {
+            if self.running.contains_key(&k) {
+                continue;
+            }
+            let token = self.stop.child_token();
+            let handle = tokio::spawn(scrape::run_target(
+                self.client.clone(),
+                spec,
+                self.publisher.clone(),
+                self.output.clone(),
+                self.paused.clone(),
+                self.states.clone(),
+                token.clone(),
+            ));
+            self.running.insert(k, (token, handle));
+            started += 1;
+        }
+        let mut per_job: HashMap<String, i64> = HashMap::new();
+        for k in self.running.keys() {
+            *per_job.entry(k.0.clone()).or_default() += 1;
+        }
+        METRICS.targets.clear();
+        for (job, count) in &per_job {
+            METRICS
+                .targets
+                .get_or_create(&JobLabel { job: job.clone() })
+                .set(*count);
+        }
+        METRICS.jobs.set(per_job.len() as i64);
+        (started, stopped)
+    }
+
+    /// Waits for every scrape task to notice the stop and return.
+    async fn join(self) {
+        for (_, (token, handle)) in self.running {
+            token.cancel();
+            let _ = handle.await;
+        }
+    }
+}

@@ -1,1 +1,154 @@
-fn main() {}
+//! The `promrelay` command line: `run`, `poller`, `receiver`, `check-config`, `filter …`.
+//!
+//! The original's command lines work too: `--config F` before or after the subcommand,
+//! `--pid FILE` (written at start, removed at exit) and `--debug`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use promrelay::config::LogLevel;
+use promrelay::daemon::{self, Mode};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "promrelay",
+    version,
+    about = "Relays Prometheus scrapes across sites over NATS \
+    JetStream, through WebAssembly filters"
+)]
+struct Cli {
+    /// The YAML config file.
+    #[arg(long, global = true, default_value = "/etc/promrelay/promrelay.yaml")]
+    config: PathBuf,
+    /// Write the process ID to this file while running.
+    #[arg(long, global = true)]
+    pid: Option<PathBuf>,
+    /// Log at debug level, whatever the config says.
+    #[arg(long, global = true)]
+    debug: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the poller, the receiver or both, by which sections the config has.
+    Run,
+    /// Run only the poller (scrape, filter, publish).
+    Poller,
+    /// Run only the receiver (consume, push).
+    Receiver,
+    /// Check the config: print every problem, exit non-zero if there is one.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("promrelay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    // async-nats uses ring, reqwest aws-lc-rs: TLS panics unless one provider is chosen.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mode = match cli.command {
+        Command::CheckConfig => return check_config(&cli.config),
+        Command::Run => Mode::Auto,
+        Command::Poller => Mode::Poller,
+        Command::Receiver => Mode::Receiver,
+    };
+    let config = daemon::load_config(&cli.config)?;
+    let level = if cli.debug {
+        LogLevel::Debug
+    } else {
+        config.log.level
+    };
+    init_logging(level, config.log.file.as_deref())?;
+    let _pid = cli.pid.map(PidFile::create).transpose()?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(daemon::run(
+        cli.config,
+        config,
+        mode,
+        CancellationToken::new(),
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
+    match promrelay::config::load(path) {
+        Ok(config) => {
+            for problem in config.unsupported() {
+                println!("warning: {problem}");
+            }
+            println!(
+                "{}: ok (poller: {}, receiver: {}, {} jobs, {} targets)",
+                path.display(),
+                config.runs_poller(),
+                config.runs_receiver(),
+                config.jobs.len(),
+                config.jobs.iter().map(|j| j.targets.len()).sum::<usize>()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Logs to stderr, or appended to `file`; `RUST_LOG` overrides the level.
+fn init_logging(level: LogLevel, file: Option<&Path>) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{},cranelift_codegen=warn,wasmtime=warn,async_nats=warn",
+            level.as_str()
+        ))
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match file {
+        Some(path) => {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening the log file {}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(log))
+                .init();
+        }
+        None => {
+            use std::io::IsTerminal as _;
+            let ansi = std::io::stderr().is_terminal();
+            builder.with_ansi(ansi).with_writer(std::io::stderr).init()
+        }
+    }
+    Ok(())
+}
+
+/// A PID file, removed when dropped.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn create(path: PathBuf) -> anyhow::Result<PidFile> {
+        std::fs::write(&path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing the PID file {}", path.display()))?;
+        Ok(PidFile(path))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

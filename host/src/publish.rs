@@ -1,1 +1,331 @@
-//! (work in progress)
+//! Publishing: encode each filtered scrape and publish it to JetStream, asynchronously, with a
+//! bounded number of acks in flight and an outage buffer bounded in bytes.
+//!
+//! **Invariant:** a scrape leaves the outage buffer only when JetStream acknowledged it, or when
+//! the buffer overflows (oldest first, counted in `promrelay_outage_buffer_dropped`). A failed
+//! publish goes back to the front of the buffer and is retried after a backoff; its
+//! `Nats-Msg-Id` lets JetStream drop the duplicate if the first attempt did land.
+//! This module never scrapes, parses or filters.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
+use futures::stream::{FuturesUnordered, StreamExt};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family as MetricFamily;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::Scrape;
+use crate::nats::Backoff;
+use crate::wire::{self, WireMessage};
+
+/// What the publisher needs from the config.
+#[derive(Debug, Clone)]
+pub struct PublisherSettings {
+    pub identity: String,
+    pub urls: Vec<String>,
+    pub stream: wire::StreamSettings,
+    /// Bytes of encoded scrapes kept while NATS is unreachable.
+    pub outage_buffer: u64,
+    /// Publishes awaiting their ack at once.
+    pub max_in_flight: usize,
+    /// How long a shutdown waits for the buffer to drain.
+    pub flush_timeout: Duration,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: String,
+}
+
+struct PublishMetrics {
+    published: MetricFamily<Outcome, Counter>,
+    latency: Histogram,
+    buffer_bytes: Gauge,
+    buffer_dropped: Counter,
+    encode_seconds: Histogram,
+}
+
+static METRICS: LazyLock<PublishMetrics> = LazyLock::new(|| {
+    let metrics = PublishMetrics {
+        published: MetricFamily::default(),
+        latency: Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+        ]),
+        buffer_bytes: Gauge::default(),
+        buffer_dropped: Counter::default(),
+        encode_seconds: Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05]),
+    };
+    let mut registry = crate::telemetry::registry();
+    registry.register(
+        "publishes",
+        "Scrape publishes by outcome (ok, error, too_large, encode_error)",
+        metrics.published.clone(),
+    );
+    registry.register(
+        "publish_duration_seconds",
+        "Time from sending a scrape to its JetStream ack",
+        metrics.latency.clone(),
+    );
+    registry.register(
+        "outage_buffer_bytes",
+        "Bytes of encoded scrapes waiting to be published",
+        metrics.buffer_bytes.clone(),
+    );
+    registry.register(
+        "outage_buffer_dropped",
+        "Scrapes dropped, oldest first, because the outage buffer was full",
+        metrics.buffer_dropped.clone(),
+    );
+    registry.register(
+        "encode_duration_seconds",
+        "Time to render and compress one scrape for the wire",
+        metrics.encode_seconds.clone(),
+    );
+    metrics
+});
+
+/// Forces registration so the families appear on `/metrics` before the first publish.
+pub fn register_metrics() {
+    LazyLock::force(&METRICS);
+}
+
+fn count(outcome: &str) {
+    METRICS
+        .published
+        .get_or_create(&Outcome {
+            outcome: outcome.to_owned(),
+        })
+        .inc();
+}
+
+/// Encoded scrapes waiting for NATS, bounded in bytes; the oldest go first when full.
+#[derive(Debug)]
+pub struct OutageBuffer {
+    queue: VecDeque<WireMessage>,
+    bytes: u64,
+    limit: u64,
+}
+
+impl OutageBuffer {
+    pub fn new(limit: u64) -> OutageBuffer {
+        OutageBuffer {
+            queue: VecDeque::new(),
+            bytes: 0,
+            limit,
+        }
+    }
+
+    fn size(message: &WireMessage) -> u64 {
+        message.payload.len() as u64 + 256
+    }
+
+    /// Appends a new scrape; returns how many old scrapes were dropped to make room.
+    pub fn push_back(&mut self, message: WireMessage) -> usize {
+        self.bytes += Self::size(&message);
+        self.queue.push_back(message);
+        let mut dropped = 0;
+        while self.bytes > self.limit && self.queue.len() > 1 {
+            if let Some(old) = self.queue.pop_front() {
+                self.bytes -= Self::size(&old);
+                dropped += 1;
+            }
+        }
+        self.publish_gauge();
+        dropped
+    }
+
+    /// Returns a scrape whose publish failed to the front, to be retried first.
+    pub fn push_front(&mut self, message: WireMessage) {
+        self.bytes += Self::size(&message);
+        self.queue.push_front(message);
+        self.publish_gauge();
+    }
+
+    pub fn pop_front(&mut self) -> Option<WireMessage> {
+        let message = self.queue.pop_front()?;
+        self.bytes -= Self::size(&message);
+        self.publish_gauge();
+        Some(message)
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn publish_gauge(&self) {
+        METRICS.buffer_bytes.set(self.bytes as i64);
+    }
+}
+
+type AckFuture = Pin<Box<dyn Future<Output = (WireMessage, Instant, Result<(), String>)> + Send>>;
+
+/// Publishes scrapes from `input` until `shutdown`, then drains the buffer for at most
+/// `flush_timeout`. Never returns an error because NATS is down: it buffers and retries.
+pub async fn run(
+    settings: PublisherSettings,
+    mut input: mpsc::Receiver<Scrape>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    register_metrics();
+    let client = crate::nats::connect(&settings.urls, "poller", &settings.identity).await?;
+    let js = jetstream::new(client);
+    let mut buffer = OutageBuffer::new(settings.outage_buffer);
+    let mut in_flight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
+    let mut backoff = Backoff::default();
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut stream_ready = false;
+    let mut draining_since: Option<tokio::time::Instant> = None;
+    let mut input_open = true;
+
+    loop {
+        let now = tokio::time::Instant::now();
+        let may_send = retry_at.is_none_or(|t| now >= t);
+        if may_send && !stream_ready {
+            match wire::ensure_stream(&js, &settings.stream).await {
+                Ok(_) => {
+                    if backoff.failing() {
+                        tracing::info!(stream = %settings.stream.name, "JetStream stream ready");
+                    }
+                    stream_ready = true;
+                    backoff.reset();
+                    retry_at = None;
+                }
+                Err(e) => {
+                    if !backoff.failing() {
+                        tracing::warn!(stream = %settings.stream.name,
+                            "JetStream stream not ready, buffering scrapes: {e:#}");
+                    }
+                    retry_at = Some(now + backoff.next_delay());
+                }
+            }
+        }
+        if stream_ready && retry_at.is_none() {
+            while in_flight.len() < settings.max_in_flight {
+                let Some(message) = buffer.pop_front() else {
+                    break;
+                };
+                let publish = PublishMessage::build()
+                    .payload(message.payload.clone())
+                    .headers(message.headers.clone())
+                    .message_id(&message.msg_id);
+                let sent = Instant::now();
+                match js.send_publish(message.subject.clone(), publish).await {
+                    Ok(ack) => in_flight.push(Box::pin(async move {
+                        let result = ack.await.map(|_| ()).map_err(|e| format!("{e}"));
+                        (message, sent, result)
+                    })),
+                    Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                        count("too_large");
+                        tracing::error!(subject = %message.subject,
+                            "scrape dropped: larger than the server's max payload: {e}");
+                    }
+                    Err(e) => {
+                        buffer.push_front(message);
+                        note_failure(&mut backoff, &mut retry_at, &e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+
+        let finished = !input_open && buffer.is_empty() && in_flight.is_empty();
+        if finished {
+            return Ok(());
+        }
+        if let Some(since) = draining_since {
+            if since.elapsed() >= settings.flush_timeout {
+                let left = buffer.len() + in_flight.len();
+                tracing::warn!(left, "shutdown: gave up flushing scrapes to NATS");
+                return Ok(());
+            }
+        }
+
+        let wake =
+            retry_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        let drain_deadline = draining_since
+            .map(|s| s + settings.flush_timeout)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = shutdown.cancelled(), if draining_since.is_none() => {
+                draining_since = Some(tokio::time::Instant::now());
+                input.close();
+            }
+            received = input.recv(), if input_open => match received {
+                Some(scrape) => enqueue(&mut buffer, &scrape, &settings.stream.topic),
+                None => {
+                    input_open = false;
+                    draining_since.get_or_insert_with(tokio::time::Instant::now);
+                }
+            },
+            Some((message, sent, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                match result {
+                    Ok(()) => {
+                        count("ok");
+                        METRICS.latency.observe(sent.elapsed().as_secs_f64());
+                        if backoff.failing() {
+                            tracing::info!("publishing to JetStream again");
+                        }
+                        backoff.reset();
+                    }
+                    Err(e) => {
+                        buffer.push_front(message);
+                        note_failure(&mut backoff, &mut retry_at, &e);
+                        if e.contains("no stream") || e.contains("no responders") {
+                            stream_ready = false;
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(wake), if retry_at.is_some() => {
+                retry_at = None;
+            }
+            _ = tokio::time::sleep_until(drain_deadline), if draining_since.is_some() => {}
+        }
+    }
+}
+
+fn enqueue(buffer: &mut OutageBuffer, scrape: &Scrape, topic: &str) {
+    let started = Instant::now();
+    match wire::encode(scrape, topic) {
+        Ok(message) => {
+            METRICS
+                .encode_seconds
+                .observe(started.elapsed().as_secs_f64());
+            let dropped = buffer.push_back(message);
+            if dropped > 0 {
+                METRICS.buffer_dropped.inc_by(dropped as u64);
+                tracing::debug!(dropped, "outage buffer full: dropped the oldest scrapes");
+            }
+        }
+        Err(e) => {
+            count("encode_error");
+            tracing::error!(job = %scrape.meta.job, instance = %scrape.meta.instance,
+                "encoding a scrape failed: {e:#}");
+        }
+    }
+}
+
+fn note_failure(backoff: &mut Backoff, retry_at: &mut Option<tokio::time::Instant>, error: &str) {
+    count("error");
+    if !backoff.failing() {
+        tracing::warn!("publishing to JetStream failed, buffering and retrying: {error}");
+    }
+    *retry_at = Some(tokio::time::Instant::now() + backoff.next_delay());
+}
