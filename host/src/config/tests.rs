@@ -782,6 +782,8 @@ filters:
           keep: true
           none: ~
           ratio: 0.5
+          tagged: !!str 8
+          quoted: '8'
 poller_stream:
   cluster_id: site
   urls: nats://127.0.0.1:4222
@@ -815,7 +817,7 @@ jobs:
             "relabel_configs": [
                 {"source_labels": ["__name__"], "regex": "go_.*", "action": "drop"},
                 {"target_label": "site", "replacement": "1", "modulus": 8, "keep": true,
-                 "none": null, "ratio": 0.5},
+                 "none": null, "ratio": 0.5, "tagged": "8", "quoted": "8"},
             ]
         })
     );
@@ -1122,4 +1124,31 @@ management:
             "management.auth.insecure",
         ]
     );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Whatever the bytes, parsing answers Ok or a list of problems; it never panics.
+    #[test]
+    fn parse_never_panics(text in "[ -~\n]{0,200}") {
+        let _ = parse(&text, "fuzz.yaml");
+    }
+
+    /// Dropping any one line of the original sample gives a config or problems, never a panic,
+    /// and every problem of a mutilated file carries a line.
+    #[test]
+    fn mutilated_samples_report_problems_with_lines(drop_line in 0usize..27) {
+        let text: String = ORIGINAL
+            .lines()
+            .enumerate()
+            .filter(|(index, _)| *index != drop_line)
+            .map(|(_, line)| format!("{line}\n"))
+            .collect();
+        if let Err(error) = parse(&text, "fuzz.yaml") {
+            for problem in &error.problems {
+                proptest::prop_assert!(problem.line.is_some(), "{problem:?}");
+            }
+        }
+    }
 }
