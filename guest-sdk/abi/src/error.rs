@@ -33,6 +33,8 @@ pub enum BatchError {
     NoSuchFamily { index: u32, count: u32 },
     /// An accessor was asked for a series past the end.
     NoSuchSeries { index: u32, count: u32 },
+    /// An accessor was asked for a label record past the end.
+    NoSuchLabel { index: u32, count: u32 },
     /// A family's type code is unknown.
     BadType { family: u32, code: u32 },
     /// A family's series are not the next contiguous run after the previous family's.
@@ -99,6 +101,12 @@ impl fmt::Display for BatchError {
                 write!(
                     f,
                     "series index {index} out of range (batch has {count} series)"
+                )
+            }
+            BatchError::NoSuchLabel { index, count } => {
+                write!(
+                    f,
+                    "label index {index} out of range (batch has {count} labels)"
                 )
             }
             BatchError::BadType { family, code } => {

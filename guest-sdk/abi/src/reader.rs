@@ -238,6 +238,21 @@ impl<'a> BatchReader<'a> {
         })
     }
 
+    /// Label record `index` (indices run across series).
+    pub fn label(&self, index: u32) -> Result<LabelRecord, BatchError> {
+        if index >= self.header.label_count {
+            return Err(BatchError::NoSuchLabel {
+                index,
+                count: self.header.label_count,
+            });
+        }
+        let at = self.header.labels_offset as usize + index as usize * LABEL_LEN;
+        Ok(LabelRecord {
+            name: read_u32(self.bytes, at),
+            value: read_u32(self.bytes, at + 4),
+        })
+    }
+
     /// The labels of `series`, in stored order (sorted by name in a valid batch).
     pub fn labels(&self, series: &SeriesRecord) -> Labels<'a> {
         let total = self.header.label_count;

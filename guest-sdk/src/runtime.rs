@@ -1,0 +1,184 @@
+//! The filter's side of the call protocol, in safe code: buffers, config parsing, status codes,
+//! panic capture. The wasm exports (`abi`) and the native test harness (`testing`) both drive a
+//! filter through this one type, so `cargo test` exercises the same path the relay does.
+//!
+//! **Invariant:** no pointer arithmetic here; `abi` turns buffers into addresses.
+
+use std::cell::RefCell;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
+
+use promrelay_abi::{log_level, status, BatchWriter};
+
+use crate::batch::Batch;
+use crate::error::Error;
+use crate::Filter;
+
+/// One filter instance: its state, its reused input and output buffers.
+pub struct Runtime<F: Filter> {
+    filter: Option<F>,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    writer: BatchWriter,
+}
+
+impl<F: Filter> Default for Runtime<F> {
+    fn default() -> Self {
+        Runtime::new()
+    }
+}
+
+impl<F: Filter> Runtime<F> {
+    /// A runtime with no filter yet (`init` creates it).
+    pub fn new() -> Runtime<F> {
+        Runtime {
+            filter: None,
+            input: Vec::new(),
+            output: Vec::new(),
+            writer: BatchWriter::new(),
+        }
+    }
+
+    /// The input buffer, grown to at least `len` bytes (never shrunk). `None` when memory is
+    /// exhausted.
+    pub fn reserve(&mut self, len: usize) -> Option<&mut [u8]> {
+        if self.input.len() < len {
+            self.input.try_reserve_exact(len - self.input.len()).ok()?;
+            self.input.resize(len, 0);
+        }
+        Some(&mut self.input[..])
+    }
+
+    /// The output of the last call: a mask, a batch or error text.
+    pub fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    /// Parses the config JSON in the first `len` input bytes and builds the filter.
+    pub fn init(&mut self, len: usize) -> i32 {
+        install_hooks();
+        self.filter = None;
+        let Some(json) = self.input.get(..len) else {
+            return fail(
+                &mut self.output,
+                status::BAD_INPUT,
+                "config length past the input buffer",
+            );
+        };
+        match guarded(|| parse_config::<F::Config>(json).and_then(F::init)) {
+            Ok(filter) => {
+                self.filter = Some(filter);
+                self.output.clear();
+                status::PASS
+            }
+            Err((status::ERROR, message)) => fail(&mut self.output, status::BAD_CONFIG, &message),
+            Err((code, message)) => fail(&mut self.output, code, &message),
+        }
+    }
+
+    /// Runs the filter on the batch in the first `len` input bytes.
+    pub fn process(&mut self, len: usize) -> i32 {
+        let Runtime {
+            filter,
+            input,
+            output,
+            writer,
+        } = self;
+        let Some(filter) = filter.as_mut() else {
+            return fail(
+                output,
+                status::ERROR,
+                "process called before a successful init",
+            );
+        };
+        let Some(bytes) = input.get(..len) else {
+            return fail(
+                output,
+                status::BAD_INPUT,
+                "batch length past the input buffer",
+            );
+        };
+        let mut batch = match Batch::from_bytes(bytes) {
+            Ok(batch) => batch,
+            Err(e) => return fail(output, status::BAD_INPUT, &format!("unreadable batch: {e}")),
+        };
+        let result = guarded(|| {
+            filter.process(&mut batch)?;
+            batch.write_output(output, writer)
+        });
+        match result {
+            Ok(code) => code,
+            Err((code, message)) => fail(output, code, &message),
+        }
+    }
+}
+
+fn fail(output: &mut Vec<u8>, code: i32, message: &str) -> i32 {
+    output.clear();
+    output.extend_from_slice(message.as_bytes());
+    code
+}
+
+/// Deserializes the config; a missing config (`null`) falls back to `{}` for structs whose
+/// fields all have defaults.
+fn parse_config<C: serde::de::DeserializeOwned>(json: &[u8]) -> Result<C, Error> {
+    match serde_json::from_slice::<C>(json) {
+        Ok(config) => Ok(config),
+        Err(first) => {
+            if json.trim_ascii() == b"null" {
+                if let Ok(config) = serde_json::from_slice::<C>(b"{}") {
+                    return Ok(config);
+                }
+            }
+            Err(Error::new(format!("config: {first}")))
+        }
+    }
+}
+
+thread_local! {
+    /// The message of the last panic, set by the hook before unwinding (native) or trapping (wasm).
+    static PANIC_MESSAGE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs `work`, turning an error into `(ERROR, text)` and a caught panic into `(PANIC, text)`.
+/// On wasm (`panic = "abort"`) a panic never returns here: the hook has logged it at error level
+/// and the call traps, which the relay reports with that line.
+fn guarded<T>(work: impl FnOnce() -> Result<T, Error>) -> Result<T, (i32, String)> {
+    match panic::catch_unwind(AssertUnwindSafe(work)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err((status::ERROR, error.to_string())),
+        Err(_) => {
+            let message = PANIC_MESSAGE.with_borrow_mut(Option::take);
+            Err((
+                status::PANIC,
+                message.unwrap_or_else(|| "panicked".to_owned()),
+            ))
+        }
+    }
+}
+
+/// Installs the logger and the panic hook, once per instance.
+fn install_hooks() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        crate::logger::install();
+        panic::set_hook(Box::new(|info| {
+            let payload = info
+                .payload()
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(non-text panic payload)");
+            let message = match info.location() {
+                Some(at) => format!("panicked at {}:{}: {payload}", at.file(), at.line()),
+                None => format!("panicked: {payload}"),
+            };
+            crate::abi::host_log(log_level::ERROR, &message);
+            PANIC_MESSAGE.with(|slot| {
+                if let Ok(mut slot) = slot.try_borrow_mut() {
+                    *slot = Some(message);
+                }
+            });
+        }));
+    });
+}
