@@ -1,0 +1,79 @@
+//! The poller's per-scrape path without network: parse → add target labels → encode for the wire
+//! (render + compress). Reported in samples per second beside a parse-only baseline of the same
+//! input, measured in the same run. Figures go in `BENCHMARKS.md`.
+
+use std::time::Duration;
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use promrelay::exposition;
+use promrelay::model::{Scrape, ScrapeMeta};
+
+const NODE_EXPORTER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/data/node_exporter.prom"
+);
+
+/// 100 000 gauge series in 500 families of 200, with three labels each.
+fn wide_scrape() -> String {
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(12 << 20);
+    for family in 0..500 {
+        let _ = writeln!(
+            text,
+            "# HELP site_metric_{family} Poller benchmark family {family}."
+        );
+        let _ = writeln!(text, "# TYPE site_metric_{family} gauge");
+        for series in 0..200 {
+            let _ = writeln!(
+                text,
+                "site_metric_{family}{{device=\"dev{series}\",host=\"h{}\",zone=\"z{}\"}} {}",
+                series % 17,
+                series % 3,
+                f64::from(series) * 1.5 + 0.25
+            );
+        }
+    }
+    text
+}
+
+fn poller_path(body: &[u8]) -> usize {
+    let families = exposition::parse(body).expect("benchmark input parses");
+    let mut scrape = Scrape {
+        meta: ScrapeMeta {
+            publisher: "bench".into(),
+            job: "node".into(),
+            instance: "host:9100".into(),
+            time_ms: 1_700_000_000_000,
+        },
+        families,
+    };
+    scrape.add_target_labels("node", "host:9100");
+    let message = promrelay::wire::encode(&scrape, "prometheus").expect("encodes");
+    message.payload.len()
+}
+
+fn benchmarks(criterion: &mut Criterion) {
+    let node = std::fs::read(NODE_EXPORTER).expect("tests/data/node_exporter.prom is committed");
+    let wide = wide_scrape().into_bytes();
+    for (name, body) in [("node_exporter", &node), ("100k_series", &wide)] {
+        let samples = exposition::parse(body)
+            .expect("parses")
+            .iter()
+            .map(|f| f.series.len())
+            .sum::<usize>();
+        let mut group = criterion.benchmark_group(format!("poller/{name}"));
+        group.throughput(Throughput::Elements(samples as u64));
+        group.measurement_time(Duration::from_secs(5));
+        group.sample_size(if samples > 10_000 { 10 } else { 50 });
+        group.bench_function("parse_only", |b| {
+            b.iter(|| exposition::parse(black_box(body)))
+        });
+        group.bench_function("parse_label_encode_compress", |b| {
+            b.iter(|| poller_path(black_box(body)))
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(poller, benchmarks);
+criterion_main!(poller);
