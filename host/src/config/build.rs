@@ -173,12 +173,16 @@ pub(super) fn build(root: Option<&Node>, base: Option<&Path>) -> Result<Config, 
     };
     let jobs = top
         .take("jobs")
-        .map(|node| jobs(&mut cx, node, &defaults, &filters))
+        .map(|node| {
+            let self_job = monitor_port.is_some() && poller_stream.is_some();
+            jobs(&mut cx, node, &defaults, &filters, self_job)
+        })
         .unwrap_or_default();
     let management = top
         .take("management")
         .and_then(|node| super::sections::management(&mut cx, node, &identity, tls.as_ref()));
     let root_line = top.line();
+    let receiver_line = top.key_line("receiver_stream");
     top.finish(&mut cx.problems);
 
     let config = Config {
@@ -199,7 +203,7 @@ pub(super) fn build(root: Option<&Node>, base: Option<&Path>) -> Result<Config, 
         tls,
         management,
     };
-    check_combinations(&config, &mut cx.problems, root_line);
+    check_combinations(&config, &mut cx.problems, root_line, receiver_line);
     if cx.problems.list.is_empty() {
         Ok(config)
     } else {
@@ -226,7 +230,12 @@ fn positive_bytes(problems: &mut Problems, key: &str, node: &Node) -> Option<u64
 }
 
 /// Checks that need several sections at once.
-fn check_combinations(config: &Config, problems: &mut Problems, root_line: usize) {
+fn check_combinations(
+    config: &Config,
+    problems: &mut Problems,
+    root_line: usize,
+    receiver_line: Option<usize>,
+) {
     // Only when everything else is valid: an invalid section is missing from `config`.
     if problems.list.is_empty() && !config.runs_poller() && !config.runs_receiver() {
         problems.add(
@@ -234,19 +243,6 @@ fn check_combinations(config: &Config, problems: &mut Problems, root_line: usize
             Some(root_line),
             "this config runs nothing: a poller needs poller_stream and jobs (or monitor_port), \
              a receiver needs receiver_stream and push_gateway or remote_write",
-        );
-    }
-    if config.monitor_port.is_some()
-        && config.poller_stream.is_some()
-        && config.jobs.iter().any(|job| job.name == SELF_JOB)
-    {
-        problems.add(
-            &format!("jobs.{SELF_JOB}"),
-            None,
-            format!(
-                "the job name {SELF_JOB:?} is reserved for promrelay's own metrics when \
-                 monitor_port is set"
-            ),
         );
     }
     if let (Some(poller), Some(receiver)) = (&config.poller_stream, &config.receiver_stream) {
@@ -265,7 +261,7 @@ fn check_combinations(config: &Config, problems: &mut Problems, root_line: usize
             if !differences.is_empty() {
                 problems.add(
                     "receiver_stream",
-                    None,
+                    receiver_line,
                     format!(
                         "poller_stream and receiver_stream name the same stream {:?} on the same \
                          servers but differ in {}",
@@ -530,6 +526,7 @@ fn jobs(
     node: &Node,
     defaults: &JobDefaults,
     global_filters: &[FilterConfig],
+    self_job: bool,
 ) -> Vec<JobConfig> {
     let Some(mut fields) = cx.problems.mapping("jobs", node) else {
         return Vec::new();
@@ -543,6 +540,16 @@ fn jobs(
         if let Err(reason) = values::check_subject_token(&name) {
             cx.problems
                 .at(&key, name_node, format!("job name {reason}"));
+        }
+        if self_job && name == SELF_JOB {
+            cx.problems.at(
+                &key,
+                name_node,
+                format!(
+                    "the job name {SELF_JOB:?} is reserved for promrelay's own metrics when \
+                     monitor_port is set"
+                ),
+            );
         }
         if value.is_null() {
             cx.problems.at(

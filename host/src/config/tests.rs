@@ -474,6 +474,10 @@ fn each_bad_section_is_reported_with_its_key() {
                 .any(|problem| problem.key == *key && problem.message.contains(fragment)),
             "{text:?}: expected a problem at {key:?} containing {fragment:?}; got {problems:#?}"
         );
+        assert!(
+            problems.iter().all(|problem| problem.line.is_some()),
+            "{text:?}: every problem has a line: {problems:#?}"
+        );
     }
 }
 
