@@ -14,6 +14,7 @@
 //! stages that use those files report their own errors.
 
 mod build;
+mod endpoints;
 mod reader;
 mod sections;
 mod types;

@@ -2,7 +2,8 @@
 //! settings (`tls_config`, `basic_auth`, `authorization`), filter chains, and `management`.
 //! Each reads its keys, reports unknown ones and checks its own combinations.
 
-use super::build::{nats_urls, Builder};
+use super::build::Builder;
+use super::endpoints::nats_urls;
 use super::reader::{Fields, Problems};
 use super::types::*;
 use super::yaml::Node;

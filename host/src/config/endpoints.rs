@@ -1,0 +1,248 @@
+//! Sections that name where data goes: the NATS `poller_stream` and `receiver_stream` (with
+//! their credentials), the `push_gateway` and the `remote_write` endpoints.
+
+use super::build::Builder;
+use super::reader::{Fields, Problems};
+use super::types::*;
+use super::values;
+use super::yaml::Node;
+
+/// A `poller_stream` or `receiver_stream` section.
+pub(super) fn stream(
+    cx: &mut Builder<'_>,
+    key: &str,
+    node: &Node,
+    identity: &str,
+    top_tls: Option<&TlsConfig>,
+) -> Option<StreamConfig> {
+    let mut fields = cx.problems.mapping(key, node)?;
+    let stream = cx.required(
+        &mut fields,
+        "cluster_id",
+        "the JetStream stream name",
+        |problems, key, node| {
+            let name = problems.nonempty(key, node)?;
+            match values::check_stream_name(&name) {
+                Ok(()) => Some(name),
+                Err(reason) => {
+                    problems.at(key, node, reason);
+                    None
+                }
+            }
+        },
+    );
+    let urls = cx.required(
+        &mut fields,
+        "urls",
+        "for example nats://127.0.0.1:4222",
+        nats_urls,
+    );
+    let topic = cx
+        .read(&mut fields, "topic", |problems, key, node| {
+            let topic = problems.nonempty(key, node)?;
+            match values::check_subject_prefix(&topic) {
+                Ok(()) => Some(topic),
+                Err(reason) => {
+                    problems.at(key, node, reason);
+                    None
+                }
+            }
+        })
+        .unwrap_or_else(|| DEFAULT_TOPIC.to_string());
+    let client_id = cx
+        .read(&mut fields, "client_id", |problems, key, node| {
+            let name = problems.string(key, node)?.trim().to_string();
+            if name.is_empty() {
+                return Some(name);
+            }
+            match values::check_stream_name(&name) {
+                Ok(()) => Some(name),
+                Err(reason) => {
+                    problems.at(key, node, reason);
+                    None
+                }
+            }
+        })
+        .unwrap_or_default();
+    let retention = cx
+        .read(&mut fields, "retention", Problems::positive_duration)
+        .unwrap_or(DEFAULT_RETENTION);
+    let storage = cx
+        .read(&mut fields, "storage", |problems, key, node| {
+            match node.scalar().map(str::to_ascii_lowercase).as_deref() {
+                Some("file") => Some(Storage::File),
+                Some("memory") => Some(Storage::Memory),
+                _ => {
+                    problems.at(
+                        key,
+                        node,
+                        format!("{} is not a storage (use file or memory)", node.describe()),
+                    );
+                    None
+                }
+            }
+        })
+        .unwrap_or(Storage::File);
+    let replicas = cx
+        .read(&mut fields, "replicas", |problems, key, node| {
+            problems.integer(key, node, 1, 5)
+        })
+        .and_then(|replicas| usize::try_from(replicas).ok())
+        .unwrap_or(1);
+    let tls = match fields.take("tls") {
+        Some(node) => super::sections::tls(cx, &fields.key("tls"), node, identity),
+        None => top_tls.cloned(),
+    };
+    let auth = nats_auth(cx, &mut fields);
+    fields.finish(&mut cx.problems);
+    Some(StreamConfig {
+        stream: stream?,
+        urls: urls?,
+        topic,
+        client_id,
+        retention,
+        storage,
+        replicas,
+        tls,
+        auth,
+    })
+}
+
+/// NATS server URLs: one, a comma-separated string or a list; `nats://` added when no scheme.
+pub(super) fn nats_urls(problems: &mut Problems, key: &str, node: &Node) -> Option<Vec<String>> {
+    let list = problems.string_list(key, node)?;
+    if list.is_empty() {
+        problems.at(key, node, "must name at least one NATS server URL");
+        return None;
+    }
+    let mut urls = Vec::new();
+    let mut ok = true;
+    for (text, line) in list {
+        let full = if text.contains("://") {
+            text.clone()
+        } else {
+            format!("nats://{text}")
+        };
+        match url::Url::parse(&full) {
+            Ok(url)
+                if matches!(url.scheme(), "nats" | "tls" | "ws" | "wss")
+                    && url.host_str().is_some_and(|host| !host.is_empty()) =>
+            {
+                urls.push(full)
+            }
+            Ok(_) => {
+                ok = false;
+                problems.add(
+                    key,
+                    Some(line),
+                    format!("{text:?} is not a NATS URL (use nats://host:4222, tls://, ws:// or wss://)"),
+                );
+            }
+            Err(error) => {
+                ok = false;
+                problems.add(key, Some(line), format!("{text:?} is not a URL: {error}"));
+            }
+        }
+    }
+    ok.then_some(urls)
+}
+
+/// NATS credentials of a stream section: at most one method.
+fn nats_auth(cx: &mut Builder<'_>, fields: &mut Fields<'_>) -> NatsAuth {
+    let user = cx.read(fields, "user", Problems::nonempty);
+    let password = cx.read(fields, "password", Problems::string);
+    let token = cx.read(fields, "token", Problems::nonempty);
+    let nkey = cx.path(fields, "nkey");
+    let creds = cx.path(fields, "creds");
+    let given: Vec<&str> = [
+        (user.is_some() || password.is_some(), "user/password"),
+        (token.is_some(), "token"),
+        (nkey.is_some(), "nkey"),
+        (creds.is_some(), "creds"),
+    ]
+    .iter()
+    .filter(|(set, _)| *set)
+    .map(|(_, name)| *name)
+    .collect();
+    if given.len() > 1 {
+        cx.problems.add(
+            fields.path(),
+            Some(fields.line()),
+            format!(
+                "set only one NATS authentication method, not {}",
+                given.join(" and ")
+            ),
+        );
+        return NatsAuth::None;
+    }
+    match (user, password, token, nkey, creds) {
+        (Some(user), Some(password), ..) => NatsAuth::UserPassword {
+            user,
+            password: Secret::new(password),
+        },
+        (Some(_), None, ..) => {
+            fields.missing(&mut cx.problems, "password", "user needs a password");
+            NatsAuth::None
+        }
+        (None, Some(_), ..) => {
+            fields.missing(&mut cx.problems, "user", "password needs a user");
+            NatsAuth::None
+        }
+        (_, _, Some(token), ..) => NatsAuth::Token(Secret::new(token)),
+        (_, _, _, Some(nkey), _) => NatsAuth::NkeySeedFile(nkey),
+        (_, _, _, _, Some(creds)) => NatsAuth::CredsFile(creds),
+        _ => NatsAuth::None,
+    }
+}
+
+pub(super) fn push_gateway(cx: &mut Builder<'_>, node: &Node) -> Option<PushGatewayConfig> {
+    let mut fields = cx.problems.mapping("push_gateway", node)?;
+    let url = cx.required(
+        &mut fields,
+        "url",
+        "for example http://127.0.0.1:9091",
+        Problems::http_url,
+    );
+    let publisher_label = cx
+        .read(&mut fields, "publisher_label", Problems::boolean)
+        .unwrap_or(false);
+    let timeout = cx
+        .read(&mut fields, "timeout", Problems::positive_duration)
+        .unwrap_or(DEFAULT_SINK_TIMEOUT);
+    let http = super::sections::http_client(cx, &mut fields);
+    fields.finish(&mut cx.problems);
+    Some(PushGatewayConfig {
+        url: url?,
+        publisher_label,
+        timeout,
+        http,
+    })
+}
+
+pub(super) fn remote_write(cx: &mut Builder<'_>, node: &Node) -> Vec<RemoteWriteConfig> {
+    let Some(items) = cx.problems.sequence("remote_write", node) else {
+        return Vec::new();
+    };
+    let mut list = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let key = format!("remote_write[{index}]");
+        let Some(mut fields) = cx.problems.mapping(&key, item) else {
+            continue;
+        };
+        let url = cx.required(
+            &mut fields,
+            "url",
+            "for example http://127.0.0.1:9090/api/v1/write",
+            Problems::http_url,
+        );
+        let timeout = cx
+            .read(&mut fields, "timeout", Problems::positive_duration)
+            .unwrap_or(DEFAULT_SINK_TIMEOUT);
+        let http = super::sections::http_client(cx, &mut fields);
+        fields.finish(&mut cx.problems);
+        if let Some(url) = url {
+            list.push(RemoteWriteConfig { url, timeout, http });
+        }
+    }
+    list
+}
