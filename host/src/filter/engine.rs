@@ -115,7 +115,8 @@ impl FilterEngine {
         if let Some(hit) = self.lock_cache().get(&digest) {
             return Ok(hit.clone());
         }
-        let module = Module::from_binary(&self.engine, bytes)
+        // `Module::new` also accepts the WAT text format, handy for hand-written filters.
+        let module = Module::new(&self.engine, bytes)
             .map_err(|e| FilterError::load(format!("not a valid wasm module: {e:#}")))?;
         check_imports(&module)?;
         check_exports(&module)?;

@@ -27,6 +27,8 @@ mod stage;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_reload;
 
 pub use chain::{run_stages, Chains, FilterOutcome, FilterSet};
 pub use engine::{CompiledModule, FilterEngine, EPOCH_TICK, MAX_WASM_STACK};

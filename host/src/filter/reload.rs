@@ -9,7 +9,7 @@
 //! status.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -245,14 +245,29 @@ impl Chains {
     }
 
     /// Watches the module files of the plan in force and reloads when one changes (debounced).
-    /// Ends when `shutdown` is cancelled.
-    pub fn watch(self: &Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
-        let chains = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = watch_loop(chains, shutdown).await {
-                tracing::error!("filter module watcher stopped: {e:#}");
+    /// The directories are watched before this returns, so a change made after it is seen.
+    /// The task ends when `shutdown` is cancelled.
+    pub fn watch(
+        self: &Arc<Self>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let (sender, events) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = event {
+                for path in event.paths {
+                    // The receiver is gone only when the watcher task ended.
+                    let _ = sender.send(path);
+                }
             }
-        })
+        })?;
+        let mut watch = ModuleWatch {
+            chains: self.clone(),
+            watcher,
+            watched: HashSet::new(),
+            events,
+        };
+        watch.sync_directories();
+        Ok(tokio::spawn(async move { watch.run(shutdown).await }))
     }
 
     /// Each filter's name, scope, module path and hash, load time, calls, errors, last error;
@@ -295,71 +310,87 @@ impl Chains {
 /// Quiet time after the last file event before reloading (editors write in several steps).
 const DEBOUNCE: Duration = Duration::from_millis(30);
 
-async fn watch_loop(chains: Arc<Chains>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    use notify::{RecursiveMode, Watcher};
-    let (sender, mut events) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            for path in event.paths {
-                let _ = sender.send(path);
-            }
-        }
-    })?;
-    let mut watched: HashSet<PathBuf> = HashSet::new();
-    loop {
-        // Files are often replaced by rename, so watch their directories, not the files.
-        let modules = chains.plan().module_paths();
+struct ModuleWatch {
+    chains: Arc<Chains>,
+    watcher: notify::RecommendedWatcher,
+    watched: HashSet<PathBuf>,
+    events: tokio::sync::mpsc::UnboundedReceiver<PathBuf>,
+}
+
+impl ModuleWatch {
+    /// Watches the directories of the plan's modules: files are often replaced by rename,
+    /// which a watch on the file itself would lose.
+    fn sync_directories(&mut self) -> HashSet<PathBuf> {
+        use notify::{RecursiveMode, Watcher};
+        let modules = self.chains.plan().module_paths();
         let directories: HashSet<PathBuf> = modules
             .iter()
-            .filter_map(|m| {
-                m.parent().map(|p| {
-                    if p.as_os_str().is_empty() {
-                        PathBuf::from(".")
-                    } else {
-                        p.to_path_buf()
-                    }
-                })
+            .filter_map(|m| m.parent())
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    p.to_path_buf()
+                }
             })
             .collect();
-        for gone in watched.difference(&directories) {
-            let _ = watcher.unwatch(gone);
+        for gone in self.watched.difference(&directories) {
+            let _ = self.watcher.unwatch(gone);
         }
-        for new in directories.difference(&watched) {
-            if let Err(e) = watcher.watch(new, RecursiveMode::NonRecursive) {
-                tracing::warn!("cannot watch {}: {e}", new.display());
+        for new in directories.difference(&self.watched) {
+            if let Err(e) = self.watcher.watch(new, RecursiveMode::NonRecursive) {
+                tracing::warn!(
+                    "cannot watch {} for filter module changes: {e}",
+                    new.display()
+                );
             }
         }
-        watched = directories;
-        let first = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            path = events.recv() => match path { Some(path) => path, None => return Ok(()) },
-            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-        };
-        let mut touched = relevant(&modules, &first);
-        // Debounce: keep draining until the directory has been quiet for a moment.
+        self.watched = directories;
+        modules
+    }
+
+    async fn run(mut self, shutdown: CancellationToken) {
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                path = events.recv() => match path {
-                    Some(path) => touched |= relevant(&modules, &path),
-                    None => return Ok(()),
-                },
-                _ = tokio::time::sleep(DEBOUNCE) => break,
+            // The plan may have changed through a config reload: follow its directories.
+            let modules = self.sync_directories();
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                path = self.events.recv() => match path { Some(path) => path, None => return },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+            };
+            let mut touched = relevant(&modules, &first);
+            // Debounce: drain until the directory has been quiet for a moment.
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    path = self.events.recv() => match path {
+                        Some(path) => touched |= relevant(&modules, &path),
+                        None => return,
+                    },
+                    _ = tokio::time::sleep(DEBOUNCE) => break,
+                }
             }
-        }
-        if touched {
-            tracing::info!("a filter module file changed; reloading");
-            // Failures are logged, counted and reported by reload itself.
-            let _ = chains.reload_modules().await;
+            if touched {
+                tracing::info!("a filter module file changed; reloading the filter chains");
+                // Failures are logged, counted and reported by reload itself.
+                let _ = self.chains.reload_modules().await;
+            }
         }
     }
 }
 
-fn relevant(modules: &HashSet<PathBuf>, path: &PathBuf) -> bool {
+/// Whether a file event at `path` concerns one of `modules` (paths may be relative or go
+/// through symlinks, so directories are compared canonicalised).
+fn relevant(modules: &HashSet<PathBuf>, path: &Path) -> bool {
+    let directory = |p: &Path| {
+        let parent = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::canonicalize(parent).ok()
+    };
     modules.contains(path)
-        || modules.iter().any(|m| {
-            m.file_name() == path.file_name()
-                && std::fs::canonicalize(m.parent().unwrap_or(m)).ok()
-                    == path.parent().and_then(|p| std::fs::canonicalize(p).ok())
-        })
+        || modules
+            .iter()
+            .any(|m| m.file_name() == path.file_name() && directory(m) == directory(path))
 }

@@ -1,0 +1,215 @@
+//! Tests of hot swap, the module watcher, the status report and the author CLI.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::cli::{FilterCommand, LimitArgs};
+use super::*;
+use crate::config::{FilterConfig, FilterLimits, OnError};
+use crate::model::{Family, Label, MetricType, Scrape, Series};
+
+fn wat_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/wat")
+        .join(name)
+}
+
+fn install(dir: &Path, file: &str, from: &str) -> PathBuf {
+    // Replace by rename, as deployment tools do, so a reader never sees half a file.
+    let target = dir.join(file);
+    let staging = dir.join(format!(".{file}.new"));
+    std::fs::copy(wat_path(from), &staging).expect("copy module");
+    std::fs::rename(&staging, &target).expect("rename module");
+    target
+}
+
+fn plan(module: &Path, on_error: OnError) -> ChainPlan {
+    ChainPlan {
+        global: vec![FilterConfig {
+            name: "site".into(),
+            module: module.to_path_buf(),
+            on_error,
+            limits: FilterLimits {
+                time: Duration::from_millis(200),
+                memory: 16 << 20,
+            },
+            config: serde_json::json!({}),
+        }],
+        jobs: Default::default(),
+    }
+}
+
+fn scrape() -> Scrape {
+    let series = |code: &str| Series {
+        name: "requests_total".into(),
+        labels: vec![Label::new("code", code), Label::new("job", "node")],
+        value: 1.0,
+        timestamp_ms: None,
+    };
+    Scrape {
+        families: vec![Family {
+            name: "requests".into(),
+            kind: MetricType::Counter,
+            series: vec![series("200"), series("404"), series("500")],
+            ..Family::default()
+        }],
+        ..Scrape::default()
+    }
+}
+
+async fn series_after(chains: &Chains) -> usize {
+    match chains.apply("node", scrape()).await {
+        FilterOutcome::Pass(scrape) => scrape.sample_count(),
+        other => panic!("expected Pass, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_swaps_good_modules_and_refuses_broken_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = install(dir.path(), "site.wat", "pass.wat");
+    let chains = Chains::build(FilterEngine::shared(), plan(&module, OnError::Fail))
+        .await
+        .expect("pass chain loads");
+    assert_eq!(series_after(&chains).await, 3);
+
+    install(dir.path(), "site.wat", "mask_even.wat");
+    let report = chains.reload_modules().await.expect("mask swaps in");
+    assert_eq!(report.changed, ["global/site"]);
+    assert_eq!(series_after(&chains).await, 2);
+
+    for broken in ["trap_init.wat", "exports_nothing.wat", "imports_wasi.wat"] {
+        install(dir.path(), "site.wat", broken);
+        let error = chains.reload_modules().await.expect_err(broken);
+        assert_eq!(error.kind(), "load", "{broken}");
+        assert_eq!(
+            series_after(&chains).await,
+            2,
+            "old chain still in force after {broken}"
+        );
+        let status = chains.status_json();
+        assert!(status["reload"]["last_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()));
+    }
+    std::fs::write(&module, b"\0asm garbage").expect("write garbage");
+    assert!(chains.reload_modules().await.is_err());
+    assert_eq!(series_after(&chains).await, 2);
+
+    let status = chains.status_json();
+    let filter = &status["filters"][0];
+    assert_eq!(filter["name"], "site");
+    assert_eq!(filter["scope"], "global");
+    assert_eq!(filter["hash"].as_str().map(str::len), Some(64));
+    assert!(filter["calls"].as_u64().is_some_and(|calls| calls >= 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_refuses_a_module_that_fails_the_dry_run_on_the_last_scrape() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = install(dir.path(), "site.wat", "pass.wat");
+    let chains = Chains::build(FilterEngine::shared(), plan(&module, OnError::Pass))
+        .await
+        .expect("loads");
+    assert_eq!(series_after(&chains).await, 3);
+    // With on_error: pass the failure would be invisible in production; the dry run catches it.
+    install(dir.path(), "site.wat", "guest_error.wat");
+    let error = chains.reload_modules().await.expect_err("dry run fails");
+    assert!(error.to_string().contains("dry run"), "{error}");
+    assert!(error.to_string().contains("refused this one"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_module_file_is_swapped_in_by_the_watcher() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = install(dir.path(), "site.wat", "pass.wat");
+    let chains = Chains::build(FilterEngine::shared(), plan(&module, OnError::Fail))
+        .await
+        .expect("loads");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let watcher = chains.watch(shutdown.clone()).expect("watcher starts");
+    install(dir.path(), "site.wat", "mask_even.wat");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if series_after(&chains).await == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "watcher did not swap the module in"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    watcher.await.expect("watcher ends");
+}
+
+fn limits() -> LimitArgs {
+    LimitArgs {
+        time_limit: Duration::from_secs(1),
+        memory_limit_mib: 64,
+    }
+}
+
+#[test]
+fn cli_check_accepts_a_good_module_and_refuses_a_bad_one() {
+    let good = FilterCommand::Check {
+        module: wat_path("pass.wat"),
+        config: None,
+        limits: limits(),
+    };
+    cli::run(good).expect("pass.wat checks");
+    for bad in ["trap_init.wat", "imports_wasi.wat", "wrong_version.wat"] {
+        let command = FilterCommand::Check {
+            module: wat_path(bad),
+            config: None,
+            limits: limits(),
+        };
+        assert!(cli::run(command).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn cli_run_filters_a_file_and_fails_with_the_guest_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("scrape.prom");
+    std::fs::write(&input, "# TYPE up gauge\nup{job=\"node\"} 1\n").expect("write input");
+    let input = input.display().to_string();
+    let run = |module: &str| {
+        cli::run(FilterCommand::Run {
+            module: wat_path(module),
+            config: None,
+            input: input.clone(),
+            limits: limits(),
+        })
+    };
+    run("mask_even.wat").expect("mask runs");
+    let error = run("guest_error.wat").expect_err("guest error fails the command");
+    assert!(
+        format!("{error:#}").contains("the filter refused this one"),
+        "{error:#}"
+    );
+}
+
+#[test]
+fn cli_new_writes_a_filter_crate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    cli::run(FilterCommand::New {
+        name: "site-tagger".into(),
+        dir: dir.path().to_path_buf(),
+        sdk: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk"),
+    })
+    .expect("crate written");
+    let lib = std::fs::read_to_string(dir.path().join("site-tagger/src/lib.rs")).expect("lib.rs");
+    assert!(lib.contains("export_filter!(SiteTagger);"));
+    let manifest =
+        std::fs::read_to_string(dir.path().join("site-tagger/Cargo.toml")).expect("toml");
+    assert!(manifest.contains("name = \"filter-site-tagger\""));
+    assert!(!manifest.contains("{{"));
+    let again = FilterCommand::New {
+        name: "site-tagger".into(),
+        dir: dir.path().to_path_buf(),
+        sdk: PathBuf::from("."),
+    };
+    assert!(cli::run(again).is_err(), "refuses to overwrite");
+}
