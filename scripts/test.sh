@@ -4,7 +4,8 @@
 # 1. builds the shipped WebAssembly filters (when scripts/build-filters.sh exists);
 # 2. checks formatting and lints (warnings are errors);
 # 3. runs every test of the workspace: unit, property, and the end-to-end tests against real
-#    nats-server, Pushgateway, Prometheus and node_exporter on free loopback ports.
+#    nats-server, Pushgateway, Prometheus and node_exporter on free loopback ports;
+# 4. checks and tests the guest workspaces (guest-sdk/, filters/) natively.
 #
 # Needs the Debian packages `.ci/run` installs. Debug builds only: no release build here.
 set -euo pipefail
@@ -41,5 +42,15 @@ else
     step "cargo test --workspace"
     cargo test --workspace --no-fail-fast
 fi
+
+# The guest side (the filter SDK and the shipped filters) lives in workspaces of its own, never
+# built by the host's cargo commands; their unit tests run natively against the SDK's ABI stub.
+for guest in guest-sdk filters; do
+    [[ -f "$guest/Cargo.toml" ]] || continue
+    step "$guest: fmt, clippy, test (native)"
+    cargo fmt --all --check --manifest-path "$guest/Cargo.toml"
+    cargo clippy --manifest-path "$guest/Cargo.toml" --all-targets -- -D warnings
+    cargo test --manifest-path "$guest/Cargo.toml"
+done
 
 step "all tests passed"

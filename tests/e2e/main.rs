@@ -3,7 +3,7 @@
 //! Every test starts the real servers it needs through the `promrelay_tests` harness (free loopback
 //! ports, temp dirs, killed on drop) and waits with `poll_until`, never with sleeps.
 
+mod demo;
 mod harness;
 mod pipeline;
-mod demo;
 mod receiver;

@@ -263,27 +263,55 @@ fn bad_targets_do_not_delay_a_good_one_and_each_shows_up_0() {
     let good_up = wait_for_sample(&pushgateway, &mut relay, ("good", "good"), "up", |_| true);
     assert_eq!(good_up.value, 1.0);
 
-    // Each failure is counted in the relay's own metrics, by job and outcome.
+    // Each failure is counted in the relay's own metrics: per target, and by job and outcome.
     let metrics = parse_samples(&relay.metrics_text().expect("GET the relay's /metrics"))
         .expect("the relay's /metrics parses");
-    let failed_scrapes: f64 = metrics
-        .iter()
-        .filter(|s| s.name.starts_with("promrelay_") && s.name.contains("scrape"))
-        .filter(|s| s.name.ends_with("_total"))
-        .filter(|s| s.labels.values().any(|v| v == "bad"))
-        .filter(|s| !s.labels.values().any(|v| v == "ok" || v == "success"))
-        .map(|s| s.value)
-        .sum();
-    assert!(
-        failed_scrapes >= 4.0,
-        "the relay counts the failed scrapes of job bad; its scrape counters:\n{}",
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        metrics
+            .iter()
+            .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
+            .map(|s| s.value)
+            .sum()
+    };
+    let counters = || {
         metrics
             .iter()
             .filter(|s| s.name.contains("scrape"))
             .map(|s| format!("{} {}", s.key(), s.value))
             .collect::<Vec<_>>()
             .join("\n")
+    };
+    for bad in ["garbage", "huge", "endless", "slow"] {
+        let errors = value(
+            "promrelay_scrape_target_errors_total",
+            &[("job", "bad"), ("target", bad)],
+        );
+        assert!(
+            errors >= 1.0,
+            "failures of {bad} are counted:\n{}",
+            counters()
+        );
+    }
+    assert_eq!(
+        value(
+            "promrelay_scrape_target_errors_total",
+            &[("target", "gzip")]
+        ),
+        0.0,
+        "the gzip target never failed:\n{}",
+        counters()
     );
+    for (outcome, at_least) in [("parse_error", 1.0), ("too_large", 1.0), ("timeout", 2.0)] {
+        let count = value(
+            "promrelay_scrapes_total",
+            &[("job", "bad"), ("outcome", outcome)],
+        );
+        assert!(
+            count >= at_least,
+            "{outcome} counted {count} times:\n{}",
+            counters()
+        );
+    }
     relay
         .ensure_running()
         .expect("promrelay survives every bad target");
