@@ -4,13 +4,19 @@
 //!   compiled [`config::Rule`]s, with Prometheus' defaults and error wording.
 //! - [`engine`] applies the rules to one series' sorted label set (`__name__` included).
 //! - [`text`] holds the Go-compatible pieces: template expansion, name grammar, RE2 translation.
+//! - [`filter`] wires them into the promrelay SDK: PASS / MASK / REPLACED, family regrouping.
 //!
-//! The logic is plain Rust with no dependency on the filter ABI, so it is tested and benchmarked
-//! natively.
+//! The relabel logic does not depend on the filter ABI, so it is tested and benchmarked natively;
+//! the filter itself runs natively too through `promrelay_sdk::testing`.
 
 pub mod config;
 pub mod engine;
+pub mod filter;
 pub mod text;
+
+pub use filter::Relabel;
+
+promrelay_sdk::export_filter!(Relabel);
 
 pub use config::{parse, Action, ConfigError, Problem, RelabelConfig, Rule};
 pub use engine::{process, Label, LabelSet, Relabeler};
