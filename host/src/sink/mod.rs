@@ -8,6 +8,7 @@
 //! **Invariant:** a sink never retries by itself and never blocks longer than its timeout; the
 //! retry policy (backoff, `max_age`) belongs to `receive`.
 
+pub mod http;
 pub mod pushgateway;
 pub mod remote_write;
 
@@ -65,16 +66,9 @@ impl Sink {
     }
 }
 
-/// Builds the HTTP client the sinks share: rustls, connect and request timeouts, no redirects
-/// to other hosts' data (reqwest's default policy), a `promrelay/<version>` user agent.
+/// A plain client for the sinks: rustls, timeouts, a `promrelay/<version>` user agent.
 pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .user_agent(concat!("promrelay/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .timeout(timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build()
-        .map_err(|error| anyhow::anyhow!("building the sinks' HTTP client: {error}"))
+    http::plain_client(timeout)
 }
 
 /// Classifies an HTTP answer: 2xx ok, 429 and 5xx retry, other 4xx (and anything else) rejected.

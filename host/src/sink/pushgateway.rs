@@ -60,11 +60,11 @@ impl Pushgateway {
 
     /// From the config's `push_gateway` section.
     pub fn from_config(section: &crate::config::PushGatewayConfig) -> anyhow::Result<Pushgateway> {
-        Pushgateway::new(
+        Ok(Pushgateway::with_client(
             section.url.clone(),
             section.publisher_label,
-            section.timeout,
-        )
+            super::http::client(section.timeout, &section.http)?,
+        ))
     }
 
     /// Whether the grouping key includes the publisher.

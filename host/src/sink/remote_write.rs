@@ -101,7 +101,11 @@ impl RemoteWrite {
         section: &crate::config::RemoteWriteConfig,
         publisher_label: bool,
     ) -> anyhow::Result<RemoteWrite> {
-        RemoteWrite::new(section.url.clone(), publisher_label, section.timeout)
+        Ok(RemoteWrite::with_client(
+            section.url.clone(),
+            publisher_label,
+            super::http::client(section.timeout, &section.http)?,
+        ))
     }
 
     /// `remote_write:<host:port>`: the `sink` label of the push metrics.
