@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState, ReloadRequest};
 use crate::config::{self, Config};
+use crate::filter::{ChainPlan, Chains, FilterEngine, FilterOutcome};
 use crate::model::Scrape;
 use crate::scrape::{self, StateLog, TargetSpec};
 use crate::{publish, receive, wire};
@@ -195,19 +196,32 @@ pub async fn run(
             ready: ready.clone(),
             reload: reload_tx.clone(),
             paused: paused_tx.clone(),
-            filters: Arc::new(|| serde_json::json!({ "filters": [] })),
+            filters: Arc::new(crate::filter::status_json),
         };
         let stop = pipeline_stop.clone();
         tasks.spawn(async move { ("monitor port", admin::serve(port, state, stop).await) });
     }
 
     let mut poller = None;
+    let mut filters: Option<Arc<Chains>> = None;
     if run_poller {
         let stream = config
             .poller_stream
             .as_ref()
             .context("poller_stream is required")?;
+        let chains = Chains::build(FilterEngine::shared(), ChainPlan::from_config(&config))
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: filters: {e}", config_path.display()))?;
+        chains.install();
+        // The watcher stops with the scrapers: no new chain is needed once scraping ended.
+        let _watcher = chains.watch(scrapers_stop.clone())?;
+        let (raw_tx, raw_rx) = mpsc::channel::<Scrape>(1024);
         let (scrapes_tx, scrapes_rx) = mpsc::channel::<Scrape>(1024);
+        filters = Some(chains.clone());
+        tasks.spawn(async move {
+            filter_stage(chains, raw_rx, scrapes_tx).await;
+            ("filter stage", Ok(()))
+        });
         let settings = publish::PublisherSettings {
             identity: config.identity.clone(),
             urls: stream.urls.clone(),
@@ -221,7 +235,7 @@ pub async fn run(
         let mut scrapers = Scrapers {
             client: scrape::http_client()?,
             publisher: config.identity.clone(),
-            output: scrapes_tx,
+            output: raw_tx,
             paused: paused_rx.clone(),
             states: Arc::new(StateLog::default()),
             stop: scrapers_stop.clone(),
@@ -253,10 +267,11 @@ pub async fn run(
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break None }
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", config_path.display());
-                let _ = reload(&config_path, &mut current, poller.as_mut());
+                let _ = reload(&config_path, &mut current, poller.as_mut(), filters.as_deref()).await;
             }
             Some(answer) = reload_rx.recv() => {
-                let outcome = reload(&config_path, &mut current, poller.as_mut());
+                let outcome =
+                    reload(&config_path, &mut current, poller.as_mut(), filters.as_deref()).await;
                 let _ = answer.send(outcome);
             }
             Ok(()) = paused_seen.changed() => {
@@ -302,10 +317,11 @@ pub async fn run(
 
 /// Re-reads the config and applies what can change at run time (jobs and targets). An invalid
 /// config keeps the old one and reports every problem.
-fn reload(
+async fn reload(
     path: &Path,
     current: &mut Config,
     poller: Option<&mut Scrapers>,
+    filters: Option<&Chains>,
 ) -> Result<String, String> {
     let new = match load_config(path) {
         Ok(c) => c,
@@ -322,6 +338,13 @@ fn reload(
     {
         notes.push("stream, push_gateway and monitor_port changes need a restart".to_owned());
         tracing::warn!("reload: stream, push_gateway and monitor_port changes need a restart");
+    }
+    if let Some(chains) = filters {
+        // A filter that fails to load keeps the old chains (and the old config) in force.
+        if let Err(e) = chains.reload(ChainPlan::from_config(&new)).await {
+            return Err(format!("filters: {e}; the running config stays in force"));
+        }
+        notes.push("filters reloaded".to_owned());
     }
     if let Some(scrapers) = poller {
         let (started, stopped) = scrapers.apply(target_specs(&new));
@@ -412,4 +435,45 @@ impl Scrapers {
             let _ = handle.await;
         }
     }
+}
+
+/// Runs every scrape through the filter chains, several at a time, and forwards what passes.
+/// `on_error: fail` turns the scrape into a failed one: only its synthetic series, with `up 0`.
+async fn filter_stage(
+    chains: Arc<Chains>,
+    input: mpsc::Receiver<Scrape>,
+    output: mpsc::Sender<Scrape>,
+) {
+    use futures::StreamExt as _;
+    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+    tokio_stream_from(input)
+        .for_each_concurrent(parallel, |scrape| {
+            let chains = chains.clone();
+            let output = output.clone();
+            async move {
+                let job = scrape.meta.job.clone();
+                let synthetic = scrape::synthetic_families(&scrape);
+                let meta = scrape.meta.clone();
+                let forward = match chains.apply(&job, scrape).await {
+                    FilterOutcome::Pass(scrape) => Some(scrape),
+                    FilterOutcome::Dropped { .. } => None,
+                    FilterOutcome::Failed { .. } => {
+                        let mut failed = Scrape {
+                            meta,
+                            families: synthetic,
+                        };
+                        scrape::mark_down(&mut failed);
+                        Some(failed)
+                    }
+                };
+                if let Some(scrape) = forward {
+                    let _ = output.send(scrape).await;
+                }
+            }
+        })
+        .await;
+}
+
+fn tokio_stream_from(mut input: mpsc::Receiver<Scrape>) -> impl futures::Stream<Item = Scrape> {
+    futures::stream::poll_fn(move |context| input.poll_recv(context))
 }

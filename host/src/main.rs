@@ -43,6 +43,9 @@ enum Command {
     Receiver,
     /// Check the config: print every problem, exit non-zero if there is one.
     CheckConfig,
+    /// Tools for filter authors: run, check, bench and create WebAssembly filters.
+    #[command(subcommand)]
+    Filter(promrelay::filter::cli::FilterCommand),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mode = match cli.command {
         Command::CheckConfig => return check_config(&cli.config),
+        Command::Filter(command) => {
+            let level = if cli.debug { LogLevel::Debug } else { LogLevel::Warn };
+            init_logging(level, None)?;
+            promrelay::filter::cli::run(command)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Run => Mode::Auto,
         Command::Poller => Mode::Poller,
         Command::Receiver => Mode::Receiver,

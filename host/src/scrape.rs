@@ -319,6 +319,28 @@ fn add_synthetic(scrape: &mut Scrape, up: f64, duration: f64, samples: f64) {
     }
 }
 
+/// The names of the series every scrape carries about itself.
+pub const SYNTHETIC: [&str; 3] = ["up", "scrape_duration_seconds", "scrape_samples_scraped"];
+
+/// A copy of a scrape's synthetic families (cheap: three one-sample families).
+pub fn synthetic_families(scrape: &Scrape) -> Vec<Family> {
+    scrape
+        .families
+        .iter()
+        .filter(|f| SYNTHETIC.contains(&f.name.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Sets `up` to 0: the scrape is reported as failed.
+pub fn mark_down(scrape: &mut Scrape) {
+    for family in scrape.families.iter_mut().filter(|f| f.name == "up") {
+        for series in &mut family.series {
+            series.value = 0.0;
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn unix_millis(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH)
