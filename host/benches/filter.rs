@@ -1,0 +1,160 @@
+//! Filter engine overhead: the poller's per-scrape work (parse → filter chain → render) with no
+//! filter, with an identity filter answering PASS, and with one answering REPLACED with its
+//! input (the full decode path); on the captured node_exporter scrape and on a synthetic
+//! 100 000-series scrape. Then hot swap: `Chains::reload` to a changed module with a warm
+//! compiled-module cache (canary init, dry run, swap).
+//!
+//! Run: `cargo bench -p promrelay --bench filter -- --warm-up-time 1 --measurement-time 3`.
+//! The identity filter is `target/filters/identity.wasm` when `scripts/build-filters.sh` built
+//! it, else `tests/wat/pass.wat`; the REPLACED one is `tests/wat/copy.wat`.
+
+use std::fmt::Write;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use promrelay::config::{FilterConfig, FilterLimits, OnError};
+use promrelay::exposition::{parse, render, RenderOptions};
+use promrelay::filter::{ChainPlan, Chains, FilterEngine, FilterOutcome};
+use promrelay::model::{Scrape, ScrapeMeta};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// 100 000 series: 500 families of 200 series, five labels each (instance, job, method, path,
+/// code), plus job and instance as the relay adds them.
+fn synthetic_scrape() -> String {
+    let mut text = String::with_capacity(24 << 20);
+    for family in 0..500 {
+        let name = format!("service_requests_{family}_total");
+        let _ = writeln!(
+            text,
+            "# HELP {name} Requests served, synthetic family {family}."
+        );
+        let _ = writeln!(text, "# TYPE {name} counter");
+        for series in 0..200 {
+            let _ = writeln!(
+                text,
+                "{name}{{code=\"{}\",instance=\"web-{:02}:8080\",job=\"web\",method=\"{}\",path=\"/api/{}\"}} {}",
+                [200, 404, 500, 503][series % 4],
+                series % 20,
+                ["GET", "POST", "PUT"][series % 3],
+                series / 12,
+                1000 + series * 37 + family
+            );
+        }
+    }
+    text
+}
+
+fn filter(name: &str, module: PathBuf) -> FilterConfig {
+    FilterConfig {
+        name: name.to_owned(),
+        module,
+        on_error: OnError::Fail,
+        limits: FilterLimits {
+            time: Duration::from_secs(5),
+            memory: 512 << 20,
+        },
+        config: serde_json::json!({}),
+    }
+}
+
+fn chains(runtime: &tokio::runtime::Runtime, filters: Vec<FilterConfig>) -> Arc<Chains> {
+    let plan = ChainPlan {
+        global: filters,
+        jobs: Default::default(),
+    };
+    runtime
+        .block_on(Chains::build(FilterEngine::shared(), plan))
+        .expect("bench filters load")
+}
+
+/// What the poller does to one scrape body before publishing it.
+fn pipeline(text: &[u8], chains: Option<&Chains>, out: &mut Vec<u8>) {
+    let families = parse(text).expect("bench input parses");
+    let scrape = Scrape {
+        meta: ScrapeMeta::default(),
+        families,
+    };
+    let scrape = match chains {
+        None => scrape,
+        Some(chains) => match chains.apply_blocking("bench", scrape) {
+            FilterOutcome::Pass(scrape) => scrape,
+            other => panic!("bench filter failed: {other:?}"),
+        },
+    };
+    out.clear();
+    render(&scrape.families, &RenderOptions::default(), out);
+}
+
+fn benchmarks(criterion: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let identity_module = {
+        let built = repo("target/filters/identity.wasm");
+        if built.exists() {
+            built
+        } else {
+            repo("tests/wat/pass.wat")
+        }
+    };
+    eprintln!("identity filter: {}", identity_module.display());
+    let identity = chains(&runtime, vec![filter("identity", identity_module)]);
+    let copy = chains(&runtime, vec![filter("copy", repo("tests/wat/copy.wat"))]);
+
+    let node_exporter = std::fs::read(repo("tests/data/node_exporter.prom"))
+        .expect("tests/data/node_exporter.prom is committed");
+    let synthetic = synthetic_scrape().into_bytes();
+    for (input, text) in [
+        ("node_exporter", &node_exporter),
+        ("synthetic_100k", &synthetic),
+    ] {
+        let series = parse(text)
+            .expect("parses")
+            .iter()
+            .map(|f| f.series.len())
+            .sum::<usize>();
+        eprintln!("{input}: {series} series, {} bytes", text.len());
+        let mut group = criterion.benchmark_group(format!("filter/{input}"));
+        group.throughput(Throughput::Elements(series as u64));
+        if input == "synthetic_100k" {
+            group.sample_size(10);
+        }
+        let mut out = Vec::new();
+        for (variant, chains) in [
+            ("no_filter", None),
+            ("identity_pass", Some(&identity)),
+            ("identity_replaced", Some(&copy)),
+        ] {
+            group.bench_function(BenchmarkId::new("parse_chain_render", variant), |bench| {
+                bench.iter(|| pipeline(black_box(text), chains.map(|c| &**c), &mut out))
+            });
+        }
+        group.finish();
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = dir.path().join("swap.wat");
+    let modules = [repo("tests/wat/pass.wat"), repo("tests/wat/mask_even.wat")];
+    std::fs::copy(&modules[0], &module).expect("copy module");
+    let swapping = chains(&runtime, vec![filter("swap", module.clone())]);
+    // Warm the cache with both versions.
+    for source in modules.iter().rev() {
+        std::fs::copy(source, &module).expect("copy module");
+        runtime.block_on(swapping.reload_modules()).expect("reload");
+    }
+    let mut next = 0usize;
+    criterion.bench_function("filter/hot_swap_warm_cache", |bench| {
+        bench.iter(|| {
+            std::fs::copy(&modules[next % 2], &module).expect("copy module");
+            next += 1;
+            runtime.block_on(swapping.reload_modules()).expect("reload")
+        })
+    });
+}
+
+criterion_group!(filter_benches, benchmarks);
+criterion_main!(filter_benches);
