@@ -162,7 +162,10 @@ fn install_hooks() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         crate::logger::install();
-        panic::set_hook(Box::new(|info| {
+        // Natively the default hook keeps printing panics (test failures read as usual); on
+        // wasm there is no stderr, so the message goes to the relay's log instead.
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
             let payload = info
                 .payload()
                 .downcast_ref::<&str>()
@@ -173,7 +176,11 @@ fn install_hooks() {
                 Some(at) => format!("panicked at {}:{}: {payload}", at.file(), at.line()),
                 None => format!("panicked: {payload}"),
             };
-            crate::abi::host_log(log_level::ERROR, &message);
+            if cfg!(target_arch = "wasm32") {
+                crate::abi::host_log(log_level::ERROR, &message);
+            } else {
+                previous(info);
+            }
             PANIC_MESSAGE.with(|slot| {
                 if let Ok(mut slot) = slot.try_borrow_mut() {
                     *slot = Some(message);
