@@ -207,6 +207,19 @@ impl Config {
                 "there is no receiver_stream: nothing will be pushed",
             );
         }
+        if let (Some(receiver), Some(max_age)) = (&self.receiver_stream, self.max_age) {
+            if receiver.retention < max_age {
+                warn(
+                    "receiver_stream.retention",
+                    &format!(
+                        "{} is shorter than max_age {}: during a sink outage scrapes can expire \
+                         from the stream before they are too old to push",
+                        humantime::format_duration(receiver.retention),
+                        humantime::format_duration(max_age)
+                    ),
+                );
+            }
+        }
         let mut clients: Vec<(String, &HttpClientConfig, Vec<&url::Url>)> = Vec::new();
         for job in &self.jobs {
             let urls = job.targets.iter().map(|target| &target.url).collect();

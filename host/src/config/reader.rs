@@ -245,6 +245,14 @@ impl Problems {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Every key name the reader has asked for on this thread: the docs test checks each is
+    /// documented.
+    pub static ASKED: std::cell::RefCell<std::collections::BTreeSet<String>> =
+        std::cell::RefCell::default();
+}
+
 /// Keys match case-insensitively, as the original's YAML-to-JSON decoding did.
 fn same_key(key: &Node, name: &str) -> bool {
     key.scalar()
@@ -283,6 +291,8 @@ impl<'a> Fields<'a> {
 
     /// The value of `name`, `None` when absent or null (`key:` with nothing, `~`).
     pub fn take(&mut self, name: &str) -> Option<&'a Node> {
+        #[cfg(test)]
+        ASKED.with(|asked| asked.borrow_mut().insert(name.to_string()));
         self.asked.push(name.to_string());
         let index = self
             .entries

@@ -303,3 +303,28 @@ fn the_full_sample_loads() {
     assert_eq!(config.filters[0].on_error, OnError::Drop);
     assert!(config.runs_poller() && config.runs_receiver());
 }
+
+#[test]
+fn every_key_the_reader_knows_is_documented() {
+    let docs = include_str!("../../../../docs/config.md");
+    reader::ASKED.with(|asked| asked.borrow_mut().clear());
+    load_text(include_str!("../../../../tests/data/config/full.yaml"));
+    let asked = reader::ASKED.with(|asked| asked.borrow().clone());
+    assert!(
+        asked.len() > 50,
+        "the full sample walks every section: {asked:?}"
+    );
+    let undocumented: Vec<&String> = asked
+        .iter()
+        .filter(|key| {
+            !docs.contains(&format!("`{key}`"))
+                && !docs.contains(&format!(".{key}`"))
+                && !docs.contains(&format!("`{key},"))
+                && !docs.contains(&format!("`{key}."))
+        })
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "not in docs/config.md: {undocumented:?}"
+    );
+}

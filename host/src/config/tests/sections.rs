@@ -372,6 +372,7 @@ remote_write:
     tls_config: { insecure_skip_verify: true }
 management:
   auth: { insecure: true }
+max_age: 1h
 ";
     let keys: Vec<String> = load_text(text)
         .warnings()
@@ -382,6 +383,7 @@ management:
         keys,
         vec![
             "poller_stream",
+            "receiver_stream.retention",
             "remote_write[0]",
             "remote_write[0].tls_config.insecure_skip_verify",
             "management.auth.insecure",
