@@ -104,6 +104,26 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates config text; `origin` names it in messages (e.g. the file name). Relative
 /// paths are kept as written.
+///
+/// ```
+/// use promrelay::config;
+///
+/// let text = "
+/// scrape_interval: 60s
+/// receiver_stream: { cluster_id: central, urls: nats://127.0.0.1:4222 }
+/// push_gateway: { url: http://127.0.0.1:9091 }
+/// ";
+/// let config = config::parse(text, "example.yaml").expect("a valid config");
+/// assert!(config.runs_receiver() && !config.runs_poller());
+///
+/// let error = config::parse("scrape_interval: 5x\nbogus: 1\n", "example.yaml")
+///     .expect_err("two problems");
+/// assert_eq!(
+///     error.to_string(),
+///     "example.yaml:1: scrape_interval: \"5x\" is not a duration (use 10s, 1m30s or seconds)\n\
+///      example.yaml:2: bogus: unknown key \"bogus\" at the top level"
+/// );
+/// ```
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
     parse_with_base(text, origin, None)
 }
