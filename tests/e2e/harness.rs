@@ -192,3 +192,49 @@ async fn nats_stream_messages_counts_what_jetstream_stored() {
     assert_eq!(nats.stream_messages("harness_count"), Some(3));
     assert_eq!(nats.stream_messages("no_such_stream"), None);
 }
+
+/// Set in the child process of [`servers_die_with_a_test_process_killed_by_sigkill`].
+const HELPER_ENV: &str = "PROMRELAY_TESTS_HELPER";
+
+#[test]
+#[ignore = "helper of servers_die_with_a_test_process_killed_by_sigkill; idle without its env var"]
+fn helper_starts_nats_server_and_hangs() {
+    if std::env::var_os(HELPER_ENV).is_none() {
+        return;
+    }
+    let nats = NatsServer::start();
+    println!("NATS_PID={}", nats.pid().expect("running"));
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn servers_die_with_a_test_process_killed_by_sigkill() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(std::env::current_exe().expect("the test binary's path"))
+        .args([
+            "--exact",
+            "harness::helper_starts_nats_server_and_hangs",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(HELPER_ENV, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run the helper test");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let nats_pid: u32 = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("NATS_PID=").map(str::to_string))
+        .expect("the helper prints nats-server's PID")
+        .parse()
+        .expect("a PID");
+    assert!(pid_is_alive(nats_pid));
+    child.kill().expect("SIGKILL the helper test process");
+    child.wait().expect("reap the helper");
+    assert_gone(nats_pid, "nats-server of a SIGKILLed test process");
+}
