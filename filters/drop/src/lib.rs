@@ -77,7 +77,10 @@ fn glob_to_regex(glob: &str) -> String {
     out
 }
 
+/// `pattern` anchored at both ends, as Prometheus anchors its regexes. The pattern is compiled
+/// alone first so that an error message shows the user's text, not the wrapper.
 fn anchored(pattern: &str) -> Result<Regex, regex::Error> {
+    Regex::new(pattern)?;
     Regex::new(&format!("^(?:{pattern})$"))
 }
 
