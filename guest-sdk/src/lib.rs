@@ -60,6 +60,9 @@ mod runtime;
 pub mod testing;
 mod text;
 
+#[cfg(test)]
+mod tests;
+
 pub use batch::{Batch, Family, Labels, Series};
 pub use edit::{FamilyMut, SeriesMut};
 pub use error::Error;

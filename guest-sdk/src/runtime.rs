@@ -49,6 +49,11 @@ impl<F: Filter> Runtime<F> {
         Some(&mut self.input[..])
     }
 
+    #[cfg(test)]
+    pub(crate) fn set_filter(&mut self, filter: F) {
+        self.filter = Some(filter);
+    }
+
     /// The output of the last call: a mask, a batch or error text.
     pub fn output(&self) -> &[u8] {
         &self.output

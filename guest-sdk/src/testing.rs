@@ -82,6 +82,12 @@ impl<F: Filter> Harness<F> {
         Ok(Harness { runtime })
     }
 
+    /// Replaces the filter instance (a test can swap in a differently built one).
+    #[cfg(test)]
+    pub(crate) fn runtime_filter(&mut self, filter: F) {
+        self.runtime.set_filter(filter);
+    }
+
     /// Runs the filter on an encoded batch and returns its answer; an error status becomes an
     /// `Err` carrying the filter's message.
     pub fn process(&mut self, batch: &[u8]) -> Result<Outcome, Error> {
