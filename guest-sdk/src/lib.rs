@@ -104,8 +104,8 @@ pub use log::{debug, error, info, trace, warn};
 /// ```
 pub trait Filter: Sized + 'static {
     /// The filter's configuration, deserialized from the JSON form of its `config:` YAML. When
-    /// the relay config has no `config:` the SDK tries JSON `null` and then `{}`, so a struct
-    /// whose fields all have `#[serde(default)]` works without one.
+    /// the relay config has no `config:` the filter receives `{}`; the SDK also tries `null`, so
+    /// both a struct whose fields all have `#[serde(default)]` and `()` work without one.
     type Config: serde::de::DeserializeOwned;
 
     /// Checks the config and prepares the filter (compile regexes, build tables). An error

@@ -124,18 +124,18 @@ fn fail(output: &mut Vec<u8>, code: i32, message: &str) -> i32 {
     code
 }
 
-/// Deserializes the config; a missing config (`null`) falls back to `{}` for structs whose
-/// fields all have defaults.
+/// Deserializes the config. A missing config arrives as `{}` (or `null`); each is tried as the
+/// other too, so both a struct whose fields all have defaults and `()` accept "no config".
 fn parse_config<C: serde::de::DeserializeOwned>(json: &[u8]) -> Result<C, Error> {
     match serde_json::from_slice::<C>(json) {
         Ok(config) => Ok(config),
         Err(first) => {
-            if json.trim_ascii() == b"null" {
-                if let Ok(config) = serde_json::from_slice::<C>(b"{}") {
-                    return Ok(config);
-                }
-            }
-            Err(Error::new(format!("config: {first}")))
+            let other: &[u8] = match json.trim_ascii() {
+                b"null" => b"{}",
+                b"{}" => b"null",
+                _ => return Err(Error::new(format!("config: {first}"))),
+            };
+            serde_json::from_slice::<C>(other).map_err(|_| Error::new(format!("config: {first}")))
         }
     }
 }

@@ -251,8 +251,29 @@ impl Filter for Configured {
 fn config_null_falls_back_to_defaults() {
     let mut harness = Harness::<Configured>::new("null").unwrap();
     assert_eq!(harness.process_text("").unwrap(), "limit 0\n");
+    let mut harness = Harness::<Configured>::new("{}").unwrap();
+    assert_eq!(harness.process_text("").unwrap(), "limit 0\n");
     let mut harness = Harness::<Configured>::new(r#"{"limit": 3}"#).unwrap();
     assert_eq!(harness.process_text("").unwrap(), "limit 3\n");
+}
+
+struct Unit;
+
+impl Filter for Unit {
+    type Config = ();
+    fn init(_: ()) -> Result<Self, Error> {
+        Ok(Unit)
+    }
+    fn process(&mut self, _: &mut Batch<'_>) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[test]
+fn unit_config_accepts_no_config() {
+    assert!(Harness::<Unit>::new("{}").is_ok());
+    assert!(Harness::<Unit>::new("null").is_ok());
+    assert!(Harness::<Unit>::new("[1]").is_err());
 }
 
 #[test]
