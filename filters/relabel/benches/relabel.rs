@@ -3,7 +3,8 @@
 //! nothing), which must not allocate.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use filter_relabel::{config, LabelSet, Relabeler};
+use filter_relabel::{config, LabelSet, Relabel, Relabeler};
+use promrelay_sdk::testing::{self, Harness};
 
 type Series = Vec<(String, String)>;
 
@@ -138,6 +139,66 @@ relabel_configs:
         }
     }
     group.finish();
+
+    // The whole filter as the relay drives it (batch in, PASS/MASK/REPLACED out), natively.
+    let mut group = c.benchmark_group("filter_native");
+    group.sample_size(10);
+    for size in [500usize, 100_000] {
+        let text = exposition(&corpus(size));
+        let input = testing::batch_from_text(&text).expect("bench scrape encodes");
+        group.throughput(Throughput::Elements(size as u64));
+        for (name, yaml) in [
+            ("typical10", typical),
+            ("drop_go", DROP_GO),
+            ("no_match3", no_match),
+        ] {
+            let value: serde_json::Value = serde_yaml_ng::from_str(yaml).expect("rules parse");
+            let mut harness = Harness::<Relabel>::new(&value.to_string()).expect("rules valid");
+            group.bench_with_input(BenchmarkId::new(name, size), &input, |b, input| {
+                b.iter(|| harness.process(input).expect("process"))
+            });
+        }
+    }
+    group.finish();
+}
+
+const DROP_GO: &str = "
+relabel_configs:
+  - source_labels: [__name__]
+    regex: go_.*
+    action: drop
+";
+
+/// The corpus as Prometheus text, one family per metric name, every series unique.
+fn exposition(scrape: &[Series]) -> String {
+    let mut families: Vec<(String, Vec<String>)> = Vec::new();
+    for (index, series) in scrape.iter().enumerate() {
+        let name = &series
+            .iter()
+            .find(|(n, _)| n == "__name__")
+            .expect("named")
+            .1;
+        let mut labels: Vec<String> = series
+            .iter()
+            .filter(|(n, _)| n != "__name__")
+            .map(|(n, v)| format!("{n}=\"{v}\""))
+            .collect();
+        labels.push(format!("uniq=\"{index}\""));
+        let line = format!("{name}{{{}}} {index}", labels.join(","));
+        match families.iter_mut().find(|(family, _)| family == name) {
+            Some((_, lines)) => lines.push(line),
+            None => families.push((name.clone(), vec![line])),
+        }
+    }
+    let mut text = String::new();
+    for (name, lines) in families {
+        text.push_str(&format!("# TYPE {name} untyped\n"));
+        for line in lines {
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+    text
 }
 
 criterion_group!(benches, bench);

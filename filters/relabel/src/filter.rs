@@ -34,16 +34,28 @@ pub struct Relabel {
     outcomes: Vec<Outcome>,
     /// Per input family of the current batch: the name all its series were renamed to, if any.
     family_renames: Vec<Option<String>>,
+    /// The label edits of changed series, in order; their strings live in `edit_text`.
+    edits: Vec<Edit>,
+    edit_text: String,
 }
 
 enum Outcome {
     Kept,
     Dropped,
-    /// The new labels, sorted, `__name__` included; `renamed` when `__name__` changed.
+    /// `edits[first..first + count]` turn the input labels into the new ones; `renamed` when
+    /// `__name__` changed.
     Changed {
-        labels: Vec<(String, String)>,
+        first: usize,
+        count: usize,
         renamed: bool,
     },
+}
+
+/// One label edit: set `name` to `value`, or delete `name` when `value` is empty. Both are byte
+/// ranges of `Relabel::edit_text` (one buffer per batch instead of strings per series).
+struct Edit {
+    name: (usize, usize),
+    value: (usize, usize),
 }
 
 impl Filter for Relabel {
@@ -56,6 +68,8 @@ impl Filter for Relabel {
             labels: LabelSet::new(),
             outcomes: Vec::new(),
             family_renames: Vec::new(),
+            edits: Vec::new(),
+            edit_text: String::new(),
         })
     }
 
@@ -82,6 +96,8 @@ impl Relabel {
     fn relabel_all(&mut self, batch: &Batch<'_>) -> (bool, bool) {
         self.outcomes.clear();
         self.family_renames.clear();
+        self.edits.clear();
+        self.edit_text.clear();
         self.relabeler.begin_batch(0);
         let (mut any_changed, mut any_dropped) = (false, false);
         let mut bad_names = 0usize;
@@ -119,11 +135,16 @@ impl Relabel {
                         Some(previous) if previous == base => previous,
                         Some(_) => None,
                     });
+                    let first = self.edits.len();
+                    record_edits(
+                        &mut self.edits,
+                        &mut self.edit_text,
+                        series.labels(),
+                        labels.iter(),
+                    );
                     Outcome::Changed {
-                        labels: labels
-                            .iter()
-                            .map(|(name, value)| (name.to_owned(), value.to_owned()))
-                            .collect(),
+                        first,
+                        count: self.edits.len() - first,
                         renamed,
                     }
                 } else {
@@ -151,16 +172,20 @@ impl Relabel {
             .outcomes
             .iter()
             .any(|outcome| matches!(outcome, Outcome::Changed { renamed: true, .. }));
-        let outcomes = &mut self.outcomes;
+        let (outcomes, edits, text) = (&self.outcomes, &self.edits, &self.edit_text);
         let mut index = 0;
         batch.retain_mut(|series| {
-            let outcome = std::mem::replace(&mut outcomes[index], Outcome::Kept);
+            let outcome = &outcomes[index];
             index += 1;
-            match outcome {
+            match *outcome {
                 Outcome::Kept => true,
                 Outcome::Dropped => false,
-                Outcome::Changed { labels, .. } => {
-                    replace_labels(series, &labels);
+                Outcome::Changed { first, count, .. } => {
+                    for edit in &edits[first..first + count] {
+                        let name = &text[edit.name.0..edit.name.1];
+                        // An empty value deletes, as in Prometheus.
+                        series.set_label(name, &text[edit.value.0..edit.value.1]);
+                    }
                     true
                 }
             }
@@ -171,15 +196,56 @@ impl Relabel {
     }
 }
 
-/// Makes `series` carry exactly `labels` (sorted, `__name__` included).
-fn replace_labels(series: &mut SeriesMut<'_>, labels: &[(String, String)]) {
-    series.retain_labels(|name, _| {
-        labels
-            .binary_search_by(|(candidate, _)| candidate.as_str().cmp(name))
-            .is_ok()
-    });
-    for (name, value) in labels {
-        series.set_label(name, value);
+/// Appends the edits that turn `old` into `new` (both sorted by name) to `edits`. Hot path for
+/// changed series: one merge walk, strings copied into the batch's shared buffer.
+fn record_edits<'o, 'n>(
+    edits: &mut Vec<Edit>,
+    text: &mut String,
+    old: impl Iterator<Item = (&'o str, &'o str)>,
+    new: impl Iterator<Item = (&'n str, &'n str)>,
+) {
+    let mut push = |name: &str, value: &str| {
+        let name_start = text.len();
+        text.push_str(name);
+        let value_start = text.len();
+        text.push_str(value);
+        edits.push(Edit {
+            name: (name_start, value_start),
+            value: (value_start, text.len()),
+        });
+    };
+    let (mut old, mut new) = (old.peekable(), new.peekable());
+    loop {
+        match (old.peek(), new.peek()) {
+            (None, None) => break,
+            (Some(&(name, _)), None) => {
+                push(name, "");
+                old.next();
+            }
+            (None, Some(&(name, value))) => {
+                push(name, value);
+                new.next();
+            }
+            (Some(&(old_name, old_value)), Some(&(new_name, new_value))) => {
+                match old_name.cmp(new_name) {
+                    std::cmp::Ordering::Less => {
+                        push(old_name, "");
+                        old.next();
+                    }
+                    std::cmp::Ordering::Greater => {
+                        push(new_name, new_value);
+                        new.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        if old_value != new_value {
+                            push(new_name, new_value);
+                        }
+                        old.next();
+                        new.next();
+                    }
+                }
+            }
+        }
     }
 }
 
