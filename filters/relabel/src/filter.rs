@@ -114,7 +114,7 @@ impl Relabel {
                 }
                 let kept = self.relabeler.process(&mut labels);
                 let new_name = labels.get("__name__");
-                let outcome = if !kept {
+                let outcome = if !kept || new_name.is_empty() {
                     Outcome::Dropped
                 } else if !crate::text::is_metric_name(new_name) {
                     bad_names += 1;

@@ -216,8 +216,13 @@ relabel_configs:
   - regex: __name__
     action: labeldrop
 ";
+    testing::take_logs();
     let text = relabel(rules, NODE);
     assert!(!text.contains('{'), "every series must go:\n{text}");
+    assert!(
+        testing::take_logs().is_empty(),
+        "a deliberate drop is not worth a warning"
+    );
 }
 
 #[test]
