@@ -385,3 +385,75 @@ fn remote_write_delivers_scrapes_into_prometheus() {
     rig.stop();
     assert_eq!(rig.stat(MessageOutcome::Pushed), 1);
 }
+
+#[test]
+fn a_prometheus_streams_json_message_of_a_whole_node_exporter_scrape_arrives_series_for_series() {
+    use std::io::Write as _;
+
+    let pushgateway = Pushgateway::start();
+    let mut rig = Rig::new();
+    let text = include_str!("../data/node_exporter.prom");
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(text.as_bytes()).expect("gzip into a Vec");
+    let scrape = base64_standard(&gzip.finish().expect("gzip into a Vec"));
+    let message = serde_json::json!({
+        "job": "legacy",
+        "instance": "choria1",
+        "time": now_ms() / 1000,
+        "publisher": "USDC1",
+        "scrape": scrape,
+    });
+    let payload = serde_json::to_vec(&message).expect("JSON");
+    rig.runtime.block_on(async {
+        rig.js
+            .publish(format!("{TOPIC}.USDC1.legacy"), payload.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("JetStream acknowledges")
+    });
+    rig.start(rig.settings(vec![Rig::pushgateway_sink(&pushgateway)]));
+
+    let expected = promrelay_tests::parse_samples(text).expect("the captured scrape parses");
+    let arrived = poll_until(WAIT, "the legacy scrape in the Pushgateway", || {
+        let pushed = pushgateway.pushed_series_for("legacy");
+        (!pushed.is_empty()).then_some(pushed)
+    });
+    assert_eq!(arrived.len(), expected.len(), "every series arrives");
+    for sample in &arrived {
+        assert_eq!(sample.label("instance"), Some("choria1"));
+        assert_eq!(sample.label("publisher"), Some("USDC1"));
+        let key = sample.key_without(&["instance", "job", "publisher"]);
+        let original = expected
+            .iter()
+            .find(|candidate| candidate.key() == key)
+            .unwrap_or_else(|| panic!("{key} was not in the scrape"));
+        assert!(
+            sample.same_value(original),
+            "{key}: {} != {}",
+            sample.value,
+            original.value
+        );
+    }
+    rig.stop();
+}
+
+/// Standard base64, as Go's JSON encodes a `[]byte`.
+fn base64_standard(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

@@ -20,6 +20,7 @@
 //! per state change.
 
 mod batch;
+mod deliver;
 mod metrics;
 
 pub use batch::{is_aged, plan, Decision, GroupKey};
@@ -27,18 +28,19 @@ pub use metrics::{MessageOutcome, Stats};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer, AckKind};
+use async_nats::jetstream::{self, consumer};
 use futures::StreamExt as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{Scrape, ScrapeMeta};
 use crate::nats::Backoff;
-use crate::sink::{Outcome, Sink};
+use crate::sink::Sink;
 use crate::wire::{self, StreamSettings};
+use deliver::{ack, deliver, Delivery, SinkHealth};
 use metrics::METRICS;
 
 /// `true` while the receiver is paused (the circuit breaker's `pause`).
@@ -222,21 +224,10 @@ struct Receiver {
     last_pushed: HashMap<GroupKey, i64>,
     /// Backoff while sinks fail transiently.
     sink_backoff: Backoff,
-    /// Sinks currently failing, so an outage is logged once when it starts and once when it ends.
-    failing_sinks: HashSet<String>,
-    /// Groups whose last push was refused, so a scrape refused every minute is logged once.
-    rejected_groups: HashSet<(String, GroupKey)>,
+    /// Sink outages and refusals, for logging state changes once.
+    health: SinkHealth,
     /// Subjects whose messages did not decode, logged once each (bounded).
     undecodable_subjects: HashSet<String>,
-}
-
-/// What happened to one pushed message.
-struct Delivery {
-    key: GroupKey,
-    time_ms: i64,
-    outcome: MessageOutcome,
-    /// Per sink: its name and answer.
-    answers: Vec<(String, Outcome)>,
 }
 
 impl Receiver {
@@ -246,8 +237,7 @@ impl Receiver {
             paused,
             last_pushed: HashMap::new(),
             sink_backoff: Backoff::default(),
-            failing_sinks: HashSet::new(),
-            rejected_groups: HashSet::new(),
+            health: SinkHealth::default(),
             undecodable_subjects: HashSet::new(),
         }
     }
@@ -461,70 +451,7 @@ impl Receiver {
                 }
             }
         };
-        self.account(deliveries)
-    }
-
-    /// Records the deliveries of one batch, logs state changes; returns whether to back off.
-    fn account(&mut self, deliveries: Vec<Delivery>) -> bool {
-        let mut retry = false;
-        let mut failing_now: HashMap<String, String> = HashMap::new();
-        let mut succeeded: HashSet<String> = HashSet::new();
-        for delivery in deliveries {
-            for (sink, answer) in &delivery.answers {
-                match answer {
-                    Outcome::Ok => {
-                        succeeded.insert(sink.clone());
-                        self.rejected_groups
-                            .remove(&(sink.clone(), delivery.key.clone()));
-                    }
-                    Outcome::Retry(error) => {
-                        failing_now.insert(sink.clone(), error.clone());
-                    }
-                    Outcome::Rejected { status, body } => {
-                        succeeded.insert(sink.clone());
-                        if self
-                            .rejected_groups
-                            .insert((sink.clone(), delivery.key.clone()))
-                        {
-                            tracing::warn!(
-                                sink = %sink,
-                                job = %delivery.key.job,
-                                instance = %delivery.key.instance,
-                                publisher = %delivery.key.publisher,
-                                status,
-                                answer = %body,
-                                "sink refused a scrape; acked and dropped (logged once per group)"
-                            );
-                        }
-                    }
-                }
-            }
-            match delivery.outcome {
-                MessageOutcome::Pushed => {
-                    let newest = self
-                        .last_pushed
-                        .entry(delivery.key)
-                        .or_insert(delivery.time_ms);
-                    *newest = (*newest).max(delivery.time_ms);
-                }
-                MessageOutcome::Retried => retry = true,
-                _ => {}
-            }
-        }
-        for (sink, error) in &failing_now {
-            if self.failing_sinks.insert(sink.clone()) {
-                tracing::warn!(sink = %sink, %error, "pushes failing; retrying with backoff");
-            }
-        }
-        for sink in succeeded {
-            if !failing_now.contains_key(&sink) && self.failing_sinks.remove(&sink) {
-                tracing::info!(sink = %sink, "pushes succeed again");
-            }
-        }
-        if self.rejected_groups.len() > 100_000 {
-            self.rejected_groups.clear();
-        }
-        retry
+        self.health.account(deliveries, &mut self.last_pushed)
     }
 
     fn undecodable(&mut self, message: &jetstream::Message, error: &wire::WireError) {
@@ -543,62 +470,7 @@ impl Receiver {
     }
 }
 
-/// Pushes one scrape into every sink at once and acks or naks its message.
-async fn deliver(
-    sinks: &[Sink],
-    message: jetstream::Message,
-    scrape: Scrape,
-    nak_delay: Duration,
-    stats: &Stats,
-) -> Delivery {
-    let answers = futures::future::join_all(sinks.iter().map(|sink| {
-        let scrape = &scrape;
-        async move {
-            let started = Instant::now();
-            let answer = sink.push(scrape).await;
-            METRICS.push(sink.name(), answer.label(), started.elapsed().as_secs_f64());
-            (sink.name().to_string(), answer)
-        }
-    }))
-    .await;
-    let outcome = if answers
-        .iter()
-        .any(|(_, answer)| matches!(answer, Outcome::Retry(_)))
-    {
-        if let Err(error) = message.ack_with(AckKind::Nak(Some(nak_delay))).await {
-            tracing::debug!(%error, "nak failed; the message is redelivered after ack_wait");
-        }
-        MessageOutcome::Retried
-    } else {
-        ack(&message).await;
-        if answers
-            .iter()
-            .any(|(_, answer)| matches!(answer, Outcome::Rejected { .. }))
-        {
-            MessageOutcome::Rejected
-        } else {
-            let age_ms = unix_ms(SystemTime::now()) - scrape.meta.time_ms;
-            METRICS.pushed_age(age_ms as f64 / 1000.0);
-            MessageOutcome::Pushed
-        }
-    };
-    stats.record(outcome);
-    Delivery {
-        key: GroupKey::of(&scrape.meta),
-        time_ms: scrape.meta.time_ms,
-        outcome,
-        answers,
-    }
-}
-
-async fn ack(message: &jetstream::Message) {
-    if let Err(error) = message.ack().await {
-        // The message comes back after ack_wait; coalescing makes the redelivery harmless.
-        tracing::debug!(%error, "ack failed");
-    }
-}
-
-fn unix_ms(time: SystemTime) -> i64 {
+pub(crate) fn unix_ms(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH)
         .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
