@@ -287,3 +287,49 @@ relabel_configs:
         );
     }
 }
+
+/// The captured node_exporter scrape (`tests/data/node_exporter.prom`) through the ten typical
+/// rules of the benchmark: the output is a valid batch, `go_*` is gone, every series has `site`.
+#[test]
+fn typical_rules_on_a_real_node_exporter_scrape() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/data/node_exporter.prom"
+    );
+    let Ok(scrape) = std::fs::read_to_string(path) else {
+        eprintln!("skipped: {path} is not there");
+        return;
+    };
+    let mut harness = harness(include_str!("../benches/typical_rules.yaml"));
+    let input = testing::batch_from_text(&scrape).expect("node_exporter scrape encodes");
+    let outcome = harness.process(&input).expect("process succeeds");
+    let output = testing::apply(&input, &outcome).expect("the answer is valid");
+    let batch = Batch::from_bytes(&output).expect("valid batch");
+    let before = Batch::from_bytes(&input)
+        .expect("valid batch")
+        .series_count();
+    assert!(batch.series_count() > 0 && batch.series_count() < before);
+    for series in batch.series() {
+        assert!(!series.name().starts_with("go_gc"), "{}", series.name());
+        assert_eq!(series.label("site"), Some("dc1"), "{}", series.name());
+        assert!(series.label("__tmp_shard").is_none());
+    }
+    for family in batch.families() {
+        for series in family.series() {
+            let name = series.name();
+            let fits = name == family.name()
+                || name.strip_prefix(family.name()).is_some_and(|suffix| {
+                    ["_bucket", "_count", "_sum", "_total", "_created", "_info"].contains(&suffix)
+                });
+            assert!(fits, "{name} in family {}", family.name());
+        }
+    }
+    if scrape.contains("# TYPE node_network_receive_bytes_total counter") {
+        let renamed = batch
+            .families()
+            .find(|family| family.name() == "net_receive_bytes_total")
+            .expect("the whole family is renamed");
+        assert_eq!(renamed.kind(), MetricType::Counter);
+        assert!(renamed.help().is_some());
+    }
+}
