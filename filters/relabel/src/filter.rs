@@ -2,7 +2,8 @@
 //! fails `init` with every problem), `process` relabels every series of a scrape.
 //!
 //! Answers, cheapest first: nothing changed → PASS; series only dropped → MASK (the batch is
-//! never copied); any label changed → REPLACED.
+//! never copied); any label changed → REPLACED. Once a label changed, series that became
+//! identical to an earlier one are dropped (Prometheus keeps the first).
 //!
 //! Families: relabelling `__name__` can take a series out of its family. When every kept series of
 //! a family is renamed the same way (old `F` + suffix → new `B` + same suffix, the suffixes being
@@ -37,6 +38,9 @@ pub struct Relabel {
     /// The label edits of changed series, in order; their strings live in `edit_text`.
     edits: Vec<Edit>,
     edit_text: String,
+    /// (identity hash of the final labels, input index) of every kept series, filled once a
+    /// series changed in the current batch (only then can two series become one).
+    identities: Vec<(u128, usize)>,
 }
 
 enum Outcome {
@@ -70,6 +74,7 @@ impl Filter for Relabel {
             family_renames: Vec::new(),
             edits: Vec::new(),
             edit_text: String::new(),
+            identities: Vec::new(),
         })
     }
 
@@ -98,6 +103,7 @@ impl Relabel {
         self.family_renames.clear();
         self.edits.clear();
         self.edit_text.clear();
+        self.identities.clear();
         self.relabeler.begin_batch(0);
         let (mut any_changed, mut any_dropped) = (false, false);
         let mut bad_names = 0usize;
@@ -152,18 +158,57 @@ impl Relabel {
                     Outcome::Kept
                 };
                 any_dropped |= matches!(outcome, Outcome::Dropped);
-                any_changed |= matches!(outcome, Outcome::Changed { .. });
+                if matches!(outcome, Outcome::Changed { .. }) && !any_changed {
+                    any_changed = true;
+                    // From now on duplicates are possible: catch up on the series before this one.
+                    self.identities.extend(
+                        batch
+                            .series()
+                            .take(self.outcomes.len())
+                            .enumerate()
+                            .filter(|(index, _)| matches!(self.outcomes[*index], Outcome::Kept))
+                            .map(|(index, earlier)| (identity(earlier.labels()), index)),
+                    );
+                }
+                if any_changed && !matches!(outcome, Outcome::Dropped) {
+                    self.identities
+                        .push((identity(labels.iter()), self.outcomes.len()));
+                }
                 self.outcomes.push(outcome);
             }
             self.family_renames.push(rename.flatten());
         }
         self.labels = labels.recycle();
+        if any_changed {
+            let duplicates = self.drop_duplicates();
+            any_dropped |= duplicates > 0;
+        }
         if bad_names > 0 {
             promrelay_sdk::warn!(
                 "dropped {bad_names} series whose relabelled __name__ is not a valid metric name, e.g. {first_bad_name}"
             );
         }
         (any_changed, any_dropped)
+    }
+
+    /// Drops every kept series whose final labels equal those of an earlier one, as Prometheus
+    /// stores only the first of them (the later are rejected as duplicates); a Pushgateway would
+    /// refuse the whole push. Returns how many were dropped.
+    fn drop_duplicates(&mut self) -> usize {
+        self.identities.sort_unstable();
+        let mut dropped = 0;
+        for pair in self.identities.windows(2) {
+            if pair[0].0 == pair[1].0 {
+                self.outcomes[pair[1].1] = Outcome::Dropped;
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            promrelay_sdk::warn!(
+                "dropped {dropped} series whose relabelled labels duplicate another series of the scrape (the first is kept)"
+            );
+        }
+        dropped
     }
 
     /// Applies the recorded outcomes to an editable batch and regroups renamed series.
@@ -247,6 +292,21 @@ fn record_edits<'o, 'n>(
             }
         }
     }
+}
+
+/// A 128-bit hash of a sorted label set (two SipHash states with different leading salts).
+fn identity<'s>(labels: impl Iterator<Item = (&'s str, &'s str)>) -> u128 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let (mut high, mut low) = (DefaultHasher::new(), DefaultHasher::new());
+    0u8.hash(&mut high);
+    1u8.hash(&mut low);
+    for (name, value) in labels {
+        for hasher in [&mut high, &mut low] {
+            name.hash(hasher);
+            value.hash(hasher);
+        }
+    }
+    (u128::from(high.finish()) << 64) | u128::from(low.finish())
 }
 
 /// Whether a sample named `sample` belongs in a family named `family`.

@@ -333,3 +333,45 @@ fn typical_rules_on_a_real_node_exporter_scrape() {
         assert!(renamed.help().is_some());
     }
 }
+
+#[test]
+fn series_made_identical_by_relabelling_keep_only_the_first() {
+    let scrape = "\
+# TYPE requests_total counter
+requests_total{code=\"200\",pod=\"a\"} 1
+requests_total{code=\"200\",pod=\"b\"} 2
+requests_total{code=\"500\",pod=\"a\"} 3
+";
+    let rules = "
+relabel_configs:
+  - regex: pod
+    action: labeldrop
+";
+    testing::take_logs();
+    let text = relabel(rules, scrape);
+    assert_eq!(
+        text,
+        "# TYPE requests_total counter\n\
+         requests_total{code=\"200\"} 1\n\
+         requests_total{code=\"500\"} 3\n"
+    );
+    let logs = testing::take_logs();
+    assert!(
+        logs.iter()
+            .any(|(level, line)| *level == 1 && line.contains("dropped 1 series")),
+        "{logs:?}"
+    );
+}
+
+#[test]
+fn an_unchanged_series_and_a_changed_one_can_collide() {
+    let scrape = "x{a=\"1\"} 1\nx{a=\"1\",b=\"2\"} 2\n";
+    let rules = "
+relabel_configs:
+  - source_labels: [b]
+    regex: \"2\"
+    target_label: b
+    replacement: \"\"
+";
+    assert_eq!(relabel(rules, scrape), "x{a=\"1\"} 1\n");
+}
