@@ -10,10 +10,12 @@
 //! series and per label.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use promrelay_abi::{BatchError, BatchReader, FamilyRecord, MetricType, SeriesRecord, NAME_LABEL};
 
 use crate::edit::{FamilyMut, SeriesMut};
+use crate::strings::Text;
 
 /// One scrape, handed to [`crate::Filter::process`].
 ///
@@ -29,6 +31,9 @@ use crate::edit::{FamilyMut, SeriesMut};
 /// ```
 pub struct Batch<'a> {
     pub(crate) input: BatchReader<'a>,
+    /// The input's strings, resolved on first use: each distinct string is UTF-8-checked once
+    /// here instead of at every use.
+    strings: OnceCell<Vec<&'a str>>,
     pub(crate) state: State<'a>,
 }
 
@@ -44,6 +49,7 @@ impl<'a> Batch<'a> {
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Batch<'a>, BatchError> {
         Ok(Batch {
             input: BatchReader::new(bytes)?,
+            strings: OnceCell::new(),
             state: State::Input { keep: None },
         })
     }
@@ -68,10 +74,10 @@ impl<'a> Batch<'a> {
     /// The families, in exposition order, with the series they still hold.
     pub fn families(&self) -> impl Iterator<Item = Family<'_>> + '_ {
         let (input, edited, keep) = self.parts();
-        let from_input = input.into_iter().flat_map(move |reader| {
-            reader.families().map(move |record| Family {
+        let from_input = input.into_iter().flat_map(move |source| {
+            source.reader.families().map(move |record| Family {
                 inner: FamilyInner::Input {
-                    reader,
+                    source,
                     record,
                     keep,
                 },
@@ -86,12 +92,12 @@ impl<'a> Batch<'a> {
     /// Every series still in the batch, across families, in order.
     pub fn series(&self) -> impl Iterator<Item = Series<'_>> + '_ {
         let (input, edited, keep) = self.parts();
-        let from_input = input.into_iter().flat_map(move |reader| {
-            (0..reader.series_count()).filter_map(move |index| {
+        let from_input = input.into_iter().flat_map(move |source| {
+            (0..source.reader.series_count()).filter_map(move |index| {
                 if keep.is_some_and(|k| !k[index as usize]) {
                     return None;
                 }
-                Some(Series::input(reader, index))
+                Some(Series::input(source, index))
             })
         });
         let from_edits = edited.into_iter().flatten().flat_map(|family| {
@@ -106,12 +112,12 @@ impl<'a> Batch<'a> {
     fn parts(
         &self,
     ) -> (
-        Option<BatchReader<'_>>,
+        Option<Source<'_>>,
         Option<&[FamilyMut<'a>]>,
         Option<&[bool]>,
     ) {
         match &self.state {
-            State::Input { keep } => (Some(self.input), None, keep.as_deref()),
+            State::Input { keep } => (Some(self.source()), None, keep.as_deref()),
             State::Edited { families } => (None, Some(families), None),
         }
     }
@@ -129,13 +135,17 @@ impl<'a> Batch<'a> {
     /// assert_eq!(batch.series_count(), 1);
     /// ```
     pub fn retain(&mut self, mut keep: impl FnMut(&Series<'_>) -> bool) {
+        let source = Source {
+            reader: self.input,
+            strings: strings(&self.strings, self.input),
+        };
         match &mut self.state {
             State::Input { keep: bits } => {
-                let count = self.input.series_count();
+                let count = source.reader.series_count();
                 let bits = bits.get_or_insert_with(|| vec![true; count as usize]);
                 for index in 0..count {
                     let slot = &mut bits[index as usize];
-                    if *slot && !keep(&Series::input(self.input, index)) {
+                    if *slot && !keep(&Series::input(source, index)) {
                         *slot = false;
                     }
                 }
@@ -267,7 +277,8 @@ impl<'a> Batch<'a> {
     /// Copies the kept series into the editable form, once.
     fn edited(&mut self) -> &mut Vec<FamilyMut<'a>> {
         if let State::Input { keep } = &self.state {
-            let families = crate::edit::materialize(self.input, keep.as_deref());
+            let strings = strings(&self.strings, self.input);
+            let families = crate::edit::materialize(self.input, strings, keep.as_deref());
             self.state = State::Edited { families };
         }
         match &mut self.state {
@@ -275,6 +286,38 @@ impl<'a> Batch<'a> {
             State::Input { .. } => unreachable!("the batch was materialized just above"),
         }
     }
+}
+
+impl Batch<'_> {
+    fn source(&self) -> Source<'_> {
+        Source {
+            reader: self.input,
+            strings: strings(&self.strings, self.input),
+        }
+    }
+}
+
+/// The input and its resolved strings: what the read views need.
+#[derive(Clone, Copy)]
+struct Source<'b> {
+    reader: BatchReader<'b>,
+    strings: &'b [&'b str],
+}
+
+impl<'b> Source<'b> {
+    /// String `index`; an index past the table (`BatchReader::new` rules that out) reads as "".
+    fn text(&self, index: u32) -> &'b str {
+        self.strings.get(index as usize).copied().unwrap_or("")
+    }
+}
+
+/// The resolved string table of `input`, built on first use.
+fn strings<'c, 'a>(cell: &'c OnceCell<Vec<&'a str>>, input: BatchReader<'a>) -> &'c [&'a str] {
+    cell.get_or_init(|| {
+        (0..input.string_count())
+            .map(|i| input.str(i).unwrap_or(""))
+            .collect()
+    })
 }
 
 /// Name suffixes of the samples of histogram, summary, counter and info families.
@@ -289,7 +332,7 @@ pub struct Family<'b> {
 
 enum FamilyInner<'b> {
     Input {
-        reader: BatchReader<'b>,
+        source: Source<'b>,
         record: FamilyRecord,
         keep: Option<&'b [bool]>,
     },
@@ -300,7 +343,7 @@ impl<'b> Family<'b> {
     /// The family name (`# TYPE` name), e.g. `http_request_duration_seconds`.
     pub fn name(&self) -> &'b str {
         match &self.inner {
-            FamilyInner::Input { reader, record, .. } => text(reader, record.name),
+            FamilyInner::Input { source, record, .. } => source.text(record.name),
             FamilyInner::Edited(family) => family.name(),
         }
     }
@@ -308,7 +351,9 @@ impl<'b> Family<'b> {
     /// The `# HELP` text.
     pub fn help(&self) -> Option<&'b str> {
         match &self.inner {
-            FamilyInner::Input { reader, record, .. } => reader.opt_str(record.help).ok().flatten(),
+            FamilyInner::Input { source, record, .. } => {
+                source.strings.get(record.help as usize).copied()
+            }
             FamilyInner::Edited(family) => family.help(),
         }
     }
@@ -316,7 +361,9 @@ impl<'b> Family<'b> {
     /// The unit (OpenMetrics `# UNIT`).
     pub fn unit(&self) -> Option<&'b str> {
         match &self.inner {
-            FamilyInner::Input { reader, record, .. } => reader.opt_str(record.unit).ok().flatten(),
+            FamilyInner::Input { source, record, .. } => {
+                source.strings.get(record.unit as usize).copied()
+            }
             FamilyInner::Edited(family) => family.unit(),
         }
     }
@@ -333,7 +380,7 @@ impl<'b> Family<'b> {
     pub fn series(&self) -> Box<dyn Iterator<Item = Series<'b>> + 'b> {
         match self.inner {
             FamilyInner::Input {
-                reader,
+                source,
                 record,
                 keep,
             } => {
@@ -342,7 +389,7 @@ impl<'b> Family<'b> {
                     if keep.is_some_and(|k| !k[index as usize]) {
                         return None;
                     }
-                    Some(Series::input(reader, index))
+                    Some(Series::input(source, index))
                 }))
             }
             FamilyInner::Edited(family) => Box::new(family.series.iter().map(|s| Series {
@@ -359,24 +406,20 @@ pub struct Series<'b> {
 
 enum SeriesInner<'b> {
     Input {
-        reader: BatchReader<'b>,
+        source: Source<'b>,
         record: SeriesRecord,
     },
     Edited(&'b SeriesMut<'b>),
 }
 
-/// A string the reader validated in `BatchReader::new`; an index it did not validate reads as "".
-fn text<'b>(reader: &BatchReader<'b>, index: u32) -> &'b str {
-    reader.str(index).unwrap_or("")
-}
-
 impl<'b> Series<'b> {
-    fn input(reader: BatchReader<'b>, index: u32) -> Series<'b> {
-        let record = reader
+    fn input(source: Source<'b>, index: u32) -> Series<'b> {
+        let record = source
+            .reader
             .series(index)
             .expect("series indices below series_count are valid");
         Series {
-            inner: SeriesInner::Input { reader, record },
+            inner: SeriesInner::Input { source, record },
         }
     }
 
@@ -390,18 +433,15 @@ impl<'b> Series<'b> {
     /// Hot path: a binary search over the series' sorted labels, no allocation.
     pub fn label(&self, name: &str) -> Option<&'b str> {
         match &self.inner {
-            SeriesInner::Input { reader, record } => {
-                let wanted = name.as_bytes();
+            SeriesInner::Input { source, record } => {
                 let (mut low, mut high) = (0u32, record.label_count);
                 while low < high {
                     let middle = low + (high - low) / 2;
-                    let Ok(label) = reader.label(record.first_label + middle) else {
-                        return None;
-                    };
-                    match reader.bytes(label.name).unwrap_or(b"").cmp(wanted) {
+                    let label = source.reader.label(record.first_label + middle).ok()?;
+                    match source.text(label.name).cmp(name) {
                         std::cmp::Ordering::Less => low = middle + 1,
                         std::cmp::Ordering::Greater => high = middle,
-                        std::cmp::Ordering::Equal => return Some(text(reader, label.value)),
+                        std::cmp::Ordering::Equal => return Some(source.text(label.value)),
                     }
                 }
                 None
@@ -413,10 +453,10 @@ impl<'b> Series<'b> {
     /// Every label as `(name, value)`, sorted by name, `__name__` included.
     pub fn labels(&self) -> Labels<'b> {
         match &self.inner {
-            SeriesInner::Input { reader, record } => Labels {
+            SeriesInner::Input { source, record } => Labels {
                 inner: LabelsInner::Input {
-                    reader: *reader,
-                    records: reader.labels(record),
+                    source: *source,
+                    records: source.reader.labels(record),
                 },
             },
             SeriesInner::Edited(series) => Labels {
@@ -450,10 +490,10 @@ pub struct Labels<'b> {
 
 enum LabelsInner<'b> {
     Input {
-        reader: BatchReader<'b>,
+        source: Source<'b>,
         records: promrelay_abi::Labels<'b>,
     },
-    Edited(std::slice::Iter<'b, (Cow<'b, str>, Cow<'b, str>)>),
+    Edited(std::slice::Iter<'b, (Text<'b>, Text<'b>)>),
 }
 
 impl<'b> Iterator for Labels<'b> {
@@ -461,11 +501,11 @@ impl<'b> Iterator for Labels<'b> {
 
     fn next(&mut self) -> Option<(&'b str, &'b str)> {
         match &mut self.inner {
-            LabelsInner::Input { reader, records } => {
+            LabelsInner::Input { source, records } => {
                 let label = records.next()?;
-                Some((text(reader, label.name), text(reader, label.value)))
+                Some((source.text(label.name), source.text(label.value)))
             }
-            LabelsInner::Edited(iter) => iter.next().map(|(n, v)| (n.as_ref(), v.as_ref())),
+            LabelsInner::Edited(iter) => iter.next().map(|(n, v)| (n.as_str(), v.as_str())),
         }
     }
 }

@@ -1,18 +1,21 @@
 //! The editable form of a batch ([`FamilyMut`], [`SeriesMut`]) and how a batch becomes the
 //! ABI's answer: PASS, MASK or REPLACED.
 //!
-//! Strings borrow from the input (`Cow::Borrowed`) until a filter changes them, and every series
+//! Strings borrow from the input (with their string index) until a filter changes them, and every series
 //! remembers where it came from and whether it was changed, so a filter that only dropped series
 //! through the editable form still answers with a MASK.
 
 use std::borrow::Cow;
 
-use promrelay_abi::{status, BatchError, BatchReader, BatchWriter, MetricType, NAME_LABEL};
+use promrelay_abi::{
+    status, BatchError, BatchReader, BatchWriter, LabelRecord, MetricType, NAME_LABEL, NONE,
+};
 
 use crate::batch::{Batch, State};
 use crate::error::Error;
+use crate::strings::Text;
 
-type Pair<'a> = (Cow<'a, str>, Cow<'a, str>);
+type Pair<'a> = (Text<'a>, Text<'a>);
 
 /// A family whose metadata and series can change.
 ///
@@ -131,7 +134,7 @@ pub struct SeriesMut<'a> {
 impl<'a> SeriesMut<'a> {
     pub(crate) fn new(name: &str, value: f64) -> SeriesMut<'a> {
         SeriesMut {
-            labels: vec![(Cow::Borrowed(NAME_LABEL), Cow::Owned(name.to_owned()))],
+            labels: vec![(Text::new(NAME_LABEL), Text::new(name))],
             value,
             timestamp_ms: None,
             origin: None,
@@ -140,7 +143,7 @@ impl<'a> SeriesMut<'a> {
     }
 
     fn find(&self, name: &str) -> Result<usize, usize> {
-        self.labels.binary_search_by(|(n, _)| n.as_ref().cmp(name))
+        self.labels.binary_search_by(|(n, _)| n.as_str().cmp(name))
     }
 
     /// The sample name (`__name__`).
@@ -155,12 +158,12 @@ impl<'a> SeriesMut<'a> {
 
     /// The value of label `name`.
     pub fn label(&self, name: &str) -> Option<&str> {
-        self.find(name).ok().map(|i| self.labels[i].1.as_ref())
+        self.find(name).ok().map(|i| self.labels[i].1.as_str())
     }
 
     /// Every label as `(name, value)`, sorted by name, `__name__` included.
     pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        self.labels.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+        self.labels.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
     /// Sets label `name` to `value`, adding it if absent; an empty `value` removes the label.
@@ -170,13 +173,13 @@ impl<'a> SeriesMut<'a> {
             return;
         }
         match self.find(name) {
-            Ok(i) if self.labels[i].1 == value => {}
+            Ok(i) if self.labels[i].1 == *value => {}
             Ok(i) => {
-                self.labels[i].1 = Cow::Owned(value.to_owned());
+                self.labels[i].1 = Text::new(value);
                 self.changed = true;
             }
             Err(i) => {
-                let pair = (Cow::Owned(name.to_owned()), Cow::Owned(value.to_owned()));
+                let pair = (Text::new(name), Text::new(value));
                 self.labels.insert(i, pair);
                 self.changed = true;
             }
@@ -201,7 +204,7 @@ impl<'a> SeriesMut<'a> {
             self.changed = true;
             match self.find(to) {
                 Ok(j) => self.labels[j].1 = value,
-                Err(j) => self.labels.insert(j, (Cow::Owned(to.to_owned()), value)),
+                Err(j) => self.labels.insert(j, (Text::new(to), value)),
             }
         }
     }
@@ -209,7 +212,8 @@ impl<'a> SeriesMut<'a> {
     /// Keeps only the labels for which `keep(name, value)` is true (`__name__` is always kept).
     pub fn retain_labels(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
         let before = self.labels.len();
-        self.labels.retain(|(n, v)| n == NAME_LABEL || keep(n, v));
+        self.labels
+            .retain(|(n, v)| *n == *NAME_LABEL || keep(n.as_str(), v.as_str()));
         self.changed |= self.labels.len() != before;
     }
 
@@ -237,9 +241,14 @@ impl<'a> SeriesMut<'a> {
 }
 
 /// Copies the kept series of `input` into editable families (strings still borrowed).
-pub(crate) fn materialize<'a>(input: BatchReader<'a>, keep: Option<&[bool]>) -> Vec<FamilyMut<'a>> {
-    let text = |index: u32| Cow::Borrowed(input.str(index).unwrap_or(""));
-    let optional = |index: u32| input.opt_str(index).ok().flatten().map(Cow::Borrowed);
+pub(crate) fn materialize<'a>(
+    input: BatchReader<'a>,
+    strings: &[&'a str],
+    keep: Option<&[bool]>,
+) -> Vec<FamilyMut<'a>> {
+    let text = |index: u32| Text::input(strings.get(index as usize).copied().unwrap_or(""), index);
+    let name = |index: u32| Cow::Borrowed(strings.get(index as usize).copied().unwrap_or(""));
+    let optional = |index: u32| strings.get(index as usize).map(|s| Cow::Borrowed(*s));
     let mut families = Vec::with_capacity(input.family_count() as usize);
     for (family_index, record) in input.families().enumerate() {
         let range = record.first_series..record.first_series + record.series_count;
@@ -264,7 +273,7 @@ pub(crate) fn materialize<'a>(input: BatchReader<'a>, keep: Option<&[bool]>) -> 
             });
         }
         families.push(FamilyMut {
-            name: text(record.name),
+            name: name(record.name),
             help: optional(record.help),
             unit: optional(record.unit),
             kind: record.kind,
@@ -292,7 +301,7 @@ impl Batch<'_> {
             State::Edited { families } => match kept_origins(families, count) {
                 Some(keep) => Ok(mask_from(keep.into_iter(), count, out)),
                 None => {
-                    encode(families, writer, out)?;
+                    encode(families, self.input.string_count(), writer, out)?;
                     check_output(out)?;
                     Ok(status::REPLACED)
                 }
@@ -342,13 +351,25 @@ fn kept_origins(families: &[FamilyMut<'_>], count: usize) -> Option<Vec<bool>> {
 
 fn encode(
     families: &[FamilyMut<'_>],
+    input_strings: u32,
     writer: &mut BatchWriter,
     out: &mut Vec<u8>,
 ) -> Result<(), Error> {
     writer.clear();
     let too_large =
         |e: promrelay_abi::WriteError| Error::new(format!("cannot encode the batch: {e}"));
-    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    // Input string index → output string index; strings never touched are never hashed.
+    let mut mapped = vec![NONE; input_strings as usize];
+    let mut intern = |writer: &mut BatchWriter, text: &Text<'_>| -> Result<u32, Error> {
+        if let Some(slot) = text.input_index().and_then(|i| mapped.get_mut(i as usize)) {
+            if *slot == NONE {
+                *slot = writer.add_string(text.as_str()).map_err(too_large)?;
+            }
+            return Ok(*slot);
+        }
+        writer.add_string(text.as_str()).map_err(too_large)
+    };
+    let mut records: Vec<LabelRecord> = Vec::new();
     for family in families {
         // A family the filter emptied goes; one that came without series stays (HELP/TYPE only).
         let emptied = family.series.is_empty() && family.input_series > 0;
@@ -364,16 +385,17 @@ fn encode(
             )
             .map_err(too_large)?;
         for series in &family.series {
-            pairs.clear();
-            pairs.extend(
-                series
-                    .labels
-                    .iter()
-                    .filter(|(_, v)| !v.is_empty())
-                    .map(|(n, v)| (n.as_ref(), v.as_ref())),
-            );
+            records.clear();
+            for (name, value) in &series.labels {
+                if value.as_str().is_empty() {
+                    continue;
+                }
+                let name = intern(writer, name)?;
+                let value = intern(writer, value)?;
+                records.push(LabelRecord { name, value });
+            }
             writer
-                .add_series(&pairs, series.value, series.timestamp_ms)
+                .add_series_indices(&records, series.value, series.timestamp_ms)
                 .map_err(too_large)?;
         }
     }

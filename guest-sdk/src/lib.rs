@@ -57,6 +57,7 @@ mod edit;
 mod error;
 mod logger;
 mod runtime;
+mod strings;
 pub mod testing;
 mod text;
 
