@@ -260,10 +260,9 @@ pub(crate) fn materialize<'a>(
             let Ok(sample) = input.series(index) else {
                 continue;
             };
-            let labels = input
-                .labels(&sample)
-                .map(|l| (text(l.name), text(l.value)))
-                .collect();
+            // One spare slot: the commonest edit adds a label, which then needs no reallocation.
+            let mut labels = Vec::with_capacity(sample.label_count as usize + 1);
+            labels.extend(input.labels(&sample).map(|l| (text(l.name), text(l.value))));
             series.push(SeriesMut {
                 labels,
                 value: sample.value,

@@ -67,3 +67,4 @@ impl fmt::Debug for Text<'_> {
         fmt::Debug::fmt(self.as_str(), f)
     }
 }
+
