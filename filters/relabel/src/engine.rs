@@ -26,6 +26,9 @@ pub struct Label<'a> {
     pub value: Cow<'a, str>,
     pub name_id: u32,
     pub value_id: u32,
+    /// 0 for a label as given; otherwise when a rule last (re)added it, counting from 1 — the
+    /// order in which Prometheus' `labels.Builder` visits labels set by earlier rules.
+    order: u32,
 }
 
 /// A series' labels sorted by name, `__name__` included, with a flag recording any change.
@@ -34,6 +37,8 @@ pub struct Label<'a> {
 pub struct LabelSet<'a> {
     labels: Vec<Label<'a>>,
     changed: bool,
+    /// The next `Label::order` to hand out.
+    next_order: u32,
 }
 
 impl<'a> LabelSet<'a> {
@@ -60,6 +65,12 @@ impl<'a> LabelSet<'a> {
     pub fn clear(&mut self) {
         self.labels.clear();
         self.changed = false;
+        self.next_order = 0;
+    }
+
+    fn take_order(&mut self) -> u32 {
+        self.next_order += 1;
+        self.next_order
     }
 
     /// Empties the set and rebinds it to another input lifetime, keeping its allocation (std's
@@ -74,6 +85,7 @@ impl<'a> LabelSet<'a> {
                 .map(|_| unreachable!("the vector was emptied"))
                 .collect(),
             changed: false,
+            next_order: 0,
         }
     }
 
@@ -97,6 +109,7 @@ impl<'a> LabelSet<'a> {
             value: Cow::Borrowed(value),
             name_id,
             value_id,
+            order: 0,
         });
     }
 
@@ -138,6 +151,10 @@ impl<'a> LabelSet<'a> {
         }
         match self.find(name) {
             Ok(at) => {
+                // Prometheus' builder moves even an unchanged label into its "added" list.
+                if self.labels[at].order == 0 {
+                    self.labels[at].order = self.take_order();
+                }
                 if *self.labels[at].value != *value {
                     self.labels[at].value = Cow::Owned(value.to_owned());
                     self.labels[at].value_id = NO_ID;
@@ -145,6 +162,7 @@ impl<'a> LabelSet<'a> {
                 }
             }
             Err(at) => {
+                let order = self.take_order();
                 self.labels.insert(
                     at,
                     Label {
@@ -152,6 +170,7 @@ impl<'a> LabelSet<'a> {
                         value: Cow::Owned(value.to_owned()),
                         name_id: NO_ID,
                         value_id: NO_ID,
+                        order,
                     },
                 );
                 self.changed = true;
@@ -169,6 +188,7 @@ impl<'a> LabelSet<'a> {
                     value,
                     name_id: NO_ID,
                     value_id: NO_ID,
+                    order: 0,
                 },
             ),
         }
@@ -202,7 +222,7 @@ pub struct Relabeler {
     value: String,
     target: String,
     result: String,
-    pending: Vec<(String, String)>,
+    pending: Vec<(u32, String, String)>,
 }
 
 impl Relabeler {
@@ -362,9 +382,13 @@ impl Relabeler {
                     rule.replacement.expand_into(&mut mapped, |i| {
                         locations.get(i).map(|(start, end)| &name[start..end])
                     });
-                    self.pending.push((mapped, label.value.to_string()));
+                    self.pending
+                        .push((label.order, mapped, label.value.to_string()));
                 }
-                for (name, value) in self.pending.drain(..) {
+                // Prometheus visits labels as given (by name), then those earlier rules set (in
+                // the order they were set): on a collision the last visited wins.
+                self.pending.sort_by_key(|(order, _, _)| *order);
+                for (_, name, value) in self.pending.drain(..) {
                     // A mapped name the relay could not carry is skipped (Prometheus in UTF-8 mode
                     // would create it).
                     if is_label_name(&name) {
