@@ -281,9 +281,15 @@ impl Relabeler {
     fn apply(&mut self, index: usize, labels: &mut LabelSet<'_>) -> bool {
         let rule = &self.rules[index];
         let memo = &mut self.memo[index];
-        // One source label with a known id: the regex's answer may already be known.
+        // keep/drop/replace on one source label with a known id: the regex's answer may already
+        // be known. (The memo caches `regex.is_match(string)` per string id, so the same slots
+        // also serve the label-name tests of labelmap/labeldrop/labelkeep.)
         let mut remember = None;
-        if !memo.is_empty() && rule.source_labels.len() == 1 && !rule.matches_all {
+        if !memo.is_empty()
+            && matches!(rule.action, Action::Keep | Action::Drop | Action::Replace)
+            && rule.source_labels.len() == 1
+            && !rule.matches_all
+        {
             if let Ok(at) = labels.find(&rule.source_labels[0]) {
                 let label = &labels.labels[at];
                 if let Some(slot) = memo.get_mut(label.value_id as usize) {
