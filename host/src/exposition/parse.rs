@@ -1,7 +1,9 @@
 //! Text exposition → `model` families. One pass over the lines, `memchr` to find line ends and the
 //! ends of label values, `fast-float2` for values; strings are built only for what the model keeps.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use memchr::{memchr, memchr2};
 
@@ -37,25 +39,35 @@ struct Parser<'a> {
     text: &'a str,
     families: Vec<Family>,
     seen: Vec<Seen>,
-    by_name: HashMap<&'a str, usize>,
+    by_name: HashMap<&'a str, usize, BuildHasherDefault<NameHasher>>,
+    /// The family the last HELP/TYPE/UNIT line named: its samples usually follow.
+    declared: Option<usize>,
     /// The family the previous sample went to: the next sample almost always goes there too.
     current: Option<usize>,
     /// Labels of the sample being parsed, reused across samples.
     scratch: Vec<Label>,
+    /// Input positions of the scratch labels in sorted order (reused buffer).
+    sorted: Vec<usize>,
+    /// For the previous sample: input label position → position in its sorted labels; empty when
+    /// it was written sorted.
+    order: Vec<usize>,
     after_eof: bool,
 }
 
 impl<'a> Parser<'a> {
     fn new(text: &'a str) -> Self {
-        // node_exporter averages ~230 bytes per family; over-reserving a little is cheaper than growing.
-        let families = text.len() / 256 + 4;
+        // node_exporter averages ~200 bytes per family; over-reserving a little is cheaper than growing.
+        let families = text.len() / 128 + 4;
         Parser {
             text,
             families: Vec::with_capacity(families),
             seen: Vec::with_capacity(families),
-            by_name: HashMap::with_capacity(families),
+            by_name: HashMap::with_capacity_and_hasher(families, BuildHasherDefault::default()),
+            declared: None,
             current: None,
             scratch: Vec::with_capacity(16),
+            sorted: Vec::with_capacity(16),
+            order: Vec::with_capacity(16),
             after_eof: false,
         }
     }
@@ -179,21 +191,29 @@ impl<'a> Parser<'a> {
 
     /// The family declared under exactly `name` (HELP/TYPE/UNIT name families, not children).
     fn family_by_exact_name(&mut self, name: &'a str) -> usize {
-        if let Some(&index) = self.by_name.get(name) {
-            return index;
-        }
-        self.create_family(name)
+        let index = match self.declared {
+            Some(index) if self.families[index].name == name => index,
+            _ => self.create_family(name),
+        };
+        self.declared = Some(index);
+        index
     }
 
+    /// The family named exactly `name`, created (untyped, without metadata) if there is none.
     fn create_family(&mut self, name: &'a str) -> usize {
-        let index = self.families.len();
-        self.families.push(Family {
-            name: Str::from(name),
-            ..Family::default()
-        });
-        self.seen.push(Seen::default());
-        self.by_name.insert(name, index);
-        index
+        match self.by_name.entry(name) {
+            Entry::Occupied(entry) => *entry.get(),
+            Entry::Vacant(entry) => {
+                let index = self.families.len();
+                entry.insert(index);
+                self.families.push(Family {
+                    name: Str::from(name),
+                    ..Family::default()
+                });
+                self.seen.push(Seen::default());
+                index
+            }
+        }
     }
 
     /// The family a sample named `name` belongs to, created untyped if there is none.
@@ -202,6 +222,11 @@ impl<'a> Parser<'a> {
         if let Some(current) = self.current {
             if belongs(&self.families[current], name) {
                 return current;
+            }
+        }
+        if let Some(declared) = self.declared {
+            if belongs(&self.families[declared], name) {
+                return declared;
             }
         }
         for suffix in SUFFIXES {
@@ -228,12 +253,29 @@ impl<'a> Parser<'a> {
         }
         let name = &line[..name_end];
         let mut position = skip_blanks(bytes, name_end);
-        self.scratch.clear();
-        if bytes.get(position) == Some(&b'{') {
-            position = self.labels(line, position + 1, name)?;
-            position = skip_blanks(bytes, position);
-        } else if position == name_end && position < bytes.len() {
+        let has_labels = bytes.get(position) == Some(&b'{');
+        if !has_labels && position == name_end && position < bytes.len() {
             return Err(format!("invalid metric name at {:?}", excerpt(line)));
+        }
+        let index = self.family_for_sample(name);
+        self.current = Some(index);
+        self.scratch.clear();
+        if has_labels {
+            // Consecutive samples of a family mostly repeat label names and many values: cloning
+            // the previous sample's inline strings is cheaper than building them again.
+            let previous = self.families[index]
+                .series
+                .last()
+                .map_or(&[][..], |series| &series.labels[..]);
+            position = labels(
+                line,
+                position + 1,
+                name,
+                previous,
+                &self.order,
+                &mut self.scratch,
+            )?;
+            position = skip_blanks(bytes, position);
         }
         let value_end = token_end(bytes, position);
         if value_end == position {
@@ -261,10 +303,13 @@ impl<'a> Parser<'a> {
             }
         }
         let labels = self.sorted_labels(name)?;
-        let index = self.family_for_sample(name);
-        self.current = Some(index);
-        self.families[index].series.push(Series {
-            name: Str::from(name),
+        let family = &mut self.families[index];
+        let name = match family.series.last() {
+            Some(previous) if previous.name == name => previous.name.clone(),
+            _ => Str::from(name),
+        };
+        family.series.push(Series {
+            name,
             labels,
             value,
             timestamp_ms,
@@ -272,93 +317,121 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    /// Hot path: the label set after `{`, into `self.scratch`. Returns the position after `}`.
-    fn labels(
-        &mut self,
-        line: &'a str,
-        mut position: usize,
-        metric: &str,
-    ) -> Result<usize, String> {
-        let bytes = line.as_bytes();
-        loop {
-            position = skip_blanks(bytes, position);
-            match bytes.get(position) {
-                Some(b'}') => return Ok(position + 1),
-                None => return Err(format!("unterminated label set for sample {metric}")),
-                _ => {}
-            }
-            let name_end = label_name_end(bytes, position);
-            if name_end == position {
-                return Err(format!(
-                    "invalid label name at {:?} in sample {metric}",
-                    excerpt(&line[position..])
-                ));
-            }
-            let label = &line[position..name_end];
-            if label == "__name__" {
-                return Err(format!(
-                    "label name \"__name__\" is reserved (sample {metric})"
-                ));
-            }
-            position = skip_blanks(bytes, name_end);
-            if bytes.get(position) != Some(&b'=') {
-                return Err(format!(
-                    "expected '=' after label name {label} in sample {metric}"
-                ));
-            }
-            position = skip_blanks(bytes, position + 1);
-            if bytes.get(position) != Some(&b'"') {
-                return Err(format!(
-                    "expected '\"' to open the value of label {label} in sample {metric}"
-                ));
-            }
-            let (value, after) = label_value(line, position + 1)
-                .map_err(|reason| format!("{reason} for label {label} in sample {metric}"))?;
-            self.scratch.push(Label {
-                name: Str::from(label),
-                value,
-            });
-            position = skip_blanks(bytes, after);
-            match bytes.get(position) {
-                Some(b',') => position += 1,
-                Some(b'}') => return Ok(position + 1),
-                None => return Err(format!("unterminated label set for sample {metric}")),
-                _ => {
-                    return Err(format!(
-                        "expected ',' or '}}' after the value of label {label} in sample {metric}"
-                    ))
-                }
-            }
-        }
-    }
-
-    /// Hot path: moves the scratch labels into an exactly sized, sorted, duplicate-free vector.
+    /// Hot path: moves the scratch labels into an exactly sized, sorted, duplicate-free vector,
+    /// and records in `self.order` where each input position went (for the next sample's reuse).
     fn sorted_labels(&mut self, metric: &str) -> Result<Vec<Label>, String> {
-        if self.scratch.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Exporters almost always write labels sorted already: check before sorting.
-        if !self
+        let count = self.scratch.len();
+        // Exporters mostly write labels sorted, except histograms' `le` last: check before sorting.
+        if self
             .scratch
             .windows(2)
             .all(|pair| pair[0].name < pair[1].name)
         {
-            self.scratch
-                .sort_unstable_by(|left, right| left.name.cmp(&right.name));
-            if let Some(pair) = self
-                .scratch
-                .windows(2)
-                .find(|pair| pair[0].name == pair[1].name)
-            {
+            self.order.clear();
+            let mut labels = Vec::with_capacity(count);
+            labels.append(&mut self.scratch);
+            return Ok(labels);
+        }
+        let scratch = &mut self.scratch;
+        let sorted = &mut self.sorted;
+        sorted.clear();
+        sorted.extend(0..count);
+        sorted.sort_unstable_by(|&left, &right| scratch[left].name.cmp(&scratch[right].name));
+        if let Some(pair) = sorted
+            .windows(2)
+            .find(|pair| scratch[pair[0]].name == scratch[pair[1]].name)
+        {
+            return Err(format!(
+                "duplicate label name {} in sample {metric}",
+                scratch[pair[0]].name
+            ));
+        }
+        self.order.clear();
+        self.order.resize(count, 0);
+        let mut labels = Vec::with_capacity(count);
+        for (position, &input) in sorted.iter().enumerate() {
+            self.order[input] = position;
+            labels.push(std::mem::replace(
+                &mut scratch[input],
+                Label {
+                    name: Str::default(),
+                    value: Str::default(),
+                },
+            ));
+        }
+        scratch.clear();
+        Ok(labels)
+    }
+}
+
+/// Hot path: the label set after `{`, into `scratch`. Returns the position after `}`. `previous`
+/// holds the labels of the family's previous sample, whose strings are reused when equal; `order`
+/// maps an input position to its place there.
+fn labels(
+    line: &str,
+    mut position: usize,
+    metric: &str,
+    previous: &[Label],
+    order: &[usize],
+    scratch: &mut Vec<Label>,
+) -> Result<usize, String> {
+    let bytes = line.as_bytes();
+    loop {
+        position = skip_blanks(bytes, position);
+        match bytes.get(position) {
+            Some(b'}') => return Ok(position + 1),
+            None => return Err(format!("unterminated label set for sample {metric}")),
+            _ => {}
+        }
+        let name_end = label_name_end(bytes, position);
+        if name_end == position {
+            return Err(format!(
+                "invalid label name at {:?} in sample {metric}",
+                excerpt(&line[position..])
+            ));
+        }
+        let label = &line[position..name_end];
+        if label == "__name__" {
+            return Err(format!(
+                "label name \"__name__\" is reserved (sample {metric})"
+            ));
+        }
+        position = skip_blanks(bytes, name_end);
+        if bytes.get(position) != Some(&b'=') {
+            return Err(format!(
+                "expected '=' after label name {label} in sample {metric}"
+            ));
+        }
+        position = skip_blanks(bytes, position + 1);
+        if bytes.get(position) != Some(&b'"') {
+            return Err(format!(
+                "expected '\"' to open the value of label {label} in sample {metric}"
+            ));
+        }
+        let slot = if order.is_empty() {
+            Some(scratch.len())
+        } else {
+            order.get(scratch.len()).copied()
+        };
+        let reuse = slot.and_then(|slot| previous.get(slot));
+        let (value, after) = label_value(line, position + 1, reuse.map(|label| &label.value))
+            .map_err(|reason| format!("{reason} for label {label} in sample {metric}"))?;
+        let name = match reuse {
+            Some(reused) if reused.name == label => reused.name.clone(),
+            _ => Str::from(label),
+        };
+        scratch.push(Label { name, value });
+        position = skip_blanks(bytes, after);
+        match bytes.get(position) {
+            Some(b',') => position += 1,
+            Some(b'}') => return Ok(position + 1),
+            None => return Err(format!("unterminated label set for sample {metric}")),
+            _ => {
                 return Err(format!(
-                    "duplicate label name {} in sample {metric}",
-                    pair[0].name
-                ));
+                    "expected ',' or '}}' after the value of label {label} in sample {metric}"
+                ))
             }
         }
-        let mut labels = Vec::with_capacity(self.scratch.len());
-        labels.append(&mut self.scratch);
-        Ok(labels)
     }
 }
 
@@ -401,13 +474,22 @@ fn allows_suffix(kind: MetricType, suffix: &str) -> bool {
 
 /// Hot path: a label value after its opening quote. Returns the value and the position after the
 /// closing quote. Allocates only when the value is longer than the inline size or has a backslash.
-fn label_value(line: &str, start: usize) -> Result<(Str, usize), &'static str> {
+fn label_value(
+    line: &str,
+    start: usize,
+    reuse: Option<&Str>,
+) -> Result<(Str, usize), &'static str> {
     let bytes = line.as_bytes();
     let Some(offset) = memchr2(b'"', b'\\', &bytes[start..]) else {
         return Err("unterminated label value");
     };
     if bytes[start + offset] == b'"' {
-        return Ok((Str::from(&line[start..start + offset]), start + offset + 1));
+        let text = &line[start..start + offset];
+        let value = match reuse {
+            Some(reused) if reused == text => reused.clone(),
+            _ => Str::from(text),
+        };
+        return Ok((value, start + offset + 1));
     }
     let mut value = String::with_capacity(offset + 16);
     let mut position = start;
@@ -496,39 +578,84 @@ fn token_end(bytes: &[u8], mut position: usize) -> usize {
     position
 }
 
-/// Hot path: the end of `[a-zA-Z_:][a-zA-Z0-9_:]*` from `start` (== `start` if none).
-#[inline]
-fn metric_name_end(bytes: &[u8], start: usize) -> usize {
-    let mut position = start;
-    while position < bytes.len() {
-        let byte = bytes[position];
-        let valid = byte.is_ascii_alphabetic()
-            || byte == b'_'
-            || byte == b':'
-            || (position > start && byte.is_ascii_digit());
-        if !valid {
-            break;
+/// Byte classes for names, one table lookup per byte.
+const METRIC_START: u8 = 1;
+const METRIC_CONTINUE: u8 = 2;
+const LABEL_START: u8 = 4;
+const LABEL_CONTINUE: u8 = 8;
+
+static CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let character = byte as u8;
+        let letter = character.is_ascii_alphabetic() || character == b'_';
+        let mut class = 0;
+        if letter || character == b':' {
+            class |= METRIC_START | METRIC_CONTINUE;
         }
+        if character.is_ascii_digit() {
+            class |= METRIC_CONTINUE | LABEL_CONTINUE;
+        }
+        if letter {
+            class |= LABEL_START | LABEL_CONTINUE;
+        }
+        table[byte] = class;
+        byte += 1;
+    }
+    table
+};
+
+/// Hot path: the end of a name whose first byte has class `start` and the rest `rest`.
+#[inline]
+fn name_end(bytes: &[u8], start: usize, first: u8, rest: u8) -> usize {
+    match bytes.get(start) {
+        Some(&byte) if CLASSES[byte as usize] & first != 0 => {}
+        _ => return start,
+    }
+    let mut position = start + 1;
+    while position < bytes.len() && CLASSES[bytes[position] as usize] & rest != 0 {
         position += 1;
     }
     position
 }
 
+/// Hot path: the end of `[a-zA-Z_:][a-zA-Z0-9_:]*` from `start` (== `start` if none).
+#[inline]
+fn metric_name_end(bytes: &[u8], start: usize) -> usize {
+    name_end(bytes, start, METRIC_START, METRIC_CONTINUE)
+}
+
 /// Hot path: the end of `[a-zA-Z_][a-zA-Z0-9_]*` from `start` (== `start` if none).
 #[inline]
 fn label_name_end(bytes: &[u8], start: usize) -> usize {
-    let mut position = start;
-    while position < bytes.len() {
-        let byte = bytes[position];
-        let valid = byte.is_ascii_alphabetic()
-            || byte == b'_'
-            || (position > start && byte.is_ascii_digit());
-        if !valid {
-            break;
-        }
-        position += 1;
+    name_end(bytes, start, LABEL_START, LABEL_CONTINUE)
+}
+
+/// An FxHash-style hash, eight bytes at a time: family names are short and a hostile target can
+/// only slow down its own scrape, while SipHash showed up in profiles.
+#[derive(Default)]
+struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
     }
-    position
+
+    fn write(&mut self, bytes: &[u8]) {
+        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut hash = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().expect("chunks_exact yields 8 bytes"));
+            hash = (hash.rotate_left(5) ^ word).wrapping_mul(SEED);
+        }
+        let mut tail = [0u8; 8];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        hash = (hash.rotate_left(5) ^ u64::from_le_bytes(tail) ^ bytes.len() as u64)
+            .wrapping_mul(SEED);
+        self.0 = hash;
+    }
 }
 
 /// The start of a line, for error messages.
