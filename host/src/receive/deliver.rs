@@ -136,7 +136,7 @@ pub(super) async fn deliver(
             MessageOutcome::Pushed
         }
     };
-    stats.record(outcome);
+    stats.record(outcome, &scrape.meta.job);
     Delivery {
         key: GroupKey::of(&scrape.meta),
         time_ms: scrape.meta.time_ms,

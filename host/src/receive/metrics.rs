@@ -42,20 +42,13 @@ impl MessageOutcome {
             MessageOutcome::Retried => "retried",
         }
     }
-
-    const ALL: [MessageOutcome; 6] = [
-        MessageOutcome::Pushed,
-        MessageOutcome::Coalesced,
-        MessageOutcome::Aged,
-        MessageOutcome::Rejected,
-        MessageOutcome::DecodeError,
-        MessageOutcome::Retried,
-    ];
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct OutcomeLabels {
     outcome: &'static str,
+    /// The scrape's job; empty when the message did not decode.
+    job: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -80,6 +73,7 @@ pub(crate) struct Metrics {
     pushes: Family<PushLabels, Counter>,
     push_duration: Family<SinkLabels, Histogram>,
     pushed_age: Histogram,
+    decode_duration: Histogram,
     last_seen: Family<PublisherLabels, Gauge<f64, AtomicU64>>,
 }
 
@@ -91,12 +85,13 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             Histogram::new(exponential_buckets(0.005, 2.0, 14))
         }),
         pushed_age: Histogram::new([0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0]),
+        decode_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 14)),
         last_seen: Family::default(),
     };
     let mut registry = crate::telemetry::registry();
     registry.register(
         "receiver_messages",
-        "Messages taken from the stream, by what happened to them",
+        "Messages taken from the stream, by job and what happened to them",
         metrics.messages.clone(),
     );
     registry.register(
@@ -115,26 +110,30 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         metrics.pushed_age.clone(),
     );
     registry.register(
+        "receiver_decode_duration_seconds",
+        "Time to decompress and parse one message",
+        metrics.decode_duration.clone(),
+    );
+    registry.register(
         "receiver_last_seen_timestamp_seconds",
         "Unix time the receiver last took a message of this publisher from the stream",
         metrics.last_seen.clone(),
     );
-    for outcome in MessageOutcome::ALL {
-        // Present from the start, so `rate()` and alerts work before the first event.
-        let _ = metrics.messages.get_or_create(&OutcomeLabels {
-            outcome: outcome.as_str(),
-        });
-    }
     metrics
 });
 
 impl Metrics {
-    pub(crate) fn message(&self, outcome: MessageOutcome) {
+    pub(crate) fn message(&self, outcome: MessageOutcome, job: &str) {
         self.messages
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.as_str(),
+                job: job.to_string(),
             })
             .inc();
+    }
+
+    pub(crate) fn decoded(&self, seconds: f64) {
+        self.decode_duration.observe(seconds);
     }
 
     pub(crate) fn push(&self, sink: &str, result: &'static str, seconds: f64) {
@@ -192,9 +191,9 @@ impl Stats {
         self.counter(outcome).load(Ordering::Relaxed)
     }
 
-    /// Counts one message here and in the process-wide metrics.
-    pub(crate) fn record(&self, outcome: MessageOutcome) {
+    /// Counts one message of `job` here and in the process-wide metrics.
+    pub(crate) fn record(&self, outcome: MessageOutcome, job: &str) {
         self.counter(outcome).fetch_add(1, Ordering::Relaxed);
-        METRICS.message(outcome);
+        METRICS.message(outcome, job);
     }
 }

@@ -28,7 +28,7 @@ pub use metrics::{MessageOutcome, Stats};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer};
@@ -176,6 +176,8 @@ pub async fn run(
     shutdown: CancellationToken,
     paused: PauseFlag,
 ) -> anyhow::Result<()> {
+    // Register the metrics now, so /metrics lists them before the first message.
+    std::sync::LazyLock::force(&METRICS);
     let client = crate::nats::connect(&settings.urls, "receiver", &settings.identity).await?;
     let js = jetstream::new(client);
     let mut receiver = Receiver::new(settings, paused);
@@ -376,11 +378,11 @@ impl Receiver {
             let peeked = wire::peek_meta(message.headers.as_ref());
             let (meta, scrape) = match peeked {
                 Some(meta) => (meta, None),
-                None => match wire::decode(message.headers.as_ref(), &message.payload) {
+                None => match timed_decode(&message) {
                     Ok(scrape) => (scrape.meta.clone(), Some(scrape)),
                     Err(error) => {
                         self.undecodable(&message, &error);
-                        stats.record(MessageOutcome::DecodeError);
+                        stats.record(MessageOutcome::DecodeError, "");
                         ack(&message).await;
                         continue;
                     }
@@ -398,27 +400,26 @@ impl Receiver {
         for ((message, meta, scrape), decision) in items.into_iter().zip(decisions) {
             match decision {
                 Decision::Aged => {
-                    stats.record(MessageOutcome::Aged);
+                    stats.record(MessageOutcome::Aged, &meta.job);
                     ack(&message).await;
                 }
                 Decision::Coalesced => {
-                    stats.record(MessageOutcome::Coalesced);
+                    stats.record(MessageOutcome::Coalesced, &meta.job);
                     ack(&message).await;
                 }
                 Decision::Push => {
                     let scrape = match scrape {
                         Some(scrape) => scrape,
-                        None => match wire::decode(message.headers.as_ref(), &message.payload) {
+                        None => match timed_decode(&message) {
                             Ok(scrape) => scrape,
                             Err(error) => {
                                 self.undecodable(&message, &error);
-                                stats.record(MessageOutcome::DecodeError);
+                                stats.record(MessageOutcome::DecodeError, &meta.job);
                                 ack(&message).await;
                                 continue;
                             }
                         },
                     };
-                    drop(meta);
                     to_push.push((message, scrape));
                 }
             }
@@ -468,6 +469,14 @@ impl Receiver {
             tracing::debug!(%subject, %error, "undecodable message acked and dropped");
         }
     }
+}
+
+/// Decodes a message, recording how long it took.
+fn timed_decode(message: &jetstream::Message) -> Result<Scrape, wire::WireError> {
+    let started = Instant::now();
+    let decoded = wire::decode(message.headers.as_ref(), &message.payload);
+    METRICS.decoded(started.elapsed().as_secs_f64());
+    decoded
 }
 
 pub(crate) fn unix_ms(time: SystemTime) -> i64 {
