@@ -4,6 +4,8 @@
 //! ports, temp dirs, killed on drop) and waits with `poll_until`, never with sleeps.
 
 mod demo;
+mod filters;
 mod harness;
 mod pipeline;
 mod receiver;
+mod security;

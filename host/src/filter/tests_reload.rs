@@ -213,3 +213,47 @@ fn cli_new_writes_a_filter_crate() {
     };
     assert!(cli::run(again).is_err(), "refuses to overwrite");
 }
+
+/// The shipped Rust filters (built by `scripts/build-filters.sh`) through this engine: the SDK
+/// and the host agree on the ABI. Skipped, saying so, when they have not been built.
+#[test]
+fn shipped_identity_and_relabel_filters_run_in_the_engine() {
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/filters");
+    let (identity, relabel) = (built.join("identity.wasm"), built.join("relabel.wasm"));
+    if !identity.exists() || !relabel.exists() {
+        eprintln!("skipped: run scripts/build-filters.sh to build target/filters/*.wasm");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("scrape.prom");
+    std::fs::write(&input, "# TYPE up gauge\nup{job=\"node\"} 1\ngo_threads 8\n").expect("write");
+    let config = dir.path().join("relabel.yaml");
+    std::fs::write(
+        &config,
+        "relabel_configs:\n  - target_label: site\n    replacement: dc1\n  - source_labels: [__name__]\n    regex: go_.*\n    action: drop\n",
+    )
+    .expect("write");
+    let load = |module: &Path, config: Option<&Path>| {
+        let filter = FilterConfig {
+            name: "shipped".into(),
+            module: module.to_path_buf(),
+            on_error: OnError::Fail,
+            limits: FilterLimits { time: Duration::from_secs(2), memory: 64 << 20 },
+            config: config.map_or(serde_json::json!({}), |c| {
+                serde_yaml_ng::from_str(&std::fs::read_to_string(c).expect("read")).expect("yaml")
+            }),
+        };
+        let compiled = FilterEngine::shared().load_file(module).expect("module loads");
+        std::sync::Arc::new(Stage::new(filter, compiled, Default::default()).expect("init"))
+    };
+    let families = crate::exposition::parse(&std::fs::read(&input).expect("read")).expect("parse");
+    let scrape = Scrape { families, ..Scrape::default() };
+    let chain = [load(&identity, None), load(&relabel, Some(&config))];
+    let FilterOutcome::Pass(out) = run_stages(chain.iter(), scrape) else {
+        panic!("shipped filters failed");
+    };
+    assert_eq!(out.sample_count(), 1, "go_threads dropped");
+    let up = &out.families[0].series[0];
+    assert_eq!(up.label("site"), Some("dc1"));
+    assert_eq!(up.label("job"), Some("node"));
+}
