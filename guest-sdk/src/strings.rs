@@ -67,4 +67,3 @@ impl fmt::Debug for Text<'_> {
         fmt::Debug::fmt(self.as_str(), f)
     }
 }
-

@@ -114,7 +114,10 @@ fn bad_config_is_refused_with_its_location() {
         .unwrap()
         .to_string();
     assert!(error.starts_with("bad config: labels[0].regex:"), "{error}");
-    assert!(!error.contains("^(?:"), "the message shows the user's pattern: {error}");
+    assert!(
+        !error.contains("^(?:"),
+        "the message shows the user's pattern: {error}"
+    );
     let error = Harness::<Drop>::new(r#"{"metrics_regex": ["ok", "[z-a]"]}"#)
         .err()
         .unwrap()
