@@ -133,22 +133,22 @@ fn parse_with_base(text: &str, origin: &str, base: Option<&Path>) -> Result<Conf
         origin: origin.to_string(),
         problems,
     };
-    let root = yaml::parse(text).map_err(|errors| {
-        error(
-            errors
-                .into_iter()
-                .map(|syntax| Problem {
-                    key: String::new(),
-                    line: Some(syntax.line),
-                    message: syntax.message,
-                })
-                .collect(),
-        )
-    })?;
-    build::build(root.as_ref(), base).map_err(|mut problems| {
-        problems.sort_by_key(|problem| problem.line.unwrap_or(usize::MAX));
-        error(problems)
-    })
+    let to_problem = |syntax: yaml::SyntaxError| Problem {
+        key: syntax.key,
+        line: Some(syntax.line),
+        message: syntax.message,
+    };
+    let document =
+        yaml::parse(text).map_err(|errors| error(errors.into_iter().map(to_problem).collect()))?;
+    let mut problems: Vec<Problem> = document.problems.into_iter().map(to_problem).collect();
+    let built = build::build(document.root.as_ref(), base);
+    match built {
+        Ok(config) if problems.is_empty() => return Ok(config),
+        Ok(_) => {}
+        Err(more) => problems.extend(more),
+    }
+    problems.sort_by_key(|problem| problem.line.unwrap_or(usize::MAX));
+    Err(error(problems))
 }
 
 impl Config {

@@ -34,6 +34,8 @@ pub enum Kind {
 /// A YAML syntax problem.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyntaxError {
+    /// Dotted path of the key concerned, empty when none.
+    pub key: String,
     /// 1-based line.
     pub line: usize,
     /// What is wrong.
@@ -137,13 +139,23 @@ fn plain_scalar_json(text: &str) -> serde_json::Value {
     Value::String(text.to_string())
 }
 
-/// Parses one YAML document. `Ok(None)` for an empty input (no document, or only comments).
-/// Syntax errors, a second document and duplicate keys are all reported.
-pub fn parse(text: &str) -> Result<Option<Node>, Vec<SyntaxError>> {
+/// A parsed document: its root (`None` for an empty input) and the problems that did not stop
+/// the parse (duplicate keys, bad merge keys), which the caller reports with its own.
+pub struct Document {
+    /// The root node, `None` when the input holds no document (empty, or only comments).
+    pub root: Option<Node>,
+    /// Problems found while building the tree; the tree is still usable (first key wins).
+    pub problems: Vec<SyntaxError>,
+}
+
+/// Parses one YAML document. A syntax error or a second document is `Err`; duplicate keys are
+/// reported in [`Document::problems`] so that validation still runs and reports the rest.
+pub fn parse(text: &str) -> Result<Document, Vec<SyntaxError>> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     if let Err(error) = parser.load(&mut builder, true) {
         builder.errors.push(SyntaxError {
+            key: String::new(),
             line: error.marker().line(),
             message: format!("YAML syntax: {}", error.info()),
         });
@@ -151,14 +163,16 @@ pub fn parse(text: &str) -> Result<Option<Node>, Vec<SyntaxError>> {
     }
     if builder.documents.len() > 1 {
         builder.errors.push(SyntaxError {
+            key: String::new(),
             line: builder.documents[1].line,
             message: "only one YAML document is allowed in a config file".to_string(),
         });
-    }
-    if !builder.errors.is_empty() {
         return Err(builder.errors);
     }
-    Ok(builder.documents.into_iter().next())
+    Ok(Document {
+        root: builder.documents.into_iter().next(),
+        problems: builder.errors,
+    })
 }
 
 enum Frame {
@@ -185,7 +199,26 @@ struct Builder {
 }
 
 impl Builder {
+    /// The dotted path of the node being built, from the open frames.
+    fn path(&self) -> String {
+        let mut path = String::new();
+        for frame in &self.stack {
+            match frame {
+                Frame::Mapping { key: Some(key), .. } => {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(key.scalar().unwrap_or("?"));
+                }
+                Frame::Mapping { key: None, .. } => {}
+                Frame::Sequence { items, .. } => path.push_str(&format!("[{}]", items.len())),
+            }
+        }
+        path
+    }
+
     fn push(&mut self, node: Node) {
+        let path = self.path();
         match self.stack.last_mut() {
             None => self.documents.push(node),
             Some(Frame::Sequence { items, .. }) => items.push(node),
@@ -208,6 +241,7 @@ impl Builder {
                         entries.iter().find(|(k, _)| k.kind == name.kind)
                     {
                         self.errors.push(SyntaxError {
+                            key: path,
                             line: name.line,
                             message: format!(
                                 "duplicate key {} (first at line {})",
@@ -234,6 +268,7 @@ impl Builder {
                         match item.kind {
                             Kind::Mapping(source) => sources.push(source),
                             _ => self.errors.push(SyntaxError {
+                                key: self.path(),
                                 line: item.line,
                                 message: "a merge key `<<` takes a mapping or a list of mappings"
                                     .to_string(),
@@ -244,6 +279,7 @@ impl Builder {
                 }
                 Kind::Scalar { .. } => {
                     self.errors.push(SyntaxError {
+                        key: self.path(),
                         line: merge.line,
                         message: "a merge key `<<` takes a mapping or a list of mappings"
                             .to_string(),
@@ -290,6 +326,7 @@ impl MarkedEventReceiver for Builder {
                     self.push(node);
                 }
                 None => self.errors.push(SyntaxError {
+                    key: self.path(),
                     line,
                     message: "alias to an unknown anchor".to_string(),
                 }),

@@ -330,13 +330,24 @@ jobs:
     assert_eq!(receiver.urls, vec!["nats://127.0.0.1:4222".to_string()]);
     assert_eq!(receiver.client_id, "0042");
 
-    let duplicate = with("scrape_interval: 30s\n");
+    // A duplicate key does not hide the other problems.
+    let duplicate = with("scrape_interval: soon\nno_such_key: 1\n");
     let problems = problems_of(&duplicate);
-    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert_eq!(problems[0].key, "scrape_interval");
     assert_eq!(problems[0].line, Some(14));
     assert!(problems[0]
         .message
         .contains("duplicate key \"scrape_interval\" (first at line 1)"));
+    assert_eq!(problems[1].key, "no_such_key");
+
+    let nested = BASE.replace(
+        "  cluster_id: site\n",
+        "  cluster_id: site\n  cluster_id: again\n",
+    );
+    let problems = problems_of(&nested);
+    assert_eq!(problems[0].key, "poller_stream.cluster_id", "{problems:#?}");
+    assert_eq!(problems[0].line, Some(4));
 
     let broken = "scrape_interval: 60s\njobs:\n  node: [unclosed\n";
     let problems = problems_of(broken);
