@@ -216,6 +216,10 @@ impl<'a> Batch<'a> {
     /// assert_eq!(names, ["rpc_seconds_bucket", "rpc_seconds_count", "rpc_seconds_sum"]);
     /// ```
     pub fn rename_metric(&mut self, from: &str, to: &str) {
+        // Looking first keeps a batch without that metric unedited (PASS or MASK).
+        if !self.families().any(|family| family.name() == from) {
+            return;
+        }
         for family in self.families_mut() {
             if family.name() != from {
                 continue;
@@ -326,6 +330,18 @@ pub(crate) const SAMPLE_SUFFIXES: [&str; 8] = [
 ];
 
 /// A family, read-only: its metadata and the series it still holds.
+///
+/// ```
+/// # use promrelay_sdk::{testing, Batch, MetricType};
+/// let text = "# HELP rpc_seconds Time per call.\n# TYPE rpc_seconds summary\n\
+///             rpc_seconds{quantile=\"0.5\"} 0.2\nrpc_seconds_sum 4\nrpc_seconds_count 20\n";
+/// let bytes = testing::batch_from_text(text).unwrap();
+/// let batch = Batch::from_bytes(&bytes).unwrap();
+/// let family = batch.families().next().unwrap();
+/// assert_eq!((family.name(), family.kind()), ("rpc_seconds", MetricType::Summary));
+/// assert_eq!(family.help(), Some("Time per call."));
+/// assert_eq!(family.series().count(), 3);
+/// ```
 pub struct Family<'b> {
     inner: FamilyInner<'b>,
 }
@@ -400,6 +416,19 @@ impl<'b> Family<'b> {
 }
 
 /// One series, read-only.
+///
+/// ```
+/// # use promrelay_sdk::{testing, Batch};
+/// let bytes = testing::batch_from_text("http_requests_total{code=\"200\",job=\"api\"} 1027 1700000000000\n").unwrap();
+/// let batch = Batch::from_bytes(&bytes).unwrap();
+/// let series = batch.series().next().unwrap();
+/// assert_eq!(series.name(), "http_requests_total");
+/// assert_eq!(series.label("code"), Some("200"));
+/// assert_eq!(series.label("path"), None);
+/// assert_eq!((series.value(), series.timestamp_ms()), (1027.0, Some(1700000000000)));
+/// let labels: Vec<_> = series.labels().collect();
+/// assert_eq!(labels, [("__name__", "http_requests_total"), ("code", "200"), ("job", "api")]);
+/// ```
 pub struct Series<'b> {
     inner: SeriesInner<'b>,
 }

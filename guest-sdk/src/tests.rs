@@ -138,6 +138,14 @@ fn added_series_and_renamed_metrics() {
 }
 
 #[test]
+fn renaming_an_absent_metric_changes_nothing() {
+    assert_eq!(
+        outcome(|b| Ok(b.rename_metric("absent", "other"))).0,
+        Outcome::Pass
+    );
+}
+
+#[test]
 fn family_metadata_edits() {
     let (_, text) = outcome(|b| {
         for family in b.families_mut() {
