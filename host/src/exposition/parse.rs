@@ -635,7 +635,7 @@ fn label_name_end(bytes: &[u8], start: usize) -> usize {
 /// An FxHash-style hash, eight bytes at a time: family names are short and a hostile target can
 /// only slow down its own scrape, while SipHash showed up in profiles.
 #[derive(Default)]
-struct NameHasher(u64);
+pub(super) struct NameHasher(u64);
 
 impl Hasher for NameHasher {
     fn finish(&self) -> u64 {

@@ -3,22 +3,28 @@
 //! 0.0.4 knows one family per name with at most one HELP and one TYPE line, so rendering first plans
 //! *groups*: every rendered family name, in first-seen order, with the model families and children
 //! that go under it. Same-named model families merge into one group. OpenMetrics shapes map the way
-//! the Python client's 0.0.4 output does:
+//! the Python client's 0.0.4 output does (gauge histograms excepted):
 //! - a counter `foo` whose samples are `foo_total` renders as `# TYPE foo_total counter`;
 //! - `_created` (counters, histograms, summaries) and `_gsum`/`_gcount` (gauge histograms) become
 //!   their own `gauge` families;
-//! - a gauge histogram renders as `histogram` (its buckets), info as `gauge` named `foo_info`,
+//! - a gauge histogram's buckets render as an untyped `foo_bucket` family (as `histogram` the
+//!   Pushgateway would invent `foo_sum 0` and `foo_count 0`), info as a `gauge` named `foo_info`,
 //!   stateset as `gauge`;
 //! - a sample whose name fits neither its family nor a child becomes its own untyped family.
 //!
-//! Untyped groups get no TYPE line. Every NaN renders as `NaN`; floats use the shortest form that
+//! A series repeated with the same name and labels is written once (the first), as Prometheus keeps
+//! the first of duplicated samples on a scrape: the Pushgateway answers 400 to a whole push with a
+//! duplicate. Untyped groups get no TYPE line. Every NaN renders as `NaN`; floats use the shortest form that
 //! parses back to the same bits.
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use memchr::{memchr2, memchr3};
 
+use super::parse::NameHasher;
 use super::RenderOptions;
 use crate::model::{Family, MetricType, Series};
 
@@ -27,6 +33,7 @@ pub fn render(families: &[Family], options: &RenderOptions, out: &mut Vec<u8>) {
     let groups = plan(families);
     let series_count: usize = families.iter().map(|family| family.series.len()).sum();
     out.reserve(series_count * 64 + groups.len() * 96);
+    let mut seen = Seen::with_capacity(series_count);
     for group in &groups {
         if let Some(help) = group.help {
             out.extend_from_slice(b"# HELP ");
@@ -54,6 +61,7 @@ pub fn render(families: &[Family], options: &RenderOptions, out: &mut Vec<u8>) {
             for series in &family.series {
                 if role(family, series) == member.role
                     && (member.role != Role::Stray || series.name == group.name.as_ref())
+                    && seen.first(series)
                 {
                     write_series(out, series, options);
                 }
@@ -106,8 +114,8 @@ fn role(family: &Family, series: &Series) -> Role {
     match (family.kind, suffix) {
         (MetricType::Histogram, "_bucket" | "_sum" | "_count") => Role::Main,
         (MetricType::Summary, "_sum" | "_count") => Role::Main,
-        (MetricType::GaugeHistogram, "_bucket") => Role::Main,
         (MetricType::Counter, "_total") => Role::Renamed("_total"),
+        (MetricType::GaugeHistogram, "_bucket") => Role::Renamed("_bucket"),
         (MetricType::Info, "_info") => Role::Renamed("_info"),
         (MetricType::Histogram | MetricType::Summary | MetricType::Counter, "_created") => {
             Role::Gauge("_created")
@@ -121,7 +129,7 @@ fn role(family: &Family, series: &Series) -> Role {
 /// The 0.0.4 type a family's main group renders as.
 fn main_kind(kind: MetricType) -> MetricType {
     match kind {
-        MetricType::GaugeHistogram => MetricType::Histogram,
+        MetricType::GaugeHistogram => MetricType::Untyped,
         MetricType::Info | MetricType::StateSet => MetricType::Gauge,
         other => other,
     }
@@ -277,4 +285,55 @@ fn write_escaped_help(out: &mut Vec<u8>, help: &str) {
         rest = &rest[offset + 1..];
     }
     out.extend_from_slice(rest);
+}
+
+/// Which series identities (name and labels) have been written, by hash, pointing at the first.
+struct Seen<'a> {
+    first: HashMap<u64, &'a Series, BuildHasherDefault<PassThrough>>,
+}
+
+impl<'a> Seen<'a> {
+    fn with_capacity(capacity: usize) -> Self {
+        Seen {
+            first: HashMap::with_capacity_and_hasher(capacity, BuildHasherDefault::default()),
+        }
+    }
+
+    /// Hot path: whether `series` is the first with its identity. A hash collision between two
+    /// different identities counts as first, so nothing distinct is ever dropped.
+    fn first(&mut self, series: &'a Series) -> bool {
+        let mut hasher = NameHasher::default();
+        hasher.write(series.name.as_bytes());
+        for label in &series.labels {
+            hasher.write(label.name.as_bytes());
+            hasher.write(label.value.as_bytes());
+        }
+        match self.first.entry(hasher.finish()) {
+            Entry::Vacant(entry) => {
+                entry.insert(series);
+                true
+            }
+            Entry::Occupied(entry) => !entry.get().same_identity(series),
+        }
+    }
+}
+
+/// The keys of [`Seen`] are hashes already.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
 }

@@ -205,7 +205,7 @@ fn families_strategy(openmetrics: bool) -> impl Strategy<Value = Vec<Family>> {
             .enumerate()
             .map(|(index, (kind, word, help, unit, parts))| {
                 let name = format!("m{index}_{word}");
-                let series = parts
+                let mut series: Vec<Series> = parts
                     .into_iter()
                     .map(|(choice, labels, value, timestamp_ms)| {
                         let suffixes: &[&str] = match (kind, openmetrics) {
@@ -225,6 +225,14 @@ fn families_strategy(openmetrics: bool) -> impl Strategy<Value = Vec<Family>> {
                         }
                     })
                     .collect();
+                // Render writes a duplicated identity once; the identity holds for distinct series.
+                let mut distinct: Vec<Series> = Vec::with_capacity(series.len());
+                for candidate in series.drain(..) {
+                    if !distinct.iter().any(|kept| kept.same_identity(&candidate)) {
+                        distinct.push(candidate);
+                    }
+                }
+                let series = distinct;
                 Family {
                     name: name.into(),
                     help: help.map(Into::into),

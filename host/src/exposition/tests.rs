@@ -300,7 +300,7 @@ fn renders_text_the_pushgateway_accepts() {
             "# HELP c_total C.\n# TYPE c_total counter\nc_total 5\n# HELP c_created C.\n# TYPE c_created gauge\nc_created 1.5\n",
         ),
         (
-            "gaugehistogram renders as histogram plus gauges, info as gauge",
+            "gaugehistogram renders as untyped buckets plus gauges, info as gauge",
             vec![
                 family(
                     "g",
@@ -312,7 +312,7 @@ fn renders_text_the_pushgateway_accepts() {
                 family("s", MetricType::StateSet, None, vec![series("s", &[("s", "on")], 1.0, None)]),
             ],
             without,
-            "# TYPE g histogram\ng_bucket{le=\"+Inf\"} 2\n# TYPE g_gsum gauge\ng_gsum 3\n\
+            "g_bucket{le=\"+Inf\"} 2\n# TYPE g_gsum gauge\ng_gsum 3\n\
              # TYPE i_info gauge\ni_info{v=\"1\"} 1\n# TYPE s gauge\ns{s=\"on\"} 1\n",
         ),
         (
