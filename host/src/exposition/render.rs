@@ -155,17 +155,26 @@ fn plan(families: &[Family]) -> Vec<Group<'_>> {
             if role != Role::Stray {
                 roles.push(role);
             }
-            let kind = match role {
-                Role::Main | Role::Renamed(_) => main_kind(family.kind),
-                Role::Gauge(_) => MetricType::Gauge,
-                Role::Stray => MetricType::Untyped,
+            // HELP carries over to every child group (as the Python client does), the unit only to
+            // groups that still measure it; a stray sample is not the family's and gets neither.
+            let help = family.help.as_deref();
+            let unit = family.unit.as_deref();
+            let (kind, help, unit) = match role {
+                Role::Main | Role::Renamed(_) => (main_kind(family.kind), help, unit),
+                Role::Gauge(_) => (MetricType::Gauge, help, None),
+                Role::Stray => (MetricType::Untyped, None, None),
+            };
+            let group = Group {
+                name,
+                kind,
+                help,
+                unit,
+                members: Vec::new(),
             };
             join(
                 &mut groups,
                 &mut by_name,
-                name,
-                kind,
-                family,
+                group,
                 Member {
                     family: index,
                     role,
@@ -176,41 +185,33 @@ fn plan(families: &[Family]) -> Vec<Group<'_>> {
     groups
 }
 
+/// Adds `member` to the group named like `group`, creating it from `group` if new.
 fn join<'a>(
     groups: &mut Vec<Group<'a>>,
     by_name: &mut HashMap<Cow<'a, str>, usize>,
-    name: Cow<'a, str>,
-    kind: MetricType,
-    family: &'a Family,
+    group: Group<'a>,
     member: Member,
 ) {
-    if let Some(&index) = by_name.get(name.as_ref()) {
-        let group = &mut groups[index];
-        if group.help.is_none() {
-            group.help = family.help.as_deref();
+    if let Some(&index) = by_name.get(group.name.as_ref()) {
+        let existing = &mut groups[index];
+        existing.help = existing.help.or(group.help);
+        existing.unit = existing.unit.or(group.unit);
+        if existing.kind == MetricType::Untyped {
+            existing.kind = group.kind;
         }
-        if group.unit.is_none() {
-            group.unit = family.unit.as_deref();
-        }
-        if group.kind == MetricType::Untyped {
-            group.kind = kind;
-        }
-        let duplicate = group
+        let duplicate = existing
             .members
             .iter()
-            .any(|existing| existing.family == member.family && existing.role == member.role);
+            .any(|other| other.family == member.family && other.role == member.role);
         if !duplicate {
-            group.members.push(member);
+            existing.members.push(member);
         }
         return;
     }
-    by_name.insert(name.clone(), groups.len());
+    by_name.insert(group.name.clone(), groups.len());
     groups.push(Group {
-        name,
-        kind,
-        help: family.help.as_deref(),
-        unit: family.unit.as_deref(),
         members: vec![member],
+        ..group
     });
 }
 
