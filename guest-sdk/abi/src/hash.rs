@@ -8,20 +8,41 @@ use alloc::vec::Vec;
 
 const INITIAL_SLOTS: usize = 64;
 
-/// A fast, non-cryptographic hash of a short byte string (label names and values).
+const K: u64 = 0x517c_c1b7_2722_0a95;
+
+fn mix(h: u64, word: u64) -> u64 {
+    (h.rotate_left(5) ^ word).wrapping_mul(K)
+}
+
+fn word8(bytes: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(&bytes[..8]).map_or(0, u64::from_le_bytes)
+}
+
+fn word4(bytes: &[u8]) -> u64 {
+    <[u8; 4]>::try_from(&bytes[..4]).map_or(0, |w| u64::from(u32::from_le_bytes(w)))
+}
+
+/// A fast, non-cryptographic hash of a short byte string (label names and values). Every byte
+/// is read through whole-word loads (overlapping at the end) rather than copied into a padded
+/// buffer, which kept the tail of short strings off the hot path.
 fn hash(bytes: &[u8]) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = bytes.len() as u64;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    let len = bytes.len();
+    let mut h = len as u64;
+    if len >= 8 {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            h = mix(h, word8(chunk));
+        }
+        if !chunks.remainder().is_empty() {
+            h = mix(h, word8(&bytes[len - 8..]));
+        }
+    } else if len >= 4 {
+        h = mix(h, (word4(bytes) << 32) | word4(&bytes[len - 4..]));
+    } else if len > 0 {
+        let word =
+            u64::from(bytes[0]) << 16 | u64::from(bytes[len / 2]) << 8 | u64::from(bytes[len - 1]);
+        h = mix(h, word);
     }
-    let mut tail = [0u8; 8];
-    let rest = chunks.remainder();
-    tail[..rest.len()].copy_from_slice(rest);
-    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
     // Fold the high bits down: the slot index takes the low bits.
     h ^ (h >> 29)
 }
