@@ -24,7 +24,7 @@ use crate::config::{self, Config};
 use crate::filter::{ChainPlan, Chains, FilterEngine, FilterOutcome};
 use crate::model::Scrape;
 use crate::scrape::{self, StateLog, TargetSpec};
-use crate::{publish, receive, wire};
+use crate::{lifecycle, nats, publish, receive, wire};
 
 /// Which parts of the relay to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +172,17 @@ pub async fn run(
          receiver_stream and push_gateway (or remote_write)",
         config_path.display()
     );
+    // TLS files are checked now, so that a bad file fails the start with its name.
+    if let Some(stream) = config.poller_stream.as_ref().filter(|_| run_poller) {
+        let security = nats::Security::load("poller_stream", stream.tls.as_ref(), &stream.auth)
+            .with_context(|| config_path.display().to_string())?;
+        nats::configure("poller", security);
+    }
+    if let Some(stream) = config.receiver_stream.as_ref().filter(|_| run_receiver) {
+        let security = nats::Security::load("receiver_stream", stream.tls.as_ref(), &stream.auth)
+            .with_context(|| config_path.display().to_string())?;
+        nats::configure("receiver", security);
+    }
     LazyLock::force(&METRICS);
     let component = match (run_poller, run_receiver) {
         (true, true) => "relay",
@@ -180,6 +191,19 @@ pub async fn run(
     };
     tracing::info!(identity = %config.identity, component, version = env!("CARGO_PKG_VERSION"),
         "promrelay starting");
+    let (events, events_task) = {
+        let (urls, role) = match (&config.poller_stream, &config.receiver_stream) {
+            (Some(stream), _) if run_poller => (stream.urls.clone(), "poller"),
+            (_, Some(stream)) => (stream.urls.clone(), "receiver"),
+            _ => (Vec::new(), "poller"),
+        };
+        let name = config
+            .management
+            .as_ref()
+            .map_or(SELF_JOB, |management| management.name.as_str());
+        lifecycle::start(urls, role, config.identity.clone(), name.to_owned())
+    };
+    events.send(lifecycle::Event::Startup);
 
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     let (paused_tx, paused_rx) = watch::channel(false);
@@ -197,6 +221,7 @@ pub async fn run(
             reload: reload_tx.clone(),
             paused: paused_tx.clone(),
             filters: Arc::new(crate::filter::status_json),
+            token: config.management.as_ref().and_then(|m| m.token.clone()),
         };
         let stop = pipeline_stop.clone();
         tasks.spawn(async move { ("monitor port", admin::serve(port, state, stop).await) });
@@ -267,17 +292,21 @@ pub async fn run(
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break None }
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", config_path.display());
-                let _ = reload(&config_path, &mut current, poller.as_mut(), filters.as_deref()).await;
+                let outcome =
+                    reload(&config_path, &mut current, poller.as_mut(), filters.as_deref()).await;
+                events.send(reload_event(&outcome));
             }
             Some(answer) = reload_rx.recv() => {
                 let outcome =
                     reload(&config_path, &mut current, poller.as_mut(), filters.as_deref()).await;
+                events.send(reload_event(&outcome));
                 let _ = answer.send(outcome);
             }
             Ok(()) = paused_seen.changed() => {
                 let paused = *paused_seen.borrow_and_update();
                 METRICS.paused.set(i64::from(paused));
                 tracing::info!(paused, "pause state changed");
+                events.send(if paused { lifecycle::Event::Paused } else { lifecycle::Event::Resumed });
             }
             Some(joined) = tasks.join_next() => {
                 match joined {
@@ -308,10 +337,28 @@ pub async fn run(
         tracing::warn!("shutdown: some tasks did not finish in time");
         tasks.abort_all();
     }
+    events.send(lifecycle::Event::Shutdown);
+    drop(events);
+    if tokio::time::timeout(Duration::from_secs(10), events_task).await.is_err() {
+        tracing::warn!("shutdown: the lifecycle event could not be sent in time");
+    }
     tracing::info!("promrelay stopped");
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+fn reload_event(outcome: &Result<String, String>) -> lifecycle::Event {
+    match outcome {
+        Ok(message) => lifecycle::Event::Reload {
+            ok: true,
+            message: message.clone(),
+        },
+        Err(message) => lifecycle::Event::Reload {
+            ok: false,
+            message: message.clone(),
+        },
     }
 }
 

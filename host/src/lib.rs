@@ -10,6 +10,8 @@ pub mod exposition;
 pub mod scrape;
 pub mod filter;
 pub mod nats;
+pub mod tls;
+pub mod lifecycle;
 pub mod wire;
 pub mod publish;
 pub mod receive;

@@ -43,9 +43,23 @@ enum Command {
     Receiver,
     /// Check the config: print every problem, exit non-zero if there is one.
     CheckConfig,
+    /// Pause publishing of the relay running with this config (its monitor port).
+    Pause(Manage),
+    /// Resume publishing of the relay running with this config.
+    Resume(Manage),
+    /// Show the identity and pause state of the relay running with this config.
+    Info(Manage),
     /// Tools for filter authors: run, check, bench and create WebAssembly filters.
     #[command(subcommand)]
     Filter(promrelay::filter::cli::FilterCommand),
+}
+
+/// Options of the management commands.
+#[derive(clap::Args)]
+struct Manage {
+    /// Act only if the relay has this identity.
+    #[arg(long)]
+    identity: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +84,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             promrelay::filter::cli::run(command)?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Pause(manage) => return management(&cli.config, "pause", manage),
+        Command::Resume(manage) => return management(&cli.config, "resume", manage),
+        Command::Info(manage) => return management(&cli.config, "info", manage),
         Command::Run => Mode::Auto,
         Command::Poller => Mode::Poller,
         Command::Receiver => Mode::Receiver,
@@ -89,6 +106,19 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         mode,
         CancellationToken::new(),
     ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pause`, `resume`, `info`: ask the running relay over its monitor port, print its answer.
+fn management(path: &Path, action: &str, manage: Manage) -> anyhow::Result<ExitCode> {
+    let config = daemon::load_config(path)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let answer = runtime.block_on(promrelay::admin::request(
+        &config,
+        action,
+        manage.identity.as_deref(),
+    ))?;
+    println!("{answer}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,10 +5,14 @@
 //! original's jittered backoff (0.5, 0.75, 1, 1.5, 2 … 5 s, each ×0.5–1.5). Connection state
 //! changes are logged once each, never per attempt.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::{ConnectOptions, ServerAddr};
+
+use crate::config::{NatsAuth, TlsConfig};
 use rand::Rng;
 
 /// The original's reconnect schedule, in seconds, before jitter; the last step repeats.
@@ -57,7 +61,68 @@ pub fn server_addrs(urls: &[String]) -> anyhow::Result<Vec<ServerAddr>> {
         .collect()
 }
 
-/// Connects in the background; `role` names the connection in logs and on the server.
+/// What secures one NATS connection besides its URLs: client TLS and credentials.
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// Mutual TLS, loaded and checked by [`crate::tls::client_config`].
+    pub tls: Option<crate::tls::ClientTls>,
+    /// Credentials (user/password, token, nkey seed file, creds file).
+    pub auth: NatsAuth,
+}
+
+impl Security {
+    /// Loads the TLS files of `tls` (if any): every file problem is an error naming the file.
+    /// `section` (`poller_stream`, `receiver_stream`, `management`) prefixes the messages.
+    pub fn load(
+        section: &str,
+        tls: Option<&TlsConfig>,
+        auth: &NatsAuth,
+    ) -> anyhow::Result<Security> {
+        let tls = match tls {
+            Some(tls) => {
+                let loaded = crate::tls::client_config(tls)
+                    .map_err(|e| anyhow::anyhow!("{section}.tls: {e}"))?;
+                if let Some(warning) = &loaded.warning {
+                    tracing::warn!("{section}.tls: {warning}");
+                }
+                Some(loaded)
+            }
+            None => None,
+        };
+        Ok(Security {
+            tls,
+            auth: auth.clone(),
+        })
+    }
+}
+
+/// Security per connection role (`poller`, `receiver`, `management`), registered by the daemon
+/// before it starts the tasks that connect; a role without an entry connects in plain text.
+static SECURITY: Mutex<BTreeMap<&'static str, Security>> = Mutex::new(BTreeMap::new());
+
+/// Registers the TLS and credentials the connections of `role` use from now on.
+pub fn configure(role: &'static str, security: Security) {
+    SECURITY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(role, security);
+}
+
+fn security_of(role: &str) -> Security {
+    SECURITY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(role)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Connects; `role` names the connection in logs and on the server and selects the TLS and
+/// credentials registered with [`configure`].
+///
+/// One attempt is made first: a TLS or authentication failure then is an error (a clear one,
+/// naming the CA or the certificate), since retrying cannot fix it. A server that is merely
+/// unreachable is not: the client then connects in the background and reconnects forever.
 pub async fn connect(
     urls: &[String],
     role: &'static str,
@@ -66,30 +131,161 @@ pub async fn connect(
     let addrs = server_addrs(urls)?;
     anyhow::ensure!(!addrs.is_empty(), "no NATS URL configured for the {role}");
     let shown = urls.join(",");
-    let options = ConnectOptions::new()
-        .name(format!("promrelay-{role}-{identity}"))
+    let security = security_of(role);
+    match options(role, identity, &shown, &security)
+        .await?
+        .connect(addrs.clone())
+        .await
+    {
+        Ok(client) => return Ok(client),
+        Err(error) => {
+            if let Some(fatal) = fatal_connect_error(&error, &security) {
+                anyhow::bail!("connecting the {role} to NATS at {shown}: {fatal}");
+            }
+            tracing::warn!(role, servers = %shown,
+                "NATS not reachable yet ({error}); connecting in the background");
+        }
+    }
+    options(role, identity, &shown, &security)
+        .await?
         .retry_on_initial_connect()
+        .connect(addrs)
+        .await
+        .with_context(|| format!("connecting the {role} to NATS at {shown}"))
+}
+
+/// A connect error that retrying cannot fix, explained; `None` for an unreachable server.
+fn fatal_connect_error(error: &async_nats::ConnectError, security: &Security) -> Option<String> {
+    use async_nats::ConnectErrorKind;
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text = format!("{text}: {inner_text}");
+        }
+        source = inner.source();
+    }
+    let tls = security.tls.as_ref();
+    match error.kind() {
+        ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
+            Some(format!(
+                "the server refused the credentials ({})",
+                auth_kind(&security.auth)
+            ))
+        }
+        _ if text.contains("invalid peer certificate") => Some(match tls {
+            Some(tls) => format!(
+                "the server's certificate is not accepted with the CA in {} ({text})",
+                tls.ca.display()
+            ),
+            None => format!("the server's certificate is not accepted ({text})"),
+        }),
+        _ if text.contains("received fatal alert") => Some(match tls {
+            Some(tls) => format!(
+                "the server rejected the client certificate {} ({text})",
+                tls.cert.display()
+            ),
+            None => format!(
+                "the server rejected the TLS connection; it may require a client \
+                 certificate: configure tls ({text})"
+            ),
+        }),
+        ConnectErrorKind::Tls => Some(text),
+        _ => None,
+    }
+}
+
+fn auth_kind(auth: &NatsAuth) -> String {
+    match auth {
+        NatsAuth::None => "no credentials configured".into(),
+        NatsAuth::UserPassword { user, .. } => format!("user {user:?} with a password"),
+        NatsAuth::Token(_) => "a token".into(),
+        NatsAuth::NkeySeedFile(path) => format!("the nkey seed in {}", path.display()),
+        NatsAuth::CredsFile(path) => format!("the credentials file {}", path.display()),
+    }
+}
+
+/// The connect options of one connection (without `retry_on_initial_connect`).
+async fn options(
+    role: &'static str,
+    identity: &str,
+    shown: &str,
+    security: &Security,
+) -> anyhow::Result<ConnectOptions> {
+    let events = shown.to_owned();
+    let last_error = Arc::new(Mutex::new(String::new()));
+    let mut options = ConnectOptions::new()
+        .name(format!("promrelay-{role}-{identity}"))
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
         .reconnect_delay_callback(|attempt| backoff_delay(attempt.saturating_sub(1)))
         .event_callback(move |event| {
-            let shown = shown.clone();
+            let shown = events.clone();
+            let last_error = last_error.clone();
             async move {
                 match event {
                     async_nats::Event::Connected => {
+                        last_error
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .clear();
                         tracing::info!(role, servers = %shown, "NATS connected")
                     }
                     async_nats::Event::Disconnected => {
                         tracing::warn!(role, servers = %shown, "NATS disconnected; reconnecting")
                     }
+                    async_nats::Event::ClientError(error) => {
+                        // Once per distinct error, not per attempt.
+                        let text = error.to_string();
+                        let mut last = last_error
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner());
+                        if *last != text {
+                            tracing::warn!(role, servers = %shown, "NATS connection failing: {text}");
+                            *last = text;
+                        }
+                    }
                     other => tracing::debug!(role, "NATS event: {other}"),
                 }
             }
         });
-    options
-        .connect(addrs)
-        .await
-        .with_context(|| format!("connecting the {role} to NATS at {}", urls.join(",")))
+    if let Some(tls) = &security.tls {
+        options = options
+            .require_tls(true)
+            .tls_client_config((*tls.config).clone());
+    }
+    options = match &security.auth {
+        NatsAuth::None => options,
+        NatsAuth::UserPassword { user, password } => {
+            options.user_and_password(user.clone(), password.expose().to_owned())
+        }
+        NatsAuth::Token(token) => options.token(token.expose().to_owned()),
+        NatsAuth::NkeySeedFile(path) => {
+            let seed = std::fs::read_to_string(path).with_context(|| {
+                format!("{role}: reading the nkey seed file {}", path.display())
+            })?;
+            let seed = seed
+                .lines()
+                .map(str::trim)
+                .find(|line| line.starts_with("SU"))
+                .with_context(|| {
+                    format!(
+                        "{role}: the nkey seed file {} holds no user seed (a line starting with SU)",
+                        path.display()
+                    )
+                })?
+                .to_owned();
+            options.nkey(seed)
+        }
+        NatsAuth::CredsFile(path) => options.credentials_file(path).await.with_context(|| {
+            format!(
+                "{role}: reading the NATS credentials file {}",
+                path.display()
+            )
+        })?,
+    };
+    Ok(options)
 }
 
 #[cfg(test)]

@@ -1,0 +1,153 @@
+//! Choria lifecycle events: `choria.lifecycle.event.<type>.<component>` with the JSON
+//! `{protocol: "choria:lifecycle:<type>:1", identity, component, timestamp, version, ...}` the
+//! original published at startup, so Choria tooling can watch fleets. Types sent here: `startup`,
+//! `shutdown`, `paused`, `resumed`, `reload` (with `result` and `message`).
+//!
+//! Events go out on their own NATS connection made with the poller's URLs and security (the
+//! receiver's when there is no poller). They are best effort: an event that cannot be sent is
+//! logged and dropped.
+//!
+//! **Invariant:** sending an event never blocks the daemon: [`Events::send`] only queues.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+/// The subject prefix of lifecycle events.
+pub const SUBJECT_PREFIX: &str = "choria.lifecycle.event";
+
+/// How long the shutdown event may take to reach the server.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One lifecycle event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Startup,
+    Shutdown,
+    Paused,
+    Resumed,
+    /// A reload, with whether it succeeded and what it did or why it failed.
+    Reload {
+        ok: bool,
+        message: String,
+    },
+}
+
+impl Event {
+    /// The event type, as in the subject and the protocol.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Startup => "startup",
+            Event::Shutdown => "shutdown",
+            Event::Paused => "paused",
+            Event::Resumed => "resumed",
+            Event::Reload { .. } => "reload",
+        }
+    }
+
+    /// The subject for `component`.
+    pub fn subject(&self, component: &str) -> String {
+        format!("{SUBJECT_PREFIX}.{}.{component}", self.kind())
+    }
+
+    /// The JSON body.
+    pub fn body(&self, identity: &str, component: &str, timestamp: u64) -> serde_json::Value {
+        let mut body = serde_json::json!({
+            "protocol": format!("choria:lifecycle:{}:1", self.kind()),
+            "identity": identity,
+            "component": component,
+            "timestamp": timestamp,
+            "version": env!("CARGO_PKG_VERSION"),
+        });
+        if let Event::Reload { ok, message } = self {
+            body["result"] = serde_json::json!(if *ok { "success" } else { "failure" });
+            body["message"] = serde_json::json!(message);
+        }
+        body
+    }
+}
+
+/// The queue to the event sender task.
+#[derive(Debug, Clone)]
+pub struct Events {
+    queue: mpsc::Sender<Event>,
+}
+
+impl Events {
+    /// Queues an event (dropped with a warning when the queue is full).
+    pub fn send(&self, event: Event) {
+        if self.queue.try_send(event).is_err() {
+            tracing::warn!("lifecycle event queue full or closed; event dropped");
+        }
+    }
+}
+
+/// Starts the sender: connects with `role`'s security (see [`crate::nats::configure`]) and
+/// publishes each queued event until the queue closes; a `shutdown` event is flushed before the
+/// task ends. The returned handle finishes after the last event.
+pub fn start(
+    urls: Vec<String>,
+    role: &'static str,
+    identity: String,
+    component: String,
+) -> (Events, tokio::task::JoinHandle<()>) {
+    let (queue, mut events) = mpsc::channel::<Event>(64);
+    let handle = tokio::spawn(async move {
+        let client = match crate::nats::connect(&urls, role, &identity).await {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::warn!("lifecycle events disabled: {error:#}");
+                while events.recv().await.is_some() {}
+                return;
+            }
+        };
+        while let Some(event) = events.recv().await {
+            let timestamp = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_secs());
+            let body = event.body(&identity, &component, timestamp);
+            let subject = event.subject(&component);
+            let payload = serde_json::to_vec(&body).expect("a JSON value serialises");
+            if let Err(error) = client.publish(subject.clone(), payload.into()).await {
+                tracing::warn!("lifecycle event {subject} not sent: {error}");
+            }
+            if event == Event::Shutdown || event == Event::Startup {
+                // Startup and shutdown matter most: make sure they left the process.
+                let _ = tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await;
+            }
+        }
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await;
+    });
+    (Events { queue }, handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn startup_has_the_choria_shape() {
+        let body = Event::Startup.body("site1", "promrelay", 1700000000);
+        assert_eq!(body["protocol"], "choria:lifecycle:startup:1");
+        assert_eq!(body["identity"], "site1");
+        assert_eq!(body["component"], "promrelay");
+        assert_eq!(body["timestamp"], 1700000000);
+        assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(
+            Event::Startup.subject("promrelay"),
+            "choria.lifecycle.event.startup.promrelay"
+        );
+    }
+
+    #[test]
+    fn reload_carries_its_result() {
+        let event = Event::Reload {
+            ok: false,
+            message: "bad".into(),
+        };
+        let body = event.body("site1", "promrelay", 1);
+        assert_eq!(body["protocol"], "choria:lifecycle:reload:1");
+        assert_eq!(body["result"], "failure");
+        assert_eq!(body["message"], "bad");
+    }
+}

@@ -1,0 +1,301 @@
+//! Security and operations (issue 4) end to end: TLS on NATS connections (manual and Puppet
+//! schemes, top level and per connection) against a nats-server with `verify: true`, the start
+//! errors for bad TLS files, NATS credentials, pause/resume over HTTP and lifecycle events.
+//!
+//! Certificates are made inside each test with `rcgen`: a CA and leaves it signs (a self-signed
+//! leaf is refused by webpki as CaUsedAsEndEntity).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use promrelay_tests::target::SMALL_BODY;
+use promrelay_tests::{
+    poll_until, Behaviour, NatsServer, Pushgateway, Relay, RelayConfig, TargetServer,
+};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+use tempfile::TempDir;
+
+/// Long enough for a debug-built relay to start and relay on a loaded two-core machine.
+const ARRIVAL: Duration = Duration::from_secs(90);
+
+/// A CA that signs server and client certificates, writing PEM files into a temp directory.
+struct Pki {
+    ca: CertifiedIssuer<'static, KeyPair>,
+    dir: TempDir,
+}
+
+/// A certificate and key written to disk.
+struct Leaf {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} test CA"));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate().expect("CA key");
+        let ca = CertifiedIssuer::self_signed(params, key).expect("self-signed CA");
+        let dir = tempfile::Builder::new()
+            .prefix("pki-")
+            .tempdir()
+            .expect("temp dir for certificates");
+        let pki = Pki { ca, dir };
+        std::fs::write(pki.ca_path(), pki.ca.pem()).expect("write the CA");
+        pki
+    }
+
+    fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn leaf(&self, name: &str, server: bool, expired: bool) -> Leaf {
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![if server {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = params.signed_by(&key, &self.ca).expect("sign the leaf");
+        let leaf = Leaf {
+            cert: self.dir.path().join(format!("{name}.pem")),
+            key: self.dir.path().join(format!("{name}-key.pem")),
+        };
+        std::fs::write(&leaf.cert, cert.pem()).expect("write the certificate");
+        std::fs::write(&leaf.key, key.serialize_pem()).expect("write the key");
+        leaf
+    }
+
+    /// Puppet's layout under `<dir>/ssl` for `identity`: the returned path is `ssl_dir`.
+    fn puppet_ssl_dir(&self, identity: &str) -> PathBuf {
+        let leaf = self.leaf(identity, false, false);
+        let ssl = self.dir.path().join("ssl");
+        std::fs::create_dir_all(ssl.join("certs")).expect("certs dir");
+        std::fs::create_dir_all(ssl.join("private_keys")).expect("private_keys dir");
+        std::fs::copy(self.ca_path(), ssl.join("certs/ca.pem")).expect("copy CA");
+        std::fs::copy(&leaf.cert, ssl.join(format!("certs/{identity}.pem"))).expect("copy cert");
+        std::fs::copy(&leaf.key, ssl.join(format!("private_keys/{identity}.pem")))
+            .expect("copy key");
+        ssl
+    }
+}
+
+/// nats-server with TLS and client verification by `pki`'s CA.
+fn tls_nats(pki: &Pki) -> NatsServer {
+    let server = pki.leaf("nats-server", true, false);
+    NatsServer::start_with_config(&format!(
+        "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n  ca_file: {:?}\n  verify: true\n  timeout: 5\n}}\n",
+        server.cert.display().to_string(),
+        server.key.display().to_string(),
+        pki.ca_path().display().to_string()
+    ))
+}
+
+fn manual_tls(indent: &str, ca: &Path, leaf: &Leaf) -> String {
+    format!(
+        "{indent}tls:\n{indent}  scheme: manual\n{indent}  ca: {:?}\n{indent}  cert: {:?}\n{indent}  key: {:?}\n",
+        ca.display().to_string(),
+        leaf.cert.display().to_string(),
+        leaf.key.display().to_string()
+    )
+}
+
+/// Puts `yaml` (already indented by two) at the start of `section` (`poller_stream:`...).
+fn into_section(config: &str, section: &str, yaml: &str) -> String {
+    let header = format!("{section}:\n");
+    assert!(config.contains(&header), "{section} in the config");
+    config.replacen(&header, &format!("{header}{yaml}"), 1)
+}
+
+/// Waits until the target's `up 1` arrives in the Pushgateway through the relay.
+fn wait_relayed(pushgateway: &Pushgateway, relay: &mut Relay) {
+    poll_until(ARRIVAL, "up 1 of job=app in the Pushgateway", || {
+        if let Err(error) = relay.ensure_running() {
+            panic!("{error:#}");
+        }
+        pushgateway
+            .pushed_series_for("app")
+            .into_iter()
+            .find(|sample| sample.name == "up" && sample.value == 1.0)
+    });
+}
+
+/// Waits for the relay to exit with a failure and returns its log.
+fn wait_failed(relay: &mut Relay) -> String {
+    let status = relay
+        .wait_exit(ARRIVAL)
+        .unwrap_or_else(|| panic!("the relay kept running:\n{}", relay.log()));
+    assert!(!status.success(), "the relay exited 0:\n{}", relay.log());
+    let log = relay.log();
+    assert!(
+        !log.contains("PRIVATE KEY") && !log.contains("BEGIN"),
+        "key material in the log:\n{log}"
+    );
+    log
+}
+
+fn pipeline(nats: &NatsServer, pushgateway: &Pushgateway, target: &TargetServer) -> RelayConfig {
+    RelayConfig::pipeline(&nats.url(), &pushgateway.url()).job("app", &[("app1", &target.url())])
+}
+
+#[test]
+fn manual_tls_at_the_top_level_relays_end_to_end() {
+    let pki = Pki::new("site");
+    let nats = tls_nats(&pki);
+    let pushgateway = Pushgateway::start();
+    let target = TargetServer::start(Behaviour::Fixed(SMALL_BODY.into()));
+    let client = pki.leaf("site1", false, false);
+    let config =
+        pipeline(&nats, &pushgateway, &target).extra(&manual_tls("", &pki.ca_path(), &client));
+    let mut relay = Relay::start_config(&config);
+    wait_relayed(&pushgateway, &mut relay);
+}
+
+#[test]
+fn puppet_and_manual_tls_per_connection_relay_end_to_end() {
+    let pki = Pki::new("site");
+    let nats = tls_nats(&pki);
+    let pushgateway = Pushgateway::start();
+    let target = TargetServer::start(Behaviour::Fixed(SMALL_BODY.into()));
+    let ssl_dir = pki.puppet_ssl_dir("site1.example.net");
+    let receiver = pki.leaf("receiver", false, false);
+    // A top-level stanza with a missing file proves each section's own replaces it.
+    let broken = Leaf {
+        cert: pki.dir.path().join("absent.pem"),
+        key: pki.dir.path().join("absent-key.pem"),
+    };
+    let yaml = pipeline(&nats, &pushgateway, &target)
+        .extra(&manual_tls("", &pki.ca_path(), &broken))
+        .to_yaml();
+    let yaml = into_section(
+        &yaml,
+        "poller_stream",
+        &format!(
+            "  tls:\n    scheme: puppet\n    identity: site1.example.net\n    ssl_dir: {:?}\n",
+            ssl_dir.display().to_string()
+        ),
+    );
+    let yaml = into_section(
+        &yaml,
+        "receiver_stream",
+        &manual_tls("  ", &pki.ca_path(), &receiver),
+    );
+    let mut relay = Relay::start(&yaml);
+    wait_relayed(&pushgateway, &mut relay);
+}
+
+#[test]
+fn a_wrong_ca_fails_naming_the_ca_file() {
+    let pki = Pki::new("site");
+    let other = Pki::new("other");
+    let nats = tls_nats(&pki);
+    let pushgateway = Pushgateway::start();
+    let target = TargetServer::start(Behaviour::Fixed(SMALL_BODY.into()));
+    let client = pki.leaf("site1", false, false);
+    let config =
+        pipeline(&nats, &pushgateway, &target).extra(&manual_tls("", &other.ca_path(), &client));
+    let mut relay = Relay::start_config(&config);
+    let log = wait_failed(&mut relay);
+    let expected = format!(
+        "the server's certificate is not accepted with the CA in {}",
+        other.ca_path().display()
+    );
+    assert!(log.contains(&expected), "{expected:?} not in:\n{log}");
+}
+
+#[test]
+fn a_client_certificate_of_another_ca_is_rejected_by_the_server() {
+    let pki = Pki::new("site");
+    let other = Pki::new("other");
+    let nats = tls_nats(&pki);
+    let pushgateway = Pushgateway::start();
+    let target = TargetServer::start(Behaviour::Fixed(SMALL_BODY.into()));
+    let client = other.leaf("site1", false, false);
+    let config =
+        pipeline(&nats, &pushgateway, &target).extra(&manual_tls("", &pki.ca_path(), &client));
+    let mut relay = Relay::start_config(&config);
+    let log = wait_failed(&mut relay);
+    let expected = format!(
+        "the server rejected the client certificate {}",
+        client.cert.display()
+    );
+    assert!(log.contains(&expected), "{expected:?} not in:\n{log}");
+}
+
+#[test]
+fn a_missing_key_file_fails_at_start_naming_it() {
+    let pki = Pki::new("site");
+    let client = pki.leaf("site1", false, false);
+    let missing = Leaf {
+        cert: client.cert.clone(),
+        key: pki.dir.path().join("no-such-key.pem"),
+    };
+    // No server: the files are checked before any connection.
+    let config = RelayConfig::pipeline("nats://127.0.0.1:1", "http://127.0.0.1:1")
+        .job("app", &[("app1", "http://127.0.0.1:1/metrics")])
+        .extra(&manual_tls("", &pki.ca_path(), &missing));
+    let mut relay = Relay::start_config(&config);
+    let log = wait_failed(&mut relay);
+    let expected = format!(
+        "poller_stream.tls: private key {}: cannot read: No such file or directory",
+        missing.key.display()
+    );
+    assert!(log.contains(&expected), "{expected:?} not in:\n{log}");
+}
+
+#[test]
+fn a_key_of_another_certificate_and_an_expired_certificate_fail_at_start() {
+    let pki = Pki::new("site");
+    let client = pki.leaf("site1", false, false);
+    let stranger = pki.leaf("stranger", false, false);
+    let expired = pki.leaf("old", false, true);
+    let cases = [
+        (
+            Leaf {
+                cert: client.cert.clone(),
+                key: stranger.key.clone(),
+            },
+            format!(
+                "private key {} does not belong to the certificate {}",
+                stranger.key.display(),
+                client.cert.display()
+            ),
+        ),
+        (
+            Leaf {
+                cert: expired.cert.clone(),
+                key: expired.key.clone(),
+            },
+            format!("certificate {} has expired", expired.cert.display()),
+        ),
+    ];
+    for (leaf, expected) in cases {
+        let config = RelayConfig::pipeline("nats://127.0.0.1:1", "http://127.0.0.1:1")
+            .job("app", &[("app1", "http://127.0.0.1:1/metrics")])
+            .extra(&manual_tls("", &pki.ca_path(), &leaf));
+        let mut relay = Relay::start_config(&config);
+        let log = wait_failed(&mut relay);
+        assert!(log.contains(&expected), "{expected:?} not in:\n{log}");
+    }
+}
