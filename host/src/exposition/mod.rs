@@ -31,6 +31,7 @@
 
 mod parse;
 mod render;
+mod scan;
 
 #[cfg(test)]
 mod roundtrip_tests;

@@ -24,7 +24,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use memchr::{memchr2, memchr3};
 
-use super::parse::NameHasher;
+use super::scan::NameHasher;
 use super::RenderOptions;
 use crate::model::{Family, MetricType, Series};
 
