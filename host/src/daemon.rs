@@ -339,7 +339,10 @@ pub async fn run(
     }
     events.send(lifecycle::Event::Shutdown);
     drop(events);
-    if tokio::time::timeout(Duration::from_secs(10), events_task).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), events_task)
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown: the lifecycle event could not be sent in time");
     }
     tracing::info!("promrelay stopped");

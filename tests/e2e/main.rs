@@ -6,6 +6,7 @@
 mod demo;
 mod filters;
 mod harness;
+mod management;
 mod pipeline;
 mod receiver;
 mod security;

@@ -299,3 +299,64 @@ fn a_key_of_another_certificate_and_an_expired_certificate_fail_at_start() {
         assert!(log.contains(&expected), "{expected:?} not in:\n{log}");
     }
 }
+
+/// Inserts `yaml` (indented by two) into both stream sections.
+fn into_both_streams(config: &RelayConfig, yaml: &str) -> String {
+    let text = into_section(&config.to_yaml(), "poller_stream", yaml);
+    into_section(&text, "receiver_stream", yaml)
+}
+
+#[test]
+fn user_password_token_and_nkey_credentials_relay_end_to_end() {
+    let user = nkeys::KeyPair::new_user();
+    let seed_dir = tempfile::tempdir().expect("temp dir");
+    let seed_file = seed_dir.path().join("relay.nk");
+    std::fs::write(&seed_file, user.seed().expect("user seed")).expect("write the seed");
+    let cases = [
+        (
+            "authorization {\n  user: relay\n  password: \"pw with spaces\"\n}\n".to_string(),
+            "  user: relay\n  password: \"pw with spaces\"\n".to_string(),
+        ),
+        (
+            "authorization {\n  token: \"t0ken\"\n}\n".to_string(),
+            "  token: \"t0ken\"\n".to_string(),
+        ),
+        (
+            format!(
+                "authorization {{\n  users: [ {{ nkey: {} }} ]\n}}\n",
+                user.public_key()
+            ),
+            format!("  nkey: {:?}\n", seed_file.display().to_string()),
+        ),
+    ];
+    for (server, client) in cases {
+        let nats = NatsServer::start_with_config(&server);
+        let pushgateway = Pushgateway::start();
+        let target = TargetServer::start(Behaviour::Fixed(SMALL_BODY.into()));
+        let yaml = into_both_streams(&pipeline(&nats, &pushgateway, &target), &client);
+        let mut relay = Relay::start(&yaml);
+        wait_relayed(&pushgateway, &mut relay);
+        assert!(
+            !relay.log().contains("t0ken") && !relay.log().contains("pw with spaces"),
+            "a secret in the log:\n{}",
+            relay.log()
+        );
+    }
+}
+
+#[test]
+fn a_wrong_password_fails_at_start_naming_the_user() {
+    let nats =
+        NatsServer::start_with_config("authorization {\n  user: relay\n  password: right\n}\n");
+    let pushgateway = Pushgateway::start();
+    let target = TargetServer::start(Behaviour::Fixed(SMALL_BODY.into()));
+    let yaml = into_both_streams(
+        &pipeline(&nats, &pushgateway, &target),
+        "  user: relay\n  password: Xyzzy42\n",
+    );
+    let mut relay = Relay::start(&yaml);
+    let log = wait_failed(&mut relay);
+    let expected = "the server refused the credentials (user \"relay\" with a password)";
+    assert!(log.contains(expected), "{expected:?} not in:\n{log}");
+    assert!(!log.contains("Xyzzy42"), "the password in the log:\n{log}");
+}

@@ -1,0 +1,226 @@
+//! Pausing a site (issue 4's circuit breaker over HTTP) and Choria lifecycle events, end to end:
+//! a relay with a monitor port and `management.token`, a real nats-server on which the test
+//! watches the published scrapes and the lifecycle events, and a Pushgateway.
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use promrelay_tests::target::SMALL_BODY;
+use promrelay_tests::{
+    free_port, poll_until, relay_binary, Behaviour, NatsServer, Pushgateway, Relay, RelayConfig,
+    TargetServer,
+};
+
+const ARRIVAL: Duration = Duration::from_secs(90);
+const TOKEN: &str = "s3cret-token";
+
+/// Every message seen on the watched subjects: (subject, payload).
+type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// Subscribes to `subjects` on `url` in a background runtime and records every message.
+fn watch(url: &str, subjects: &[&str]) -> (tokio::runtime::Runtime, Seen) {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime for the NATS watcher");
+    let seen: Seen = Arc::default();
+    let client = runtime
+        .block_on(async_nats::connect(url))
+        .expect("connect the watcher");
+    for subject in subjects {
+        let mut subscriber = runtime
+            .block_on(client.subscribe(subject.to_string()))
+            .expect("subscribe");
+        let seen = seen.clone();
+        runtime.spawn(async move {
+            while let Some(message) = subscriber.next().await {
+                seen.lock()
+                    .expect("not poisoned")
+                    .push((message.subject.to_string(), message.payload.to_vec()));
+            }
+        });
+    }
+    runtime
+        .block_on(client.flush())
+        .expect("the subscriptions reach the server");
+    // Keep the client alive as long as the runtime.
+    runtime.spawn(async move {
+        let _client = client;
+        std::future::pending::<()>().await
+    });
+    (runtime, seen)
+}
+
+fn count(seen: &Seen, subject: &str) -> usize {
+    seen.lock()
+        .expect("not poisoned")
+        .iter()
+        .filter(|(s, _)| s == subject)
+        .count()
+}
+
+/// The lifecycle events seen so far, as JSON.
+fn events(seen: &Seen) -> Vec<serde_json::Value> {
+    seen.lock()
+        .expect("not poisoned")
+        .iter()
+        .filter(|(subject, _)| subject.starts_with("choria.lifecycle.event."))
+        .map(|(subject, payload)| {
+            let mut body: serde_json::Value =
+                serde_json::from_slice(payload).expect("a lifecycle event is JSON");
+            body["subject"] = serde_json::json!(subject);
+            body
+        })
+        .collect()
+}
+
+fn wait_event(seen: &Seen, kind: &str) -> serde_json::Value {
+    poll_until(ARRIVAL, &format!("a {kind} lifecycle event"), || {
+        events(seen)
+            .into_iter()
+            .find(|event| event["protocol"] == format!("choria:lifecycle:{kind}:1"))
+    })
+}
+
+fn post(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let client = reqwest::blocking::Client::new();
+    let mut request = client.post(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let answer = request.send().expect("the monitor port answers");
+    let status = answer.status().as_u16();
+    let body = answer.json().unwrap_or(serde_json::Value::Null);
+    (status, body)
+}
+
+/// `promrelay <action> --identity <identity> --config <relay's config>`: (success, stdout+stderr).
+fn operator(relay: &Relay, action: &str, identity: &str) -> (bool, String) {
+    let output = Command::new(relay_binary())
+        .args([action, "--identity", identity, "--config"])
+        .arg(relay.config_path())
+        .output()
+        .expect("run the promrelay operator command");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+fn paused_gauge(relay: &Relay) -> Option<f64> {
+    let text = relay.metrics_text().ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("promrelay_paused "))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+#[test]
+fn pause_stops_publishing_all_but_the_self_job_and_resume_continues() {
+    let nats = NatsServer::start();
+    let pushgateway = Pushgateway::start();
+    let target = TargetServer::start(Behaviour::Fixed(SMALL_BODY.into()));
+    let (_runtime, seen) = watch(
+        &nats.url(),
+        &["prometheus.site1.>", "choria.lifecycle.event.>"],
+    );
+    let config = RelayConfig::pipeline(&nats.url(), &pushgateway.url())
+        .job("app", &[("app1", &target.url())])
+        .monitor_port(free_port())
+        .extra(&format!("management:\n  token: {TOKEN}\n"));
+    let mut relay = Relay::start_config(&config);
+    relay.wait_healthy();
+
+    let startup = wait_event(&seen, "startup");
+    assert_eq!(
+        startup["subject"],
+        "choria.lifecycle.event.startup.promrelay"
+    );
+    assert_eq!(startup["identity"], "site1");
+    assert_eq!(startup["component"], "promrelay");
+    assert!(startup["timestamp"]
+        .as_u64()
+        .is_some_and(|t| t > 1_600_000_000));
+    assert!(startup["version"].is_string());
+    poll_until(ARRIVAL, "app scrapes on NATS", || {
+        (count(&seen, "prometheus.site1.app") > 0).then_some(())
+    });
+
+    // Without the token, or with a wrong one, nothing changes.
+    let monitor = relay.monitor_url();
+    let (status, _) = post(&format!("{monitor}/api/v1/pause"), None);
+    assert_eq!(status, 401);
+    let (status, _) = post(&format!("{monitor}/api/v1/pause"), Some("wrong"));
+    assert_eq!(status, 403);
+    let (ok, text) = operator(&relay, "info", "site1");
+    assert!(ok, "{text}");
+    let info: serde_json::Value = serde_json::from_str(text.trim()).expect("info prints JSON");
+    assert_eq!(info["paused"], false, "{text}");
+    let (ok, text) = operator(&relay, "pause", "another-site");
+    assert!(!ok, "pause for another identity must fail: {text}");
+
+    // Pause with the operator command.
+    let (ok, text) = operator(&relay, "pause", "site1");
+    assert!(ok, "{text}");
+    let answer: serde_json::Value = serde_json::from_str(text.trim()).expect("pause prints JSON");
+    assert_eq!(answer["paused"], true);
+    assert_eq!(answer["identity"], "site1");
+    poll_until(ARRIVAL, "promrelay_paused 1", || {
+        (paused_gauge(&relay) == Some(1.0)).then_some(())
+    });
+    wait_event(&seen, "paused");
+    // A scrape already in flight may still be published: wait two self-job scrapes, then
+    // count; three more self-job scrapes later no app scrape may have been added.
+    let self_now = count(&seen, "prometheus.site1.promrelay");
+    poll_until(ARRIVAL, "two self-job scrapes while paused", || {
+        (count(&seen, "prometheus.site1.promrelay") >= self_now + 2).then_some(())
+    });
+    let app_paused = count(&seen, "prometheus.site1.app");
+    let self_now = count(&seen, "prometheus.site1.promrelay");
+    poll_until(ARRIVAL, "three more self-job scrapes while paused", || {
+        (count(&seen, "prometheus.site1.promrelay") >= self_now + 3).then_some(())
+    });
+    assert_eq!(
+        count(&seen, "prometheus.site1.app"),
+        app_paused,
+        "app scrapes were published while paused"
+    );
+
+    // Resume over HTTP with the token: publishing continues and reaches the Pushgateway.
+    let (status, answer) = post(&format!("{monitor}/api/v1/resume"), Some(TOKEN));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["paused"], false);
+    assert_eq!(answer["identity"], "site1");
+    poll_until(ARRIVAL, "promrelay_paused 0", || {
+        (paused_gauge(&relay) == Some(0.0)).then_some(())
+    });
+    wait_event(&seen, "resumed");
+    poll_until(ARRIVAL, "app scrapes on NATS after resume", || {
+        (count(&seen, "prometheus.site1.app") > app_paused).then_some(())
+    });
+    let pushed_before = push_time(&pushgateway);
+    poll_until(ARRIVAL, "a newer app push after resume", || {
+        (push_time(&pushgateway) > pushed_before).then_some(())
+    });
+
+    // Flip twice, then a reload and a shutdown each send their event.
+    let (_, answer) = post(&format!("{monitor}/api/v1/flip"), Some(TOKEN));
+    assert_eq!(answer["paused"], true);
+    let (_, answer) = post(&format!("{monitor}/api/v1/flip"), Some(TOKEN));
+    assert_eq!(answer["paused"], false);
+    relay.sighup();
+    let reload = wait_event(&seen, "reload");
+    assert_eq!(reload["result"], "success", "{reload}");
+    assert!(relay.sigterm().success());
+    wait_event(&seen, "shutdown");
+}
+
+/// The newest `push_time_seconds` of the app group, 0 when none.
+fn push_time(pushgateway: &Pushgateway) -> f64 {
+    pushgateway
+        .series_for("app")
+        .into_iter()
+        .filter(|sample| sample.name == "push_time_seconds")
+        .map(|sample| sample.value)
+        .fold(0.0, f64::max)
+}
