@@ -301,15 +301,15 @@ fn a_pushgateway_outage_loses_no_scrape_younger_than_max_age() {
 fn a_refused_or_undecodable_scrape_is_acked_counted_and_does_not_block_the_stream() {
     let pushgateway = Pushgateway::start();
     let mut rig = Rig::new();
-    // Two identical series: the Pushgateway answers 400 (duplicate series).
-    let mut refused = scrape("dup", now_ms(), 1.0);
-    let mut twin = refused.families[0].series[0].clone();
-    twin.labels
-        .retain(|label| label.name != "instance" && label.name != "job");
-    refused.families[0].series = vec![twin.clone(), twin];
+    rig.start(rig.settings(vec![Rig::pushgateway_sink(&pushgateway)]));
+    rig.publish(&scrape("first", now_ms(), 1.0));
+    wait_for_value(&pushgateway, "first", 1.0);
+    // The same metric name as another group's gauge, typed counter: the Pushgateway answers 400
+    // (its metrics must stay consistent across groups).
+    let mut refused = scrape("conflict", now_ms(), 2.0);
+    refused.families[0].kind = MetricType::Counter;
     rig.publish(&refused);
     rig.publish_raw(&format!("{TOPIC}.garbage.node"), b"\x00 not a scrape");
-    rig.start(rig.settings(vec![Rig::pushgateway_sink(&pushgateway)]));
 
     poll_until(WAIT, "the refused scrape to be counted", || {
         (rig.stat(MessageOutcome::Rejected) == 1).then_some(())
@@ -322,7 +322,7 @@ fn a_refused_or_undecodable_scrape_is_acked_counted_and_does_not_block_the_strea
     poll_until(WAIT, "every message acked", || {
         (rig.consumer_pending() == Some((0, 0))).then_some(())
     });
-    assert!(pushed(&pushgateway, "dup").is_none());
+    assert!(pushed(&pushgateway, "conflict").is_none());
     rig.stop();
 }
 

@@ -4,6 +4,7 @@
 //! nak'ed with a delay and comes back.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_nats::jetstream::{self, AckKind};
@@ -98,13 +99,28 @@ impl SinkHealth {
 }
 
 /// Pushes one scrape into every sink at once and acks or naks its message.
+///
+/// `sink_failed` is shared by the deliveries of one batch: once a sink asked for a retry, the
+/// remaining scrapes of the batch are nak'ed without a push, so an unreachable sink costs one
+/// round of timeouts per batch, not one per scrape (which could outlast `ack_wait`).
 pub(super) async fn deliver(
     sinks: &[Sink],
     message: jetstream::Message,
     scrape: Scrape,
     nak_delay: Duration,
     stats: &Stats,
+    sink_failed: &AtomicBool,
 ) -> Delivery {
+    if sink_failed.load(Ordering::Relaxed) {
+        nak(&message, nak_delay).await;
+        stats.record(MessageOutcome::Retried, &scrape.meta.job);
+        return Delivery {
+            key: GroupKey::of(&scrape.meta),
+            time_ms: scrape.meta.time_ms,
+            outcome: MessageOutcome::Retried,
+            answers: Vec::new(),
+        };
+    }
     let answers = futures::future::join_all(sinks.iter().map(|sink| {
         let scrape = &scrape;
         async move {
@@ -119,9 +135,8 @@ pub(super) async fn deliver(
         .iter()
         .any(|(_, answer)| matches!(answer, Outcome::Retry(_)))
     {
-        if let Err(error) = message.ack_with(AckKind::Nak(Some(nak_delay))).await {
-            tracing::debug!(%error, "nak failed; the message is redelivered after ack_wait");
-        }
+        sink_failed.store(true, Ordering::Relaxed);
+        nak(&message, nak_delay).await;
         MessageOutcome::Retried
     } else {
         ack(&message).await;
@@ -142,6 +157,12 @@ pub(super) async fn deliver(
         time_ms: scrape.meta.time_ms,
         outcome,
         answers,
+    }
+}
+
+async fn nak(message: &jetstream::Message, delay: Duration) {
+    if let Err(error) = message.ack_with(AckKind::Nak(Some(delay))).await {
+        tracing::debug!(%error, "nak failed; the message is redelivered after ack_wait");
     }
 }
 

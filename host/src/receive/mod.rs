@@ -433,8 +433,11 @@ impl Receiver {
         let drain_timeout = self.settings.drain_timeout;
         let deliveries = {
             let sinks = &self.settings.sinks;
+            let sink_failed = std::sync::atomic::AtomicBool::new(false);
             let deliveries = futures::stream::iter(to_push)
-                .map(|(message, scrape)| deliver(sinks, message, scrape, nak_delay, &stats))
+                .map(|(message, scrape)| {
+                    deliver(sinks, message, scrape, nak_delay, &stats, &sink_failed)
+                })
                 .buffer_unordered(self.settings.concurrency.max(1))
                 .collect::<Vec<Delivery>>();
             tokio::pin!(deliveries);
