@@ -12,6 +12,9 @@ use promrelay::config::LogLevel;
 use promrelay::daemon::{self, Mode};
 use tokio_util::sync::CancellationToken;
 
+/// Where the config is read from when no `--config` is given.
+const DEFAULT_CONFIG: &str = "/etc/promrelay/promrelay.yaml";
+
 #[derive(Parser)]
 #[command(
     name = "promrelay",
@@ -20,9 +23,9 @@ use tokio_util::sync::CancellationToken;
     JetStream, through WebAssembly filters"
 )]
 struct Cli {
-    /// The YAML config file.
-    #[arg(long, global = true, default_value = "/etc/promrelay/promrelay.yaml")]
-    config: PathBuf,
+    /// The YAML config file (also accepted after the command).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Write the process ID to this file while running.
     #[arg(long, global = true)]
     pid: Option<PathBuf>,
@@ -36,13 +39,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the poller, the receiver or both, by which sections the config has.
-    Run,
+    Run(ConfigArg),
     /// Run only the poller (scrape, filter, publish).
-    Poller,
+    Poller(ConfigArg),
     /// Run only the receiver (consume, push).
-    Receiver,
+    Receiver(ConfigArg),
     /// Check the config: print every problem, exit non-zero if there is one.
-    CheckConfig,
+    CheckConfig(ConfigArg),
     /// Pause publishing of the relay running with this config (its monitor port).
     Pause(Manage),
     /// Resume publishing of the relay running with this config.
@@ -54,9 +57,19 @@ enum Command {
     Filter(promrelay::filter::cli::FilterCommand),
 }
 
+/// `--config F` after the command, as the original accepted it.
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// The YAML config file.
+    #[arg(long = "config", value_name = "CONFIG")]
+    config: Option<PathBuf>,
+}
+
 /// Options of the management commands.
 #[derive(clap::Args)]
 struct Manage {
+    #[command(flatten)]
+    config: ConfigArg,
     /// Act only if the relay has this identity.
     #[arg(long)]
     identity: Option<String>,
@@ -76,22 +89,34 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     // async-nats uses ring, reqwest aws-lc-rs: TLS panics unless one provider is chosen.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mode = match cli.command {
-        Command::CheckConfig => return check_config(&cli.config),
-        Command::Filter(command) => {
-            let level = if cli.debug { LogLevel::Debug } else { LogLevel::Warn };
-            init_logging(level, None)?;
-            promrelay::filter::cli::run(command)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        Command::Pause(manage) => return management(&cli.config, "pause", manage),
-        Command::Resume(manage) => return management(&cli.config, "resume", manage),
-        Command::Info(manage) => return management(&cli.config, "info", manage),
-        Command::Run => Mode::Auto,
-        Command::Poller => Mode::Poller,
-        Command::Receiver => Mode::Receiver,
+    let default = PathBuf::from(DEFAULT_CONFIG);
+    let pick = |arg: &ConfigArg| {
+        arg.config
+            .clone()
+            .or_else(|| cli.config.clone())
+            .unwrap_or_else(|| default.clone())
     };
-    let config = daemon::load_config(&cli.config)?;
+    let (mode, config_path) = match &cli.command {
+        Command::CheckConfig(arg) => return check_config(&pick(arg)),
+        Command::Pause(manage) => return management(&pick(&manage.config), "pause", manage),
+        Command::Resume(manage) => return management(&pick(&manage.config), "resume", manage),
+        Command::Info(manage) => return management(&pick(&manage.config), "info", manage),
+        Command::Run(arg) => (Mode::Auto, pick(arg)),
+        Command::Poller(arg) => (Mode::Poller, pick(arg)),
+        Command::Receiver(arg) => (Mode::Receiver, pick(arg)),
+        Command::Filter(_) => (Mode::Auto, default.clone()),
+    };
+    if let Command::Filter(command) = cli.command {
+        let level = if cli.debug {
+            LogLevel::Debug
+        } else {
+            LogLevel::Warn
+        };
+        init_logging(level, None)?;
+        promrelay::filter::cli::run(command)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = daemon::load_config(&config_path)?;
     let level = if cli.debug {
         LogLevel::Debug
     } else {
@@ -101,7 +126,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     let _pid = cli.pid.map(PidFile::create).transpose()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(daemon::run(
-        cli.config,
+        config_path,
         config,
         mode,
         CancellationToken::new(),
@@ -110,7 +135,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// `pause`, `resume`, `info`: ask the running relay over its monitor port, print its answer.
-fn management(path: &Path, action: &str, manage: Manage) -> anyhow::Result<ExitCode> {
+fn management(path: &Path, action: &str, manage: &Manage) -> anyhow::Result<ExitCode> {
     let config = daemon::load_config(path)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let answer = runtime.block_on(promrelay::admin::request(
@@ -125,7 +150,7 @@ fn management(path: &Path, action: &str, manage: Manage) -> anyhow::Result<ExitC
 fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     match promrelay::config::load(path) {
         Ok(config) => {
-            for problem in config.unsupported() {
+            for problem in config.unsupported().iter().chain(config.warnings().iter()) {
                 println!("warning: {problem}");
             }
             println!(

@@ -93,7 +93,7 @@ pub(super) fn build(root: Option<&Node>, base: Option<&Path>) -> Result<Config, 
         Some(node) => cx
             .problems
             .nonempty("identity", node)
-            .filter(|identity| match values::check_subject_token(identity) {
+            .filter(|identity| match values::check_name(identity) {
                 Ok(()) => true,
                 Err(reason) => {
                     cx.problems.at("identity", node, reason);
@@ -212,13 +212,13 @@ pub(super) fn build(root: Option<&Node>, base: Option<&Path>) -> Result<Config, 
     }
 }
 
-/// The host name made into a valid subject token.
+/// The host name, as the original defaulted it.
 fn default_identity() -> String {
-    let host = hostname::get()
+    hostname::get()
         .ok()
         .and_then(|name| name.into_string().ok())
-        .unwrap_or_default();
-    values::subject_token_from(&host)
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 fn positive_bytes(problems: &mut Problems, key: &str, node: &Node) -> Option<u64> {
@@ -298,7 +298,7 @@ fn jobs(
             continue;
         };
         let key = format!("jobs.{name}");
-        if let Err(reason) = values::check_subject_token(&name) {
+        if let Err(reason) = values::check_name(&name) {
             cx.problems
                 .at(&key, name_node, format!("job name {reason}"));
         }

@@ -114,6 +114,19 @@ pub fn check_subject_token(token: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks an identity or job name. Any printable text works: in a subject it travels as
+/// `wire::subject_token` makes it (`.`, `*`, `>` and spaces become `_`), and exactly in the
+/// message headers. An FQDN identity (the Puppet certificate name) stays as it is.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    if let Some(bad) = name.chars().find(|c| c.is_control()) {
+        return Err(format!("{name:?} contains the control character {bad:?}"));
+    }
+    Ok(())
+}
+
 /// Checks a subject prefix: one or more valid tokens joined by `.`.
 pub fn check_subject_prefix(prefix: &str) -> Result<(), String> {
     if prefix.is_empty() {
@@ -129,25 +142,6 @@ pub fn check_subject_prefix(prefix: &str) -> Result<(), String> {
             .map_err(|reason| format!("{prefix:?} is not a valid subject prefix: {reason}"))?;
     }
     Ok(())
-}
-
-/// Turns a host name into a valid subject token by replacing what is not allowed with `_`.
-pub fn subject_token_from(name: &str) -> String {
-    let token: String = name
-        .chars()
-        .map(|c| {
-            if c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>') {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    if token.is_empty() {
-        "promrelay".to_string()
-    } else {
-        token
-    }
 }
 
 /// Levenshtein distance, for "did you mean" suggestions on unknown keys.

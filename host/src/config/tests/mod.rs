@@ -116,7 +116,7 @@ fn base_config_loads_with_defaults() {
     assert_eq!(config.log.level, LogLevel::Warn);
     assert_eq!(config.log.file, None);
     assert!(!config.identity.is_empty());
-    assert!(values::check_subject_token(&config.identity).is_ok());
+    assert!(values::check_name(&config.identity).is_ok());
     assert_eq!(config.max_age, None);
     assert_eq!(config.monitor_port, None);
     let poller = config.poller_stream.as_ref().expect("poller_stream");
