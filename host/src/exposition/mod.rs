@@ -9,10 +9,16 @@
 //! [`parse`] never returns half a scrape. Every `Series` it returns has its labels sorted by name,
 //! without `__name__` and without duplicates (the `model` invariant).
 //!
-//! This module owns the text syntax only. It never adds or drops series by policy (target labels,
-//! relabelling and de-duplication belong to `scrape` and `filter`), and it does no I/O.
+//! This module owns the text syntax only. It never adds or drops series by policy (target labels
+//! and relabelling belong to `scrape` and `filter`), and it does no I/O. The one exception:
+//! [`render`] writes a series repeated with the same name and labels once (the first), because the
+//! Pushgateway answers 400 to a whole push that holds a duplicate.
 //!
 //! Choices made where the format leaves room (each has a test in `tests.rs`):
+//! - Rendering maps OpenMetrics-only shapes to what 0.0.4 understands (see `render.rs`): `foo` +
+//!   `foo_total` becomes `# TYPE foo_total counter`, `_created`/`_gsum`/`_gcount` become gauges,
+//!   info and stateset become gauges, gauge-histogram buckets become untyped. Untyped families get
+//!   HELP but no TYPE line.
 //! - Lines may end in `\n` or `\r\n`; the `\r` is dropped. Render always writes `\n`.
 //! - `__name__` inside braces is an error (`label name "__name__" is reserved`), as in Prometheus'
 //!   Go text parser: the metric name is only ever the token before the braces.

@@ -261,6 +261,15 @@ pub(super) fn write_value(out: &mut Vec<u8>, value: f64) {
 /// Hot path: `\` → `\\`, `"` → `\"`, newline → `\n`.
 fn write_escaped_label_value(out: &mut Vec<u8>, value: &str) {
     let mut rest = value.as_bytes();
+    // Most values are short and clean: a plain scan beats memchr3's per-call set-up there.
+    if rest.len() <= 32
+        && !rest
+            .iter()
+            .any(|&byte| matches!(byte, b'\\' | b'"' | b'\n'))
+    {
+        out.extend_from_slice(rest);
+        return;
+    }
     while let Some(offset) = memchr3(b'\\', b'"', b'\n', rest) {
         out.extend_from_slice(&rest[..offset]);
         out.extend_from_slice(match rest[offset] {
