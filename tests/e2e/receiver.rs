@@ -457,3 +457,35 @@ fn base64_standard(bytes: &[u8]) -> String {
     }
     out
 }
+
+#[test]
+fn an_existing_stream_with_other_subjects_or_storage_is_refused_naming_the_difference() {
+    let rig = Rig::new();
+    // Same name as the rig's stream (subjects `prometheus.>`, file storage), other topic.
+    let other_topic = StreamSettings::new(STREAM, "metrics");
+    let error = rig
+        .runtime
+        .block_on(wire::ensure_stream(&rig.js, &other_topic))
+        .expect_err("a stream without metrics.> is refused");
+    let text = format!("{error:#}");
+    assert!(
+        text.contains("metrics.>") && text.contains("prometheus.>"),
+        "{text}"
+    );
+
+    let mut in_memory = StreamSettings::new(STREAM, TOPIC);
+    in_memory.storage = async_nats::jetstream::stream::StorageType::Memory;
+    let error = rig
+        .runtime
+        .block_on(wire::ensure_stream(&rig.js, &in_memory))
+        .expect_err("another storage is refused");
+    assert!(format!("{error:#}").contains("storage"), "{error:#}");
+
+    // The matching definition is accepted as it is.
+    rig.runtime
+        .block_on(wire::ensure_stream(
+            &rig.js,
+            &StreamSettings::new(STREAM, TOPIC),
+        ))
+        .expect("the same settings are accepted");
+}
