@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer};
+use async_nats::jetstream::{self, consumer, AckKind};
 use futures::StreamExt as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -299,6 +299,15 @@ impl Receiver {
                 fetched = self.fetch(consumer) => fetched?,
             };
             if messages.is_empty() {
+                continue;
+            }
+            if *self.paused.borrow() {
+                // Paused while the batch was filling: hand it back untouched, ready for the resume.
+                for message in &messages {
+                    if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
+                        tracing::debug!(%error, "nak failed; the message is redelivered after ack_wait");
+                    }
+                }
                 continue;
             }
             let retry = self.handle(messages, shutdown).await;
