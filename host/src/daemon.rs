@@ -183,6 +183,18 @@ pub async fn run(
             .with_context(|| config_path.display().to_string())?;
         nats::configure("receiver", security);
     }
+    for warning in config.warnings() {
+        tracing::warn!("{}: {warning}", config_path.display());
+    }
+    if let Some(management) = config.management.as_ref() {
+        let security = nats::Security::load(
+            "management",
+            management.tls.as_ref(),
+            &config::NatsAuth::None,
+        )
+        .with_context(|| config_path.display().to_string())?;
+        nats::configure("management", security);
+    }
     LazyLock::force(&METRICS);
     let component = match (run_poller, run_receiver) {
         (true, true) => "relay",
@@ -225,6 +237,22 @@ pub async fn run(
         };
         let stop = pipeline_stop.clone();
         tasks.spawn(async move { ("monitor port", admin::serve(port, state, stop).await) });
+    }
+
+    if let Some(management) = config
+        .management
+        .clone()
+        .filter(|management| !management.brokers.is_empty())
+    {
+        let identity = config.identity.clone();
+        let paused = paused_tx.clone();
+        let stop = pipeline_stop.clone();
+        tasks.spawn(async move {
+            (
+                "management",
+                crate::management::serve(management, identity, paused, stop).await,
+            )
+        });
     }
 
     let mut poller = None;

@@ -12,6 +12,7 @@ pub mod filter;
 pub mod nats;
 pub mod tls;
 pub mod lifecycle;
+pub mod management;
 pub mod wire;
 pub mod publish;
 pub mod receive;

@@ -224,3 +224,70 @@ fn push_time(pushgateway: &Pushgateway) -> f64 {
         .map(|sample| sample.value)
         .fold(0.0, f64::max)
 }
+
+/// Sends a signed management request over NATS and returns the JSON answer.
+fn nats_request(url: &str, subject: &str, seed: &str) -> serde_json::Value {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.expect("connect");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        let body = promrelay::management::signed_request(subject, seed, now).expect("sign");
+        let answer = tokio::time::timeout(
+            Duration::from_secs(30),
+            client.request(subject.to_string(), body.into()),
+        )
+        .await
+        .expect("an answer in time")
+        .expect("an answer");
+        serde_json::from_slice(&answer.payload).expect("the answer is JSON")
+    })
+}
+
+#[test]
+fn management_over_nats_lets_full_callers_pause_and_refuses_read_only_ones() {
+    let nats = NatsServer::start();
+    let pushgateway = Pushgateway::start();
+    let target = TargetServer::start(Behaviour::Fixed(SMALL_BODY.into()));
+    let admin = nkeys::KeyPair::new_user();
+    let viewer = nkeys::KeyPair::new_user();
+    let config = RelayConfig::pipeline(&nats.url(), &pushgateway.url())
+        .job("app", &[("app1", &target.url())])
+        .monitor_port(free_port())
+        .extra(&format!(
+            "management:\n  brokers: {}\n  auth:\n    full: ['^{}$']\n    read_only: ['^{}$']\n",
+            nats.url(),
+            admin.public_key(),
+            viewer.public_key()
+        ));
+    let mut relay = Relay::start_config(&config);
+    relay.wait_healthy();
+    let admin_seed = admin.seed().expect("seed");
+    let viewer_seed = viewer.seed().expect("seed");
+    // The subscription is made shortly after start: retry the first request until answered.
+    let info = poll_until(ARRIVAL, "an answer to info over NATS", || {
+        std::panic::catch_unwind(|| {
+            nats_request(&nats.url(), "promrelay.mgmt.site1.info", &viewer_seed)
+        })
+        .ok()
+    });
+    assert_eq!(info["paused"], false, "{info}");
+    assert_eq!(info["identity"], "site1", "{info}");
+
+    let refused = nats_request(&nats.url(), "promrelay.mgmt.site1.pause", &viewer_seed);
+    assert!(refused["error"].is_string(), "{refused}");
+    assert_eq!(paused_gauge(&relay), Some(0.0));
+
+    let paused = nats_request(&nats.url(), "promrelay.mgmt.site1.pause", &admin_seed);
+    assert_eq!(paused["paused"], true, "{paused}");
+    poll_until(ARRIVAL, "promrelay_paused 1", || {
+        (paused_gauge(&relay) == Some(1.0)).then_some(())
+    });
+    let resumed = nats_request(&nats.url(), "promrelay.mgmt.site1.resume", &admin_seed);
+    assert_eq!(resumed["paused"], false, "{resumed}");
+    poll_until(ARRIVAL, "promrelay_paused 0", || {
+        (paused_gauge(&relay) == Some(0.0)).then_some(())
+    });
+}

@@ -166,25 +166,10 @@ impl Config {
     }
 
     /// Settings that are parsed and valid but not implemented yet. The daemon refuses to start
-    /// with any of them; `check-config` prints them as warnings.
+    /// with any of them; `check-config` prints them as warnings. Empty since `tls` and
+    /// `management` were implemented; kept for settings added before their implementation.
     pub fn unsupported(&self) -> Vec<Problem> {
-        let mut problems = Vec::new();
-        let mut add = |key: &str| {
-            problems.push(Problem {
-                key: key.to_string(),
-                line: None,
-                message: "not supported yet".to_string(),
-            })
-        };
-        // The HTTP actions on the monitor port work; management over NATS does not yet.
-        if self
-            .management
-            .as_ref()
-            .is_some_and(|management| !management.brokers.is_empty())
-        {
-            add("management.brokers");
-        }
-        problems
+        Vec::new()
     }
 
     /// Valid but probably unintended settings, for `check-config` and a log line at start: a
