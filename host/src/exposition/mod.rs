@@ -26,7 +26,9 @@
 //!   accepts `\\` and `\n`; any other backslash is kept literally (it renders back as `\\`).
 //! - All NaNs parse to the one canonical `f64::NAN`: the text format cannot carry NaN payloads (the
 //!   staleness marker survives only in the binary wire format).
-//! - Timestamps are integer milliseconds (an OpenMetrics float-seconds timestamp is rejected).
+//! - Timestamps are integer milliseconds (an OpenMetrics float-seconds timestamp is rejected, and
+//!   so is an OpenMetrics exemplar ` # {..} v` after the value: the poller asks for text 0.0.4).
+//! - `# HELP name` without text gives an empty help; a bare `# HELP` or `# TYPE` is a comment.
 //! - A `# HELP`/`# TYPE` for a name that never gets a sample is dropped, as Prometheus does.
 //! - Samples of one family need not be contiguous; they are gathered into the family by name.
 //!   Histogram/summary children (`_bucket`, `_sum`, `_count`, `_created`), OpenMetrics counter
