@@ -161,6 +161,7 @@ fn rejects_malformed_input_with_line_and_reason() {
         ("foo 1 abc\n", 1, "invalid timestamp \"abc\" for sample foo"),
         ("foo 1 1.5\n", 1, "invalid timestamp \"1.5\" for sample foo"),
         ("foo 1 2 3\n", 1, "unexpected text after the timestamp of sample foo"),
+        ("foo 1 # {trace=\"x\"} 1\n", 1, "invalid timestamp \"#\" for sample foo"),
         ("# TYPE foo bogus\n", 1, "unknown metric type \"bogus\" for foo"),
         ("# TYPE foo\n", 1, "missing type in TYPE line for foo"),
         ("# TYPE foo gauge extra\n", 1, "unexpected text after the type in TYPE line for foo"),
