@@ -70,9 +70,13 @@ struct ConfigArg {
 struct Manage {
     #[command(flatten)]
     config: ConfigArg,
-    /// Act only if the relay has this identity.
+    /// Act only if the relay has this identity (over NATS: the relay to address).
     #[arg(long)]
     identity: Option<String>,
+    /// Send over NATS to management.brokers, signed with this nkey user seed file, instead of
+    /// the local monitor port.
+    #[arg(long)]
+    seed: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -138,11 +142,13 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
 fn management(path: &Path, action: &str, manage: &Manage) -> anyhow::Result<ExitCode> {
     let config = daemon::load_config(path)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let answer = runtime.block_on(promrelay::admin::request(
-        &config,
-        action,
-        manage.identity.as_deref(),
-    ))?;
+    let identity = manage.identity.as_deref();
+    let answer = match &manage.seed {
+        Some(seed) => runtime.block_on(promrelay::management::request(
+            &config, action, identity, seed,
+        ))?,
+        None => runtime.block_on(promrelay::admin::request(&config, action, identity))?,
+    };
     println!("{answer}");
     Ok(ExitCode::SUCCESS)
 }

@@ -83,6 +83,54 @@ pub fn signed_request(subject: &str, seed: &str, timestamp: u64) -> anyhow::Resu
     Ok(serde_json::to_vec(&body).expect("a JSON value serialises"))
 }
 
+/// Operator side over NATS: sends a signed `action` for `identity` (default: the config's) to
+/// the brokers of `management` (with its TLS) and returns the JSON answer.
+pub async fn request(
+    config: &crate::config::Config,
+    action: &str,
+    identity: Option<&str>,
+    seed_file: &std::path::Path,
+) -> anyhow::Result<serde_json::Value> {
+    let management = config
+        .management
+        .as_ref()
+        .filter(|management| !management.brokers.is_empty())
+        .context("--seed sends over NATS: the config needs management.brokers")?;
+    let seed = std::fs::read_to_string(seed_file)
+        .with_context(|| format!("reading the nkey seed file {}", seed_file.display()))?;
+    let seed = seed
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("SU"))
+        .with_context(|| format!("no nkey user seed in {}", seed_file.display()))?;
+    let security = crate::nats::Security::load(
+        "management",
+        management.tls.as_ref(),
+        &crate::config::NatsAuth::None,
+    )?;
+    crate::nats::configure("management", security);
+    let identity = identity.unwrap_or(&config.identity);
+    let client = crate::nats::connect(&management.brokers, "management", "operator").await?;
+    let subject = format!("{SUBJECT_PREFIX}.{identity}.{action}");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let body = signed_request(&subject, seed, now)?;
+    let answer = tokio::time::timeout(
+        Duration::from_secs(15),
+        client.request(subject.clone(), body.into()),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("no answer on {subject} within 15 s"))?
+    .map_err(|e| anyhow::anyhow!("{subject}: {e}"))?;
+    let body: serde_json::Value = serde_json::from_slice(&answer.payload)
+        .with_context(|| format!("{subject}: the answer is not JSON"))?;
+    if let Some(error) = body["error"].as_str() {
+        anyhow::bail!("{action} refused by {identity}: {error}");
+    }
+    Ok(body)
+}
+
 /// The verified caller of a request, or why it is not accepted.
 fn verify(subject: &str, payload: &[u8], now: u64) -> Result<String, String> {
     let body: serde_json::Value =

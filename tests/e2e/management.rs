@@ -285,7 +285,21 @@ fn management_over_nats_lets_full_callers_pause_and_refuses_read_only_ones() {
     poll_until(ARRIVAL, "promrelay_paused 1", || {
         (paused_gauge(&relay) == Some(1.0)).then_some(())
     });
-    let resumed = nats_request(&nats.url(), "promrelay.mgmt.site1.resume", &admin_seed);
+    // The operator command over NATS, signed with the admin's seed file.
+    let seed_dir = tempfile::tempdir().expect("temp dir");
+    let seed_file = seed_dir.path().join("admin.nk");
+    std::fs::write(&seed_file, &admin_seed).expect("write the seed");
+    let output = Command::new(relay_binary())
+        .args(["resume", "--identity", "site1", "--seed"])
+        .arg(&seed_file)
+        .arg("--config")
+        .arg(relay.config_path())
+        .output()
+        .expect("run promrelay resume");
+    let text = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{text}");
+    let resumed: serde_json::Value = serde_json::from_str(text.trim()).expect("JSON answer");
     assert_eq!(resumed["paused"], false, "{resumed}");
     poll_until(ARRIVAL, "promrelay_paused 0", || {
         (paused_gauge(&relay) == Some(0.0)).then_some(())
