@@ -302,6 +302,27 @@ mod tests {
         assert_eq!(addrs.len(), 3);
     }
 
+    #[tokio::test]
+    async fn an_unreachable_server_is_not_an_error_at_start() {
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let url = format!("nats://127.0.0.1:{port}");
+        let client = tokio::time::timeout(
+            Duration::from_secs(30),
+            connect(&[url], "unreachable-test", "site1"),
+        )
+        .await
+        .expect("connect returns without waiting for the server")
+        .expect("an unreachable server is retried in the background");
+        assert_ne!(
+            client.connection_state(),
+            async_nats::connection::State::Connected
+        );
+    }
+
     #[test]
     fn backoff_stays_within_the_jittered_schedule() {
         for attempt in 0..20 {
