@@ -206,6 +206,7 @@ cat >"$workdir/promrelay.yaml" <<YAML
 ---
 # The demo: one promrelay runs both halves. A site's poller and the central receiver would
 # normally be two processes in two places, sharing only the NATS stream.
+verbose: true
 identity: demo
 scrape_interval: 5s
 max_age: 80
