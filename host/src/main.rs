@@ -159,6 +159,14 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
             for problem in config.unsupported().iter().chain(config.warnings().iter()) {
                 println!("warning: {problem}");
             }
+            // The TLS files are read and checked as at start (missing, mismatched, expired).
+            let tls_problems = tls_problems(&config);
+            for problem in &tls_problems {
+                println!("{problem}");
+            }
+            if !tls_problems.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
             println!(
                 "{}: ok (poller: {}, receiver: {}, {} jobs, {} targets)",
                 path.display(),
@@ -174,6 +182,38 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Problems of the TLS files of every NATS connection, one line each.
+fn tls_problems(config: &promrelay::config::Config) -> Vec<String> {
+    let sections = [
+        (
+            "poller_stream",
+            config.poller_stream.as_ref().and_then(|s| s.tls.as_ref()),
+        ),
+        (
+            "receiver_stream",
+            config.receiver_stream.as_ref().and_then(|s| s.tls.as_ref()),
+        ),
+        (
+            "management",
+            config.management.as_ref().and_then(|m| m.tls.as_ref()),
+        ),
+    ];
+    let mut problems = Vec::new();
+    for (section, tls) in sections {
+        if let Some(tls) = tls {
+            match promrelay::tls::client_config(tls) {
+                Ok(loaded) => {
+                    if let Some(warning) = loaded.warning {
+                        println!("warning: {section}.tls: {warning}");
+                    }
+                }
+                Err(error) => problems.push(format!("{section}.tls: {error}")),
+            }
+        }
+    }
+    problems
 }
 
 /// Logs to stderr, or appended to `file`; `RUST_LOG` overrides the level.

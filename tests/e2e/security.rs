@@ -360,3 +360,31 @@ fn a_wrong_password_fails_at_start_naming_the_user() {
     assert!(log.contains(expected), "{expected:?} not in:\n{log}");
     assert!(!log.contains("Xyzzy42"), "the password in the log:\n{log}");
 }
+
+#[test]
+fn check_config_reports_a_missing_tls_file() {
+    let pki = Pki::new("site");
+    let client = pki.leaf("site1", false, false);
+    let missing = Leaf {
+        cert: pki.dir.path().join("no-such-cert.pem"),
+        key: client.key.clone(),
+    };
+    let config = RelayConfig::pipeline("nats://127.0.0.1:1", "http://127.0.0.1:1")
+        .job("app", &[("app1", "http://127.0.0.1:1/metrics")])
+        .extra(&manual_tls("", &pki.ca_path(), &missing));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("promrelay.yaml");
+    std::fs::write(&path, config.to_yaml()).expect("write the config");
+    let output = std::process::Command::new(promrelay_tests::relay_binary())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run check-config");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{text}");
+    let expected = format!(
+        "poller_stream.tls: certificate {}: cannot read",
+        missing.cert.display()
+    );
+    assert!(text.contains(&expected), "{expected:?} not in:\n{text}");
+}
