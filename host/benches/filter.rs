@@ -1,4 +1,5 @@
-//! Filter engine overhead: the poller's per-scrape work (parse → filter chain → render) with no
+//! Filter engine overhead: the poller's per-scrape work (parse → filter chain → wire encode, i.e.
+//! render + zstd) with no
 //! filter, with an identity filter answering PASS, and with one answering REPLACED with its
 //! input (the full decode path); on the captured node_exporter scrape and on a synthetic
 //! 100 000-series scrape. Then hot swap: `Chains::reload` to a changed module with a warm
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use promrelay::config::{FilterConfig, FilterLimits, OnError};
-use promrelay::exposition::{parse, render, RenderOptions};
+use promrelay::exposition::parse;
 use promrelay::filter::{ChainPlan, Chains, FilterEngine, FilterOutcome};
 use promrelay::model::{Scrape, ScrapeMeta};
 
@@ -73,8 +74,9 @@ fn chains(runtime: &tokio::runtime::Runtime, filters: Vec<FilterConfig>) -> Arc<
         .expect("bench filters load")
 }
 
-/// What the poller does to one scrape body before publishing it.
-fn pipeline(text: &[u8], chains: Option<&Chains>, out: &mut Vec<u8>) {
+/// What the poller does to one scrape body before publishing it: parse, filter, encode for the
+/// wire (render + zstd).
+fn pipeline(text: &[u8], chains: Option<&Chains>, _out: &mut Vec<u8>) -> usize {
     let families = parse(text).expect("bench input parses");
     let scrape = Scrape {
         meta: ScrapeMeta::default(),
@@ -87,8 +89,26 @@ fn pipeline(text: &[u8], chains: Option<&Chains>, out: &mut Vec<u8>) {
             other => panic!("bench filter failed: {other:?}"),
         },
     };
-    out.clear();
-    render(&scrape.families, &RenderOptions::default(), out);
+    let message = promrelay::wire::encode(&scrape, "bench").expect("wire encode");
+    message.payload.len()
+}
+
+/// Medians of `no_filter` and `filtered` runs alternated call by call, so that the load of a
+/// shared machine drifting during the run hits both sides alike; returns (base, filtered).
+fn interleaved(text: &[u8], chains: &Chains, rounds: usize) -> (Duration, Duration) {
+    let mut out = Vec::new();
+    let (mut base, mut filtered) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for _ in 0..rounds {
+        let started = std::time::Instant::now();
+        black_box(pipeline(text, None, &mut out));
+        base.push(started.elapsed());
+        let started = std::time::Instant::now();
+        black_box(pipeline(text, Some(chains), &mut out));
+        filtered.push(started.elapsed());
+    }
+    base.sort();
+    filtered.sort();
+    (base[rounds / 2], filtered[rounds / 2])
 }
 
 fn benchmarks(criterion: &mut Criterion) {
@@ -104,6 +124,8 @@ fn benchmarks(criterion: &mut Criterion) {
     eprintln!("identity filter: {}", identity_module.display());
     let identity = chains(&runtime, vec![filter("identity", identity_module)]);
     let copy = chains(&runtime, vec![filter("copy", repo("tests/wat/copy.wat"))]);
+    // A PASS filter that does not even read its input: the host's share of the cost.
+    let bare = chains(&runtime, vec![filter("bare", repo("tests/wat/pass.wat"))]);
 
     let node_exporter = std::fs::read(repo("tests/data/node_exporter.prom"))
         .expect("tests/data/node_exporter.prom is committed");
@@ -126,13 +148,30 @@ fn benchmarks(criterion: &mut Criterion) {
         let mut out = Vec::new();
         for (variant, chains) in [
             ("no_filter", None),
+            ("wat_pass_host_only", Some(&bare)),
             ("identity_pass", Some(&identity)),
             ("identity_replaced", Some(&copy)),
         ] {
-            group.bench_function(BenchmarkId::new("parse_chain_render", variant), |bench| {
+            group.bench_function(BenchmarkId::new("parse_chain_wire", variant), |bench| {
                 bench.iter(|| pipeline(black_box(text), chains.map(|c| &**c), &mut out))
             });
         }
+        let rounds = if input == "synthetic_100k" { 30 } else { 2000 };
+        for (variant, chains) in [("identity_pass", &identity), ("identity_replaced", &copy)] {
+            let (base, filtered) = interleaved(text, chains, rounds);
+            eprintln!(
+                "interleaved {input} {variant}: no filter {base:?}, filtered {filtered:?}, ratio {:.3}",
+                filtered.as_secs_f64() / base.as_secs_f64()
+            );
+        }
+        let scrape = Scrape {
+            meta: ScrapeMeta::default(),
+            families: parse(text).expect("parses"),
+        };
+        let mut batch = Vec::new();
+        group.bench_function("encode_only", |bench| {
+            bench.iter(|| promrelay::filter::codec::encode_into(black_box(&scrape), &mut batch))
+        });
         group.finish();
     }
 
