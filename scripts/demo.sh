@@ -211,6 +211,7 @@ identity: demo
 scrape_interval: 5s
 max_age: 80
 monitor_port: $monitor_port
+monitor_address: 127.0.0.1
 poller_stream:
   cluster_id: demo_stream
   urls: nats://127.0.0.1:$nats_port

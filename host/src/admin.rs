@@ -36,11 +36,11 @@ pub struct AdminState {
 
 /// Serves the monitor port until `shutdown`.
 pub async fn serve(
-    port: u16,
+    address: SocketAddr,
     state: AdminState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let address = SocketAddr::from(([0, 0, 0, 0], port));
+    let port = address.port();
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|e| anyhow::anyhow!("binding the monitor port {port} failed: {e}"))?;

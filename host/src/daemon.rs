@@ -236,7 +236,8 @@ pub async fn run(
             token: config.management.as_ref().and_then(|m| m.token.clone()),
         };
         let stop = pipeline_stop.clone();
-        tasks.spawn(async move { ("monitor port", admin::serve(port, state, stop).await) });
+        let address = std::net::SocketAddr::new(config.monitor_address, port);
+        tasks.spawn(async move { ("monitor port", admin::serve(address, state, stop).await) });
     }
 
     if let Some(management) = config

@@ -4,19 +4,19 @@
 //! Data flows down this list of modules; no stage reaches back into an earlier one.
 //! See `ARCHITECTURE.md` at the repository root for the map.
 
-pub mod model;
+pub mod admin;
 pub mod config;
+pub mod daemon;
 pub mod exposition;
-pub mod scrape;
 pub mod filter;
-pub mod nats;
-pub mod tls;
 pub mod lifecycle;
 pub mod management;
-pub mod wire;
+pub mod model;
+pub mod nats;
 pub mod publish;
 pub mod receive;
+pub mod scrape;
 pub mod sink;
-pub mod admin;
 pub mod telemetry;
-pub mod daemon;
+pub mod tls;
+pub mod wire;

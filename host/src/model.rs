@@ -66,7 +66,10 @@ pub struct Label {
 
 impl Label {
     pub fn new(name: impl Into<Str>, value: impl Into<Str>) -> Label {
-        Label { name: name.into(), value: value.into() }
+        Label {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 

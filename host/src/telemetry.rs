@@ -13,7 +13,9 @@ static REGISTRY: LazyLock<Mutex<Registry>> =
 
 /// The process-wide registry; hold the guard only while registering.
 pub fn registry() -> MutexGuard<'static, Registry> {
-    REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Renders every registered metric in the OpenMetrics text format.

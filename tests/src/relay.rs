@@ -188,7 +188,7 @@ impl RelayConfig {
             yaml += &format!("max_age: {max_age}\n");
         }
         if let Some(port) = self.monitor_port {
-            yaml += &format!("monitor_port: {port}\n");
+            yaml += &format!("monitor_port: {port}\nmonitor_address: 127.0.0.1\n");
         }
         if let Some(stream) = &self.poller_stream {
             yaml += &format!(

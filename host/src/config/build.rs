@@ -143,6 +143,22 @@ pub(super) fn build(root: Option<&Node>, base: Option<&Path>) -> Result<Config, 
         })
         .and_then(|port| u16::try_from(port).ok())
         .filter(|port| *port != 0);
+    let monitor_address = cx
+        .read(&mut top, "monitor_address", |p, k, n| {
+            let text = p.nonempty(k, n)?;
+            match text.parse::<std::net::IpAddr>() {
+                Ok(address) => Some(address),
+                Err(_) => {
+                    p.at(
+                        k,
+                        n,
+                        format!("{text:?} is not an IP address (e.g. 0.0.0.0 or 127.0.0.1)"),
+                    );
+                    None
+                }
+            }
+        })
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let outage_buffer = cx
         .read(&mut top, "outage_buffer", positive_bytes)
         .unwrap_or(DEFAULT_OUTAGE_BUFFER);
@@ -194,6 +210,7 @@ pub(super) fn build(root: Option<&Node>, base: Option<&Path>) -> Result<Config, 
         scrape_body_limit,
         max_age,
         monitor_port,
+        monitor_address,
         poller_stream,
         receiver_stream,
         push_gateway,

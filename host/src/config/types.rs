@@ -47,6 +47,9 @@ pub struct Config {
     pub max_age: Option<Duration>,
     /// `monitor_port`: own HTTP port (metrics, health, API). `0` or absent: `None`, off.
     pub monitor_port: Option<u16>,
+    /// `monitor_address`: the address the monitor port binds. Default `0.0.0.0` (every
+    /// interface, as the original did); `127.0.0.1` keeps it local.
+    pub monitor_address: std::net::IpAddr,
     /// `poller_stream`: where the poller publishes. Absent: no poller.
     pub poller_stream: Option<StreamConfig>,
     /// `receiver_stream`: where the receiver consumes. Absent: no receiver.

@@ -226,7 +226,11 @@ fn shipped_identity_and_relabel_filters_run_in_the_engine() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("scrape.prom");
-    std::fs::write(&input, "# TYPE up gauge\nup{job=\"node\"} 1\ngo_threads 8\n").expect("write");
+    std::fs::write(
+        &input,
+        "# TYPE up gauge\nup{job=\"node\"} 1\ngo_threads 8\n",
+    )
+    .expect("write");
     let config = dir.path().join("relabel.yaml");
     std::fs::write(
         &config,
@@ -238,16 +242,24 @@ fn shipped_identity_and_relabel_filters_run_in_the_engine() {
             name: "shipped".into(),
             module: module.to_path_buf(),
             on_error: OnError::Fail,
-            limits: FilterLimits { time: Duration::from_secs(2), memory: 64 << 20 },
+            limits: FilterLimits {
+                time: Duration::from_secs(2),
+                memory: 64 << 20,
+            },
             config: config.map_or(serde_json::json!({}), |c| {
                 serde_yaml_ng::from_str(&std::fs::read_to_string(c).expect("read")).expect("yaml")
             }),
         };
-        let compiled = FilterEngine::shared().load_file(module).expect("module loads");
+        let compiled = FilterEngine::shared()
+            .load_file(module)
+            .expect("module loads");
         std::sync::Arc::new(Stage::new(filter, compiled, Default::default()).expect("init"))
     };
     let families = crate::exposition::parse(&std::fs::read(&input).expect("read")).expect("parse");
-    let scrape = Scrape { families, ..Scrape::default() };
+    let scrape = Scrape {
+        families,
+        ..Scrape::default()
+    };
     let chain = [load(&identity, None), load(&relabel, Some(&config))];
     let FilterOutcome::Pass(out) = run_stages(chain.iter(), scrape) else {
         panic!("shipped filters failed");

@@ -15,6 +15,12 @@ const BAD_VALUES: &[(&str, &str, &str, usize)] = &[
         14,
     ),
     (
+        "monitor_address: nowhere\n",
+        "monitor_address",
+        "is not an IP address",
+        14,
+    ),
+    (
         "scrape_timeout: 5x\n",
         "scrape_timeout",
         "\"5x\" is not a duration (use 10s, 1m30s or seconds)",
