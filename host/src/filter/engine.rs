@@ -128,8 +128,10 @@ impl FilterEngine {
             hash: hex::encode(digest),
             pre,
         });
-        self.lock_cache().insert(digest, compiled.clone());
-        Ok(compiled)
+        // Two threads may have compiled the same bytes at once: the first one cached wins, so
+        // every caller shares one module.
+        let cached = self.lock_cache().entry(digest).or_insert(compiled).clone();
+        Ok(cached)
     }
 
     /// Forgets cached modules no chain uses any more (only the cache holds them).
