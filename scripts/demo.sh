@@ -242,7 +242,8 @@ count_series() {
         echo 0
         return 0
     }
-    grep -v '^#' <<<"$text" | grep -F "job=\"$job\"" |
+    # `[{,]job=` and not `exported_job=`: promrelay's own series name jobs in an exported label.
+    grep -v '^#' <<<"$text" | grep -E "[{,]job=\"$job\"" |
         grep -cvE '^(push_time_seconds|push_failure_time_seconds)\{' || true
 }
 
