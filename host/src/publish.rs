@@ -329,3 +329,52 @@ fn note_failure(backoff: &mut Backoff, retry_at: &mut Option<tokio::time::Instan
     }
     *retry_at = Some(tokio::time::Instant::now() + backoff.next_delay());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str, bytes: usize) -> WireMessage {
+        WireMessage {
+            subject: "prometheus.site.job".into(),
+            headers: async_nats::HeaderMap::new(),
+            payload: bytes::Bytes::from(vec![0u8; bytes]),
+            msg_id: id.into(),
+        }
+    }
+
+    fn ids(buffer: &mut OutageBuffer) -> Vec<String> {
+        std::iter::from_fn(|| buffer.pop_front().map(|m| m.msg_id)).collect()
+    }
+
+    #[test]
+    fn a_full_outage_buffer_drops_the_oldest_scrapes_first() {
+        // Each message costs its payload plus 256 bytes of bookkeeping: 1256 bytes here.
+        let mut buffer = OutageBuffer::new(3 * 1256);
+        assert_eq!(buffer.push_back(message("a", 1000)), 0);
+        assert_eq!(buffer.push_back(message("b", 1000)), 0);
+        assert_eq!(buffer.push_back(message("c", 1000)), 0);
+        assert_eq!(buffer.push_back(message("d", 1000)), 1);
+        assert_eq!(buffer.bytes(), 3 * 1256);
+        assert_eq!(ids(&mut buffer), ["b", "c", "d"]);
+        assert_eq!(buffer.bytes(), 0);
+    }
+
+    #[test]
+    fn a_failed_publish_goes_back_to_the_front_and_is_sent_first() {
+        let mut buffer = OutageBuffer::new(1 << 20);
+        buffer.push_back(message("a", 10));
+        buffer.push_back(message("b", 10));
+        let failed = buffer.pop_front().expect("a");
+        buffer.push_front(failed);
+        assert_eq!(ids(&mut buffer), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_single_scrape_larger_than_the_buffer_is_kept_rather_than_lost() {
+        let mut buffer = OutageBuffer::new(100);
+        assert_eq!(buffer.push_back(message("big", 1000)), 0);
+        assert_eq!(buffer.push_back(message("next", 1000)), 1);
+        assert_eq!(ids(&mut buffer), ["next"]);
+    }
+}

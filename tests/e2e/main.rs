@@ -7,6 +7,7 @@ mod demo;
 mod filters;
 mod harness;
 mod management;
+mod outage;
 mod pipeline;
 mod receiver;
 mod security;
