@@ -156,6 +156,8 @@ impl Scrape {
     pub fn add_target_labels(&mut self, job: &str, instance: &str) {
         for family in &mut self.families {
             for series in &mut family.series {
+                // One growth for both labels instead of one per insert (hot path: per sample).
+                series.labels.reserve(2);
                 for (name, value) in [("job", job), ("instance", instance)] {
                     if let Some(old) = series.label(name).map(Str::from) {
                         let exported = format!("exported_{name}");
