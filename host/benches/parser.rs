@@ -127,7 +127,10 @@ fn benchmarks(criterion: &mut Criterion) {
     group.finish();
 
     let mut group = criterion.benchmark_group("render");
-    let options = RenderOptions { timestamps: false };
+    let options = RenderOptions {
+        timestamps: false,
+        omit_labels: &[],
+    };
     for (name, text) in &inputs {
         let families = parse(text.as_bytes()).expect("benchmark input parses");
         let mut out = Vec::new();

@@ -114,7 +114,10 @@ pub fn encode(scrape: &Scrape, topic: &str) -> anyhow::Result<WireMessage> {
     let mut text = Vec::with_capacity(64 * 1024);
     exposition::render(
         &scrape.families,
-        &RenderOptions { timestamps: true },
+        &RenderOptions {
+            timestamps: true,
+            omit_labels: &[],
+        },
         &mut text,
     );
     let payload = zstd::bulk::compress(&text, ZSTD_LEVEL)

@@ -140,22 +140,9 @@ fn a_module_replaced_on_disk_is_swapped_in_without_losing_or_duplicating_a_scrap
         (target.requests() >= after + 2).then_some(())
     });
 
-    let status = relay.sigterm();
-    assert!(
-        status.success(),
-        "promrelay exited with {status}; log:\n{}",
-        relay.log()
-    );
     // One message per completed scrape across the swap: none lost, none twice (at most one
     // scrape interrupted by SIGTERM before its answer was read).
-    let scraped = target.requests();
-    let published = nats
-        .stream_messages(&stream)
-        .expect("the relay created its stream");
-    assert!(
-        published <= scraped && published + 1 >= scraped,
-        "{scraped} scrapes, {published} messages in stream {stream}"
-    );
+    relay.sigterm_and_assert_one_message_per_scrape(&nats, &stream, &target);
 }
 
 fn filters_status(relay: &Relay) -> serde_json::Value {

@@ -463,23 +463,9 @@ fn sigterm_exits_0_after_publishing_what_was_scraped() {
         (target.requests() >= 3).then_some(())
     });
 
-    let status = relay.sigterm();
-    assert!(
-        status.success(),
-        "promrelay exited with {status}; log:\n{}",
-        relay.log()
-    );
-
     // One message per completed scrape: nothing scraped was lost on the way out, except at most
     // one scrape that SIGTERM interrupted before its answer was read.
-    let scraped = target.requests();
-    let published = nats
-        .stream_messages(&stream)
-        .expect("the relay created its stream");
-    assert!(
-        published <= scraped && published + 1 >= scraped,
-        "{scraped} scrapes, {published} messages in stream {stream}"
-    );
+    relay.sigterm_and_assert_one_message_per_scrape(&nats, &stream, &target);
 }
 
 #[test]

@@ -28,43 +28,9 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// `nats-server -js -sd DIR -p PORT -m MONPORT -a 127.0.0.1`, waiting until healthy.
+    /// A JetStream nats-server on 127.0.0.1 with its own store dir, waiting until healthy.
     pub fn start() -> NatsServer {
-        let dir = tempfile::Builder::new()
-            .prefix("nats-")
-            .tempdir()
-            .expect("create a temp dir for nats-server");
-        let store_dir = dir.path().join("jetstream");
-        let port = free_port();
-        let monitor_port = free_port();
-        let args = [
-            "-js".to_string(),
-            "-sd".to_string(),
-            store_dir.display().to_string(),
-            "-p".to_string(),
-            port.to_string(),
-            "-m".to_string(),
-            monitor_port.to_string(),
-            "-a".to_string(),
-            "127.0.0.1".to_string(),
-        ];
-        let process = ServerProcess::spawn(
-            "nats-server",
-            NATS_SERVER,
-            &args,
-            &[],
-            dir.path().join("nats.log"),
-        )
-        .expect("start nats-server");
-        let mut server = NatsServer {
-            process,
-            port,
-            monitor_port,
-            store_dir,
-            dir,
-        };
-        server.wait_healthy();
-        server
+        NatsServer::start_with_config("")
     }
 
     /// Starts from a configuration file: `listen`, `http` (monitoring) and `jetstream.store_dir` are

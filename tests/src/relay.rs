@@ -377,6 +377,31 @@ impl Relay {
             .unwrap_or_else(|| panic!("promrelay did not exit within {EXIT_GRACE:?} of SIGTERM"))
     }
 
+    /// SIGTERMs the relay and asserts that it exited 0 having published one message per completed
+    /// scrape of `target` into `stream`: none lost, none twice, except at most one scrape that
+    /// SIGTERM interrupted before its answer was read.
+    pub fn sigterm_and_assert_one_message_per_scrape(
+        &mut self,
+        nats: &crate::NatsServer,
+        stream: &str,
+        target: &crate::TargetServer,
+    ) {
+        let status = self.sigterm();
+        assert!(
+            status.success(),
+            "promrelay exited with {status}; log:\n{}",
+            self.log()
+        );
+        let scraped = target.requests();
+        let published = nats
+            .stream_messages(stream)
+            .expect("the relay created its stream");
+        assert!(
+            published <= scraped && published + 1 >= scraped,
+            "{scraped} scrapes, {published} messages in stream {stream}"
+        );
+    }
+
     /// Waits up to `timeout` for the relay to exit; its status, or `None` if still running.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         self.process.wait_exit(timeout)

@@ -64,10 +64,16 @@ pub struct ParseError {
 pub struct RenderOptions {
     /// Write the samples' timestamps (the Pushgateway rejects samples that carry one).
     pub timestamps: bool,
+    /// Labels left out of every sample (the Pushgateway's grouping labels, which its URL
+    /// supplies). Series that differ only in these are written once, the first.
+    pub omit_labels: &'static [&'static str],
 }
 
 impl Default for RenderOptions {
     fn default() -> Self {
-        RenderOptions { timestamps: true }
+        RenderOptions {
+            timestamps: true,
+            omit_labels: &[],
+        }
     }
 }

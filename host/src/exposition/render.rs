@@ -33,7 +33,7 @@ pub fn render(families: &[Family], options: &RenderOptions, out: &mut Vec<u8>) {
     let groups = plan(families);
     let series_count: usize = families.iter().map(|family| family.series.len()).sum();
     out.reserve(series_count * 64 + groups.len() * 96);
-    let mut seen = Seen::with_capacity(series_count);
+    let mut seen = Seen::with_capacity(series_count, options.omit_labels);
     for group in &groups {
         if let Some(help) = group.help {
             out.extend_from_slice(b"# HELP ");
@@ -218,9 +218,10 @@ fn join<'a>(
 /// Hot path: one sample line.
 fn write_series(out: &mut Vec<u8>, series: &Series, options: &RenderOptions) {
     out.extend_from_slice(series.name.as_bytes());
-    if !series.labels.is_empty() {
+    let mut labels = kept_labels(series, options.omit_labels).peekable();
+    if labels.peek().is_some() {
         out.push(b'{');
-        for (index, label) in series.labels.iter().enumerate() {
+        for (index, label) in labels.enumerate() {
             if index > 0 {
                 out.push(b',');
             }
@@ -300,32 +301,51 @@ fn write_escaped_help(out: &mut Vec<u8>, help: &str) {
 /// Which series identities (name and labels) have been written, by hash, pointing at the first.
 struct Seen<'a> {
     first: HashMap<u64, &'a Series, BuildHasherDefault<PassThrough>>,
+    omit: &'static [&'static str],
 }
 
 impl<'a> Seen<'a> {
-    fn with_capacity(capacity: usize) -> Self {
+    fn with_capacity(capacity: usize, omit: &'static [&'static str]) -> Self {
         Seen {
             first: HashMap::with_capacity_and_hasher(capacity, BuildHasherDefault::default()),
+            omit,
         }
     }
 
-    /// Hot path: whether `series` is the first with its identity. A hash collision between two
-    /// different identities counts as first, so nothing distinct is ever dropped.
+    /// Hot path: whether `series` is the first with its rendered identity (name and the labels
+    /// not omitted). A hash collision between two different identities counts as first, so
+    /// nothing distinct is ever dropped.
     fn first(&mut self, series: &'a Series) -> bool {
         let mut hasher = NameHasher::default();
         hasher.write(series.name.as_bytes());
-        for label in &series.labels {
+        for label in kept_labels(series, self.omit) {
             hasher.write(label.name.as_bytes());
             hasher.write(label.value.as_bytes());
         }
+        let omit = self.omit;
         match self.first.entry(hasher.finish()) {
             Entry::Vacant(entry) => {
                 entry.insert(series);
                 true
             }
-            Entry::Occupied(entry) => !entry.get().same_identity(series),
+            Entry::Occupied(entry) => {
+                let earlier = entry.get();
+                earlier.name != series.name
+                    || !kept_labels(earlier, omit).eq(kept_labels(series, omit))
+            }
         }
     }
+}
+
+/// Hot path: the labels of `series` that are rendered.
+fn kept_labels<'s>(
+    series: &'s Series,
+    omit: &'static [&'static str],
+) -> impl Iterator<Item = &'s crate::model::Label> + 's {
+    series
+        .labels
+        .iter()
+        .filter(move |label| !omit.contains(&label.name.as_str()))
 }
 
 /// The keys of [`Seen`] are hashes already.

@@ -33,12 +33,24 @@ fn openmetrics_shapes_render_as_the_committed_text() {
         .expect("tests/data/parser fixture is committed");
     let families = parse(&input).expect("the fixture parses");
     assert_eq!(
-        render_to_string(&families, &RenderOptions { timestamps: false }),
+        render_to_string(
+            &families,
+            &RenderOptions {
+                timestamps: false,
+                omit_labels: &[]
+            }
+        ),
         expected
     );
     let again = parse(expected.as_bytes()).expect("rendered text parses");
     assert_eq!(
-        render_to_string(&again, &RenderOptions { timestamps: false }),
+        render_to_string(
+            &again,
+            &RenderOptions {
+                timestamps: false,
+                omit_labels: &[]
+            }
+        ),
         expected
     );
 }
@@ -132,7 +144,13 @@ fn promtool_accepts_rendered_node_exporter_output() {
     }
     let input = node_exporter();
     let families = parse(&input).expect("node_exporter output parses");
-    let rendered = render_to_string(&families, &RenderOptions { timestamps: false });
+    let rendered = render_to_string(
+        &families,
+        &RenderOptions {
+            timestamps: false,
+            omit_labels: &[],
+        },
+    );
     assert_eq!(
         promtool_findings(promtool, rendered.as_bytes()),
         promtool_findings(promtool, &input)
@@ -274,7 +292,7 @@ proptest! {
 
     #[test]
     fn parse_render_parse_is_the_identity(families in families_strategy(false), timestamps in any::<bool>()) {
-        let options = RenderOptions { timestamps };
+        let options = RenderOptions { timestamps, omit_labels: &[] };
         let text = render_to_string(&families, &options);
         let parsed = parse(text.as_bytes()).map_err(|error| TestCaseError::fail(format!("{error}\n{text}")))?;
         let mut expected = families.clone();

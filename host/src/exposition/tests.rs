@@ -218,7 +218,10 @@ fn family(name: &str, kind: MetricType, help: Option<&str>, series: Vec<Series>)
 
 #[test]
 fn renders_text_the_pushgateway_accepts() {
-    let without = RenderOptions { timestamps: false };
+    let without = RenderOptions {
+        timestamps: false,
+        omit_labels: &[],
+    };
     let with = RenderOptions::default();
     let cases: Vec<(&str, Vec<Family>, RenderOptions, &str)> = vec![
         (

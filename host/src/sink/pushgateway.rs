@@ -10,14 +10,13 @@
 //! **Invariant:** `PUT`, never `POST`: a scrape replaces its group whole, so a series that
 //! disappeared from the target disappears from the Pushgateway too.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use base64::Engine as _;
 
 use super::{classify, describe, http_client, Outcome};
 use crate::exposition::{self, RenderOptions};
-use crate::model::{Family, Scrape, Series};
+use crate::model::Scrape;
 
 /// The Pushgateway's content type for text 0.0.4.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -87,13 +86,18 @@ impl Pushgateway {
 
     /// The body of a push: text 0.0.4, no timestamps, no grouping-key labels.
     pub fn body(&self, scrape: &Scrape) -> Vec<u8> {
-        let mut drop = vec!["instance", "job"];
-        if self.publisher_label {
-            drop.push("publisher");
-        }
-        let families = without_labels(&scrape.families, &drop);
+        const GROUPING: &[&str] = &["instance", "job"];
+        const GROUPING_WITH_PUBLISHER: &[&str] = &["instance", "job", "publisher"];
+        let options = RenderOptions {
+            timestamps: false,
+            omit_labels: if self.publisher_label {
+                GROUPING_WITH_PUBLISHER
+            } else {
+                GROUPING
+            },
+        };
         let mut out = Vec::with_capacity(64 * 1024);
-        exposition::render(&families, &RenderOptions { timestamps: false }, &mut out);
+        exposition::render(&scrape.families, &options, &mut out);
         out
     }
 
@@ -137,53 +141,10 @@ pub fn group_url(base: &url::Url, pairs: &[(&str, &str)]) -> url::Url {
     url
 }
 
-/// The families with `labels` removed from every series; a series that becomes a duplicate of
-/// an earlier one of the same family is left out (the Pushgateway answers 400 to duplicates).
-fn without_labels(families: &[Family], labels: &[&str]) -> Vec<Family> {
-    families
-        .iter()
-        .map(|family| {
-            let mut series: Vec<Series> = Vec::with_capacity(family.series.len());
-            let mut stripped_any = false;
-            for original in &family.series {
-                let mut copy = original.clone();
-                let before = copy.labels.len();
-                copy.labels
-                    .retain(|label| !labels.contains(&label.name.as_str()));
-                stripped_any |= copy.labels.len() != before;
-                series.push(copy);
-            }
-            if stripped_any {
-                let mut seen: HashSet<(&str, Vec<(&str, &str)>)> = HashSet::new();
-                let mut keep = vec![true; series.len()];
-                for (index, one) in series.iter().enumerate() {
-                    let key = (
-                        one.name.as_str(),
-                        one.labels
-                            .iter()
-                            .map(|label| (label.name.as_str(), label.value.as_str()))
-                            .collect(),
-                    );
-                    keep[index] = seen.insert(key);
-                }
-                let mut flags = keep.into_iter();
-                series.retain(|_| flags.next().unwrap_or(true));
-            }
-            Family {
-                name: family.name.clone(),
-                help: family.help.clone(),
-                unit: family.unit.clone(),
-                kind: family.kind,
-                series,
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Label, MetricType, ScrapeMeta};
+    use crate::model::{Family, Label, MetricType, ScrapeMeta, Series};
 
     fn base() -> url::Url {
         url::Url::parse("http://127.0.0.1:9091").expect("valid URL")
@@ -253,10 +214,13 @@ mod tests {
             }],
         };
         let sink = Pushgateway::with_client(base(), true, reqwest::Client::new());
-        let families = without_labels(&scrape.families, &["instance", "job", "publisher"]);
-        assert_eq!(families[0].series.len(), 2);
-        assert_eq!(families[0].series[1].label("exported_job"), Some("e"));
         let body = String::from_utf8(sink.body(&scrape)).expect("utf-8");
+        let samples: Vec<&str> = body.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            ["x{a=\"1\"} 1", "x{exported_job=\"e\"} 1"],
+            "{body}"
+        );
         assert!(!body.contains("instance="), "{body}");
         assert!(!body.contains(" 5\n"), "no timestamps: {body}");
     }
