@@ -9,7 +9,8 @@
 //! The identity filter is `target/filters/identity.wasm` when `scripts/build-filters.sh` built
 //! it, else `tests/wat/pass.wat`; the REPLACED one is `tests/wat/copy.wat`.
 
-use std::fmt::Write;
+mod common;
+
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,32 +24,6 @@ use promrelay::model::{Scrape, ScrapeMeta};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-}
-
-/// 100 000 series: 500 families of 200 series, five labels each (instance, job, method, path,
-/// code), plus job and instance as the relay adds them.
-fn synthetic_scrape() -> String {
-    let mut text = String::with_capacity(24 << 20);
-    for family in 0..500 {
-        let name = format!("service_requests_{family}_total");
-        let _ = writeln!(
-            text,
-            "# HELP {name} Requests served, synthetic family {family}."
-        );
-        let _ = writeln!(text, "# TYPE {name} counter");
-        for series in 0..200 {
-            let _ = writeln!(
-                text,
-                "{name}{{code=\"{}\",instance=\"web-{:02}:8080\",job=\"web\",method=\"{}\",path=\"/api/{}\"}} {}",
-                [200, 404, 500, 503][series % 4],
-                series % 20,
-                ["GET", "POST", "PUT"][series % 3],
-                series / 12,
-                1000 + series * 37 + family
-            );
-        }
-    }
-    text
 }
 
 fn filter(name: &str, module: PathBuf) -> FilterConfig {
@@ -129,7 +104,7 @@ fn benchmarks(criterion: &mut Criterion) {
 
     let node_exporter = std::fs::read(repo("tests/data/node_exporter.prom"))
         .expect("tests/data/node_exporter.prom is committed");
-    let synthetic = synthetic_scrape().into_bytes();
+    let synthetic = common::synthetic_scrape().into_bytes();
     for (input, text) in [
         ("node_exporter", &node_exporter),
         ("synthetic_100k", &synthetic),

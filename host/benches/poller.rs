@@ -2,6 +2,8 @@
 //! (render + compress). Reported in samples per second beside a parse-only baseline of the same
 //! input, measured in the same run. Figures go in `BENCHMARKS.md`.
 
+mod common;
+
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
@@ -12,29 +14,6 @@ const NODE_EXPORTER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../tests/data/node_exporter.prom"
 );
-
-/// 100 000 gauge series in 500 families of 200, with three labels each.
-fn wide_scrape() -> String {
-    use std::fmt::Write as _;
-    let mut text = String::with_capacity(12 << 20);
-    for family in 0..500 {
-        let _ = writeln!(
-            text,
-            "# HELP site_metric_{family} Poller benchmark family {family}."
-        );
-        let _ = writeln!(text, "# TYPE site_metric_{family} gauge");
-        for series in 0..200 {
-            let _ = writeln!(
-                text,
-                "site_metric_{family}{{device=\"dev{series}\",host=\"h{}\",zone=\"z{}\"}} {}",
-                series % 17,
-                series % 3,
-                f64::from(series) * 1.5 + 0.25
-            );
-        }
-    }
-    text
-}
 
 fn poller_path(body: &[u8]) -> usize {
     let families = exposition::parse(body).expect("benchmark input parses");
@@ -54,7 +33,7 @@ fn poller_path(body: &[u8]) -> usize {
 
 fn benchmarks(criterion: &mut Criterion) {
     let node = std::fs::read(NODE_EXPORTER).expect("tests/data/node_exporter.prom is committed");
-    let wide = wide_scrape().into_bytes();
+    let wide = common::synthetic_scrape().into_bytes();
     for (name, body) in [("node_exporter", &node), ("100k_series", &wide)] {
         let samples = exposition::parse(body)
             .expect("parses")
