@@ -287,7 +287,7 @@ pub async fn run(
         let stop = pipeline_stop.clone();
         tasks.spawn(async move { ("publisher", publish::run(settings, scrapes_rx, stop).await) });
         let mut scrapers = Scrapers {
-            client: scrape::http_client()?,
+            clients: JobClients::build(&config, 0)?,
             publisher: config.identity.clone(),
             output: raw_tx,
             paused: paused_rx.clone(),
@@ -409,6 +409,18 @@ async fn reload(
             return Err(format!("{e:#}"));
         }
     };
+    // Built before anything changes: a missing certificate or password file keeps the running
+    // config, as an invalid config does.
+    let clients = match &poller {
+        Some(scrapers) => match JobClients::build(&new, scrapers.clients.generation + 1) {
+            Ok(clients) => Some(clients),
+            Err(e) => {
+                tracing::error!("reload failed, keeping the running config: {e:#}");
+                return Err(format!("{e:#}"));
+            }
+        },
+        None => None,
+    };
     let mut notes = Vec::new();
     if new.poller_stream != current.poller_stream
         || new.receiver_stream != current.receiver_stream
@@ -426,6 +438,9 @@ async fn reload(
         notes.push("filters reloaded".to_owned());
     }
     if let Some(scrapers) = poller {
+        if let Some(clients) = clients {
+            scrapers.clients = clients;
+        }
         let (started, stopped) = scrapers.apply(target_specs(&new));
         notes.push(format!("targets: {started} started, {stopped} stopped"));
     }
@@ -438,7 +453,7 @@ async fn reload(
 /// The running scrape tasks, one per target, keyed by their full spec so that a changed target
 /// is restarted and an unchanged one keeps its schedule across reloads.
 struct Scrapers {
-    client: reqwest::Client,
+    clients: JobClients,
     publisher: String,
     output: mpsc::Sender<Scrape>,
     paused: watch::Receiver<bool>,
@@ -447,9 +462,50 @@ struct Scrapers {
     running: HashMap<TargetKey, (CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
-type TargetKey = (String, String, String, Duration, Duration, u64);
+/// The HTTP clients of the jobs' targets: one shared plain client, and one per job with
+/// `tls_config`, `basic_auth` or `authorization`. Those are rebuilt on every reload (a rotated
+/// certificate or password file takes effect), and their generation restarts their targets.
+struct JobClients {
+    plain: reqwest::Client,
+    by_job: HashMap<String, reqwest::Client>,
+    generation: u64,
+}
 
-fn key(spec: &TargetSpec) -> TargetKey {
+impl JobClients {
+    fn build(config: &Config, generation: u64) -> anyhow::Result<JobClients> {
+        let plain = scrape::http_client(&crate::config::HttpClientConfig::default())?;
+        let mut by_job = HashMap::new();
+        for job in &config.jobs {
+            if !job.http.is_default() {
+                let client =
+                    scrape::http_client(&job.http).with_context(|| format!("jobs.{}", job.name))?;
+                by_job.insert(job.name.clone(), client);
+            }
+        }
+        Ok(JobClients {
+            plain,
+            by_job,
+            generation,
+        })
+    }
+
+    fn client(&self, job: &str) -> &reqwest::Client {
+        self.by_job.get(job).unwrap_or(&self.plain)
+    }
+
+    /// 0 for the shared client, else this set's generation.
+    fn generation(&self, job: &str) -> u64 {
+        if self.by_job.contains_key(job) {
+            self.generation
+        } else {
+            0
+        }
+    }
+}
+
+type TargetKey = (String, String, String, Duration, Duration, u64, u64);
+
+fn key(spec: &TargetSpec, clients: &JobClients) -> TargetKey {
     (
         spec.job.clone(),
         spec.instance.clone(),
@@ -457,14 +513,17 @@ fn key(spec: &TargetSpec) -> TargetKey {
         spec.interval,
         spec.timeout,
         spec.body_limit,
+        clients.generation(&spec.job),
     )
 }
 
 impl Scrapers {
     /// Starts new targets and stops removed ones; returns (started, stopped).
     fn apply(&mut self, specs: Vec<TargetSpec>) -> (usize, usize) {
-        let wanted: HashMap<TargetKey, TargetSpec> =
-            specs.into_iter().map(|s| (key(&s), s)).collect();
+        let wanted: HashMap<TargetKey, TargetSpec> = specs
+            .into_iter()
+            .map(|s| (key(&s, &self.clients), s))
+            .collect();
         let before = self.running.len();
         self.running.retain(|k, (token, _)| {
             let keep = wanted.contains_key(k);
@@ -481,7 +540,7 @@ impl Scrapers {
             }
             let token = self.stop.child_token();
             let handle = tokio::spawn(scrape::run_target(
-                self.client.clone(),
+                self.clients.client(&spec.job).clone(),
                 spec,
                 self.publisher.clone(),
                 self.output.clone(),

@@ -52,6 +52,8 @@ enum Command {
     Resume(Manage),
     /// Show the identity and pause state of the relay running with this config.
     Info(Manage),
+    /// Get a certificate from a Puppet CA into Puppet's ssl directory layout.
+    Enroll(promrelay::enroll::EnrollArgs),
     /// Tools for filter authors: run, check, bench and create WebAssembly filters.
     #[command(subcommand)]
     Filter(promrelay::filter::cli::FilterCommand),
@@ -109,6 +111,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Poller(arg) => (Mode::Poller, pick(arg)),
         Command::Receiver(arg) => (Mode::Receiver, pick(arg)),
         Command::Filter(_) => (Mode::Auto, default.clone()),
+        Command::Enroll(args) => return promrelay::enroll::run(args).map(|()| ExitCode::SUCCESS),
     };
     if let Command::Filter(command) = cli.command {
         let level = if cli.debug {
@@ -184,7 +187,8 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Problems of the TLS files of every NATS connection, one line each.
+/// Problems of the TLS files of every NATS connection and of the HTTP clients' files, one line
+/// each.
 fn tls_problems(config: &promrelay::config::Config) -> Vec<String> {
     let sections = [
         (
@@ -210,6 +214,24 @@ fn tls_problems(config: &promrelay::config::Config) -> Vec<String> {
                     }
                 }
                 Err(error) => problems.push(format!("{section}.tls: {error}")),
+            }
+        }
+    }
+    // The HTTP clients' files (CA, client certificate and key, password and token files).
+    let mut http = Vec::new();
+    for job in &config.jobs {
+        http.push((format!("jobs.{}", job.name), &job.http));
+    }
+    if let Some(push_gateway) = &config.push_gateway {
+        http.push(("push_gateway".to_owned(), &push_gateway.http));
+    }
+    for (index, remote) in config.remote_write.iter().enumerate() {
+        http.push((format!("remote_write[{index}]"), &remote.http));
+    }
+    for (section, settings) in http {
+        if !settings.is_default() {
+            if let Err(error) = promrelay::scrape::http_client(settings) {
+                problems.push(format!("{section}: {error:#}"));
             }
         }
     }

@@ -138,12 +138,14 @@ pub fn register_metrics() {
     LazyLock::force(&METRICS);
 }
 
-/// Builds the HTTP client shared by all targets of a poller.
-pub fn http_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// Builds the HTTP client of a job's targets: shared by all jobs without `tls_config`,
+/// `basic_auth` or `authorization`, one per job with them (files are read now).
+pub fn http_client(http: &crate::config::HttpClientConfig) -> anyhow::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
         .user_agent(concat!("promrelay/", env!("CARGO_PKG_VERSION")))
         .gzip(true)
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(5));
+    crate::sink::http::configure(builder, http)?
         .build()
         .map_err(|e| anyhow::anyhow!("building the HTTP client failed: {e}"))
 }

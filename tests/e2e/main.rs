@@ -6,6 +6,7 @@
 mod demo;
 mod filters;
 mod harness;
+mod https;
 mod management;
 mod outage;
 mod pipeline;

@@ -14,6 +14,7 @@
 pub mod http;
 pub mod nats;
 pub mod node_exporter;
+pub mod pki;
 pub mod process;
 pub mod prometheus;
 pub mod pushgateway;

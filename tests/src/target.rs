@@ -33,6 +33,9 @@ pub enum Behaviour {
     Gzip(String),
     /// This status code with a short text body.
     Status(u16),
+    /// 200 with `body` when the request's `Authorization` header is exactly `authorization`,
+    /// else 401.
+    RequireAuthorization { authorization: String, body: String },
 }
 
 impl Behaviour {
@@ -229,6 +232,18 @@ async fn answer(
             let compressed = encoder.finish()?;
             write_whole(&mut stream, 200, TEXT, Some("gzip"), &compressed).await
         }
+        Behaviour::RequireAuthorization {
+            authorization,
+            body,
+        } => {
+            let expected = format!("authorization: {authorization}\r\n").to_ascii_lowercase();
+            let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            if head.contains(&expected) {
+                write_whole(&mut stream, 200, TEXT, None, body.as_bytes()).await
+            } else {
+                write_whole(&mut stream, 401, "text/plain", None, b"unauthorized\n").await
+            }
+        }
         Behaviour::Status(code) => {
             write_whole(
                 &mut stream,
@@ -265,6 +280,7 @@ async fn write_whole(
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        401 => "Unauthorized",
         404 => "Not Found",
         500 => "Internal Server Error",
         503 => "Service Unavailable",

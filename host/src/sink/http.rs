@@ -1,4 +1,4 @@
-//! The sinks' HTTP clients: rustls, timeouts, and Prometheus' `tls_config`, `basic_auth` and
+//! The HTTP clients of the sinks and the scrape targets: rustls, timeouts, and Prometheus' `tls_config`, `basic_auth` and
 //! `authorization` from the config.
 //!
 //! Secrets given as files are read once, when the client is built (at start and on reload).
@@ -24,7 +24,17 @@ pub fn plain_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
 
 /// A client honouring a sink's `tls_config`, `basic_auth` and `authorization`.
 pub fn client(timeout: Duration, http: &HttpClientConfig) -> anyhow::Result<reqwest::Client> {
-    let mut builder = builder(timeout);
+    configure(builder(timeout), http)?
+        .build()
+        .map_err(|error| anyhow::anyhow!("building a sink's HTTP client: {error}"))
+}
+
+/// Applies `tls_config`, `basic_auth` and `authorization` to a client builder: the sinks' and the
+/// scrape targets' clients share this. Files (CA, certificate, key, password, token) are read now.
+pub fn configure(
+    mut builder: reqwest::ClientBuilder,
+    http: &HttpClientConfig,
+) -> anyhow::Result<reqwest::ClientBuilder> {
     if let Some(tls) = &http.tls {
         if let Some(ca_file) = &tls.ca_file {
             let pem = read(ca_file, "tls_config.ca_file")?;
@@ -53,7 +63,7 @@ pub fn client(timeout: Duration, http: &HttpClientConfig) -> anyhow::Result<reqw
         }
         anyhow::ensure!(
             tls.server_name.is_none(),
-            "tls_config.server_name is not supported yet for push_gateway and remote_write"
+            "tls_config.server_name is not supported yet: the name checked is the URL's host"
         );
         if tls.insecure_skip_verify {
             builder = builder.tls_danger_accept_invalid_certs(true);
@@ -76,10 +86,7 @@ pub fn client(timeout: Duration, http: &HttpClientConfig) -> anyhow::Result<reqw
             sensitive(&format!("{} {credentials}", authorization.kind))?,
         );
     }
-    builder
-        .default_headers(headers)
-        .build()
-        .map_err(|error| anyhow::anyhow!("building a sink's HTTP client: {error}"))
+    Ok(builder.default_headers(headers))
 }
 
 fn builder(timeout: Duration) -> reqwest::ClientBuilder {
