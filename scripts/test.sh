@@ -5,7 +5,8 @@
 # 2. checks formatting and lints (warnings are errors);
 # 3. runs every test of the workspace: unit, property, and the end-to-end tests against real
 #    nats-server, Pushgateway, Prometheus and node_exporter on free loopback ports;
-# 4. checks and tests the guest workspaces (guest-sdk/, filters/) natively.
+# 4. builds, installs, runs and purges the Debian package (scripts/test-deb.sh, as root);
+# 5. checks and tests the guest workspaces (guest-sdk/, filters/) natively.
 #
 # Needs the Debian packages `.ci/run` installs. Debug builds only: no release build here.
 set -euo pipefail
@@ -42,6 +43,11 @@ else
     step "cargo test --workspace"
     cargo test --workspace --no-fail-fast
 fi
+
+# The Debian package of the debug binary built above: build, dpkg -i, run it, purge. Needs root and
+# cargo-deb; prints SKIPPED without them (a failure when PROMRELAY_REQUIRE_DEB=1, as in CI).
+step "scripts/test-deb.sh (the Debian package)"
+bash scripts/test-deb.sh
 
 # The guest side (the filter SDK and the shipped filters) lives in workspaces of its own, never
 # built by the host's cargo commands; their unit tests run natively against the SDK's ABI stub.
