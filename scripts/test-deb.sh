@@ -183,11 +183,12 @@ fi
 
 # cargo-deb packages target/<profile>/promrelay and refuses the dev profile: give it the debug
 # binary as the profile "ci" in a target dir of its own, and do not let it build (--no-build).
+# Stripped, without the dbgsym package a release build makes, light compression: seconds.
 say "cargo deb -p promrelay (the debug binary $binary, as profile ci)"
 mkdir -p "$workdir/target/ci"
 cp "$binary" "$workdir/target/ci/promrelay"
 CARGO_TARGET_DIR="$workdir/target" cargo deb -p promrelay --profile ci --no-build --fast \
-    --output "$workdir/" >"$workdir/cargo-deb.log" 2>&1 || {
+    --strip --no-dbgsym --output "$workdir/" >"$workdir/cargo-deb.log" 2>&1 || {
     cat "$workdir/cargo-deb.log" >&2
     fail "cargo deb failed"
 }
