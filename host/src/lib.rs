@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod config;
 pub mod daemon;
+pub mod enroll;
 pub mod exposition;
 pub mod filter;
 pub mod lifecycle;
