@@ -5,7 +5,8 @@
 #    build takes 10-20 minutes here; real packages come from `cargo deb -p promrelay`);
 # 2. installs it with `dpkg -i`;
 # 3. checks what is installed: files and modes, the promrelay user, the conffiles, the unit;
-# 4. runs `promrelay check-config` on the shipped sample, as root and as the promrelay user;
+# 4. runs `promrelay check-config` on the shipped sample, as root and as the promrelay user, and
+#    installs the package again over a changed config (an upgrade keeps it);
 # 5. runs the installed binary as the promrelay user with the sample config pointed at real
 #    nats-server, Pushgateway and node_exporter on free loopback ports, logging to
 #    /var/log/promrelay/, until node_exporter's series arrive; reloads (SIGHUP) and stops it
@@ -252,6 +253,13 @@ if command -v logrotate >/dev/null 2>&1; then
     logrotate --debug /etc/logrotate.d/promrelay >"$workdir/logrotate.log" 2>&1 ||
         fail "logrotate rejects /etc/logrotate.d/promrelay: $(cat "$workdir/logrotate.log")"
 fi
+
+say "dpkg -i again (an upgrade): an admin's change to the conffile and its modes are kept"
+echo '# changed by test-deb.sh' >>"$CONFIG"
+dpkg -i "$deb"
+grep -qx '# changed by test-deb.sh' "$CONFIG" || fail "reinstalling replaced the changed $CONFIG"
+expect_perms "$CONFIG" "640 root:promrelay"
+expect_perms /var/lib/promrelay "750 promrelay:promrelay"
 
 # --- 5. run the installed binary as the promrelay user ------------------------------------------
 nats_port=$(free_port)
