@@ -216,6 +216,8 @@ pub async fn run(
         lifecycle::start(urls, role, config.identity.clone(), name.to_owned())
     };
     events.send(lifecycle::Event::Startup);
+    // Filter loads and failures are reported from inside the filter module.
+    lifecycle::install(Some(events.clone()));
 
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     let (paused_tx, paused_rx) = watch::channel(false);
@@ -366,6 +368,7 @@ pub async fn run(
         tracing::warn!("shutdown: some tasks did not finish in time");
         tasks.abort_all();
     }
+    lifecycle::install(None);
     events.send(lifecycle::Event::Shutdown);
     drop(events);
     if tokio::time::timeout(Duration::from_secs(10), events_task)

@@ -1,7 +1,13 @@
 //! Choria lifecycle events: `choria.lifecycle.event.<type>.<component>` with the JSON
 //! `{protocol: "choria:lifecycle:<type>:1", identity, component, timestamp, version, ...}` the
 //! original published at startup, so Choria tooling can watch fleets. Types sent here: `startup`,
-//! `shutdown`, `paused`, `resumed`, `reload` (with `result` and `message`).
+//! `shutdown`, `paused`, `resumed`, `reload` (with `result` and `message`), `filter_load` (with
+//! `result`, `filter` and `message`: one per filter loaded anew, one per refused load) and
+//! `filter_failure` (with `filter`, `kind`, `on_error` and `message`: the first time a filter fails
+//! with a given error, so a filter failing every scrape does not flood the fleet's event stream).
+//!
+//! The filter module, deep in the pipeline, sends through [`emit`]: the daemon makes its
+//! [`Events`] the process' own with [`install`].
 //!
 //! Events go out on their own NATS connection made with the poller's URLs and security (the
 //! receiver's when there is no poller). They are best effort: an event that cannot be sent is
@@ -31,6 +37,20 @@ pub enum Event {
         ok: bool,
         message: String,
     },
+    /// A filter loaded anew (`ok`, `filter` = its scope and name), or a load refused (the old
+    /// chains stay; `filter` unknown when the failure concerns the whole set).
+    FilterLoad {
+        ok: bool,
+        filter: Option<String>,
+        message: String,
+    },
+    /// A filter call failed with an error not seen before from this filter.
+    FilterFailure {
+        filter: String,
+        kind: String,
+        on_error: String,
+        message: String,
+    },
 }
 
 impl Event {
@@ -42,6 +62,8 @@ impl Event {
             Event::Paused => "paused",
             Event::Resumed => "resumed",
             Event::Reload { .. } => "reload",
+            Event::FilterLoad { .. } => "filter_load",
+            Event::FilterFailure { .. } => "filter_failure",
         }
     }
 
@@ -59,9 +81,33 @@ impl Event {
             "timestamp": timestamp,
             "version": env!("CARGO_PKG_VERSION"),
         });
-        if let Event::Reload { ok, message } = self {
-            body["result"] = serde_json::json!(if *ok { "success" } else { "failure" });
-            body["message"] = serde_json::json!(message);
+        let result = |ok: bool| serde_json::json!(if ok { "success" } else { "failure" });
+        match self {
+            Event::Reload { ok, message } => {
+                body["result"] = result(*ok);
+                body["message"] = serde_json::json!(message);
+            }
+            Event::FilterLoad {
+                ok,
+                filter,
+                message,
+            } => {
+                body["result"] = result(*ok);
+                body["filter"] = serde_json::json!(filter);
+                body["message"] = serde_json::json!(message);
+            }
+            Event::FilterFailure {
+                filter,
+                kind,
+                on_error,
+                message,
+            } => {
+                body["filter"] = serde_json::json!(filter);
+                body["kind"] = serde_json::json!(kind);
+                body["on_error"] = serde_json::json!(on_error);
+                body["message"] = serde_json::json!(message);
+            }
+            Event::Startup | Event::Shutdown | Event::Paused | Event::Resumed => {}
         }
         body
     }
@@ -79,6 +125,21 @@ impl Events {
         if self.queue.try_send(event).is_err() {
             tracing::warn!("lifecycle event queue full or closed; event dropped");
         }
+    }
+}
+
+/// The process' event queue for [`emit`]; `None` outside a running daemon.
+static INSTALLED: std::sync::Mutex<Option<Events>> = std::sync::Mutex::new(None);
+
+/// Makes `events` the queue [`emit`] sends to (`None`: stop sending).
+pub fn install(events: Option<Events>) {
+    *INSTALLED.lock().unwrap_or_else(|p| p.into_inner()) = events;
+}
+
+/// Queues `event` on the installed queue, if any; never blocks.
+pub fn emit(event: Event) {
+    if let Some(events) = INSTALLED.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        events.send(event);
     }
 }
 
@@ -149,5 +210,33 @@ mod tests {
         assert_eq!(body["protocol"], "choria:lifecycle:reload:1");
         assert_eq!(body["result"], "failure");
         assert_eq!(body["message"], "bad");
+    }
+
+    #[test]
+    fn filter_events_carry_the_filter_and_why() {
+        let load = Event::FilterLoad {
+            ok: true,
+            filter: Some("job/app/relabel".into()),
+            message: "loaded".into(),
+        };
+        let body = load.body("site1", "promrelay", 1);
+        assert_eq!(body["protocol"], "choria:lifecycle:filter_load:1");
+        assert_eq!(body["result"], "success");
+        assert_eq!(body["filter"], "job/app/relabel");
+        assert_eq!(
+            load.subject("promrelay"),
+            "choria.lifecycle.event.filter_load.promrelay"
+        );
+        let failure = Event::FilterFailure {
+            filter: "relabel".into(),
+            kind: "timeout".into(),
+            on_error: "drop".into(),
+            message: "ran past 50 ms".into(),
+        };
+        let body = failure.body("site1", "promrelay", 1);
+        assert_eq!(body["protocol"], "choria:lifecycle:filter_failure:1");
+        assert_eq!(body["kind"], "timeout");
+        assert_eq!(body["on_error"], "drop");
+        assert!(body.get("result").is_none());
     }
 }

@@ -305,3 +305,86 @@ fn management_over_nats_lets_full_callers_pause_and_refuses_read_only_ones() {
         (paused_gauge(&relay) == Some(0.0)).then_some(())
     });
 }
+
+#[test]
+fn filter_loads_refusals_and_failures_are_lifecycle_events() {
+    let nats = NatsServer::start();
+    let pushgateway = Pushgateway::start();
+    let target = TargetServer::start(Behaviour::Fixed(SMALL_BODY.into()));
+    let (_runtime, seen) = watch(&nats.url(), &["choria.lifecycle.event.>"]);
+    let wat = promrelay_tests::relay::workspace_root().join("tests/wat");
+    let modules = tempfile::tempdir().expect("temp dir for modules");
+    let module = modules.path().join("guard.wat");
+    std::fs::copy(wat.join("pass.wat"), &module).expect("copy pass.wat");
+    let filter = |name: &str, module: &std::path::Path| {
+        format!(
+            "  - name: {name}\n    module: {:?}\n    on_error: pass\n",
+            module.display().to_string()
+        )
+    };
+    let config = RelayConfig::pipeline(&nats.url(), &pushgateway.url())
+        .job("app", &[("app1", &target.url())])
+        .extra(&format!(
+            "filters:\n{}{}",
+            filter("guard", &module),
+            filter("trapper", &wat.join("trap_process.wat"))
+        ));
+    let mut relay = Relay::start_config(&config);
+
+    // Both filters load at start; the trapping one fails on the first scrape.
+    let loaded = |seen: &Seen, filter: &str| {
+        events(seen).into_iter().find(|event| {
+            event["protocol"] == "choria:lifecycle:filter_load:1"
+                && event["result"] == "success"
+                && event["filter"] == filter
+        })
+    };
+    for filter in ["global/guard", "global/trapper"] {
+        let event = poll_until(ARRIVAL, &format!("filter_load of {filter}"), || {
+            if let Err(error) = relay.ensure_running() {
+                panic!("{error:#}");
+            }
+            loaded(&seen, filter)
+        });
+        assert_eq!(
+            event["subject"],
+            "choria.lifecycle.event.filter_load.promrelay"
+        );
+        assert_eq!(event["identity"], "site1");
+        assert!(event["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("sha256")));
+    }
+    let failure = wait_event(&seen, "filter_failure");
+    assert_eq!(failure["filter"], "trapper");
+    assert_eq!(failure["kind"], "trap");
+    assert_eq!(failure["on_error"], "pass");
+    assert!(failure["message"].as_str().is_some_and(|m| !m.is_empty()));
+    // The same error again and again is one event, not one per scrape.
+    let scraped = target.requests();
+    poll_until(ARRIVAL, "three more scrapes", || {
+        (target.requests() >= scraped + 3).then_some(())
+    });
+    let failures = events(&seen)
+        .into_iter()
+        .filter(|event| event["protocol"] == "choria:lifecycle:filter_failure:1")
+        .count();
+    assert_eq!(failures, 1, "{:#?}", events(&seen));
+
+    // A module replaced by one that does not load: a refused load, the old chain stays.
+    let staging = modules.path().join("guard.staging");
+    std::fs::copy(wat.join("exports_nothing.wat"), &staging).expect("copy a broken module");
+    std::fs::rename(&staging, &module).expect("rename into place");
+    let refused = poll_until(ARRIVAL, "a refused filter_load", || {
+        events(&seen).into_iter().find(|event| {
+            event["protocol"] == "choria:lifecycle:filter_load:1" && event["result"] == "failure"
+        })
+    });
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("guard") && m.contains("previous chains stay")),
+        "{refused}"
+    );
+    relay.ensure_running().expect("the relay keeps running");
+}

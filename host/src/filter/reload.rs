@@ -226,6 +226,21 @@ impl Chains {
                     took_ms = elapsed.as_millis() as u64,
                     "filter chains reloaded"
                 );
+                let set = self.current.load_full();
+                for (job, stage) in set.stages() {
+                    let key = scope_key(job, stage.name());
+                    if report.changed.contains(&key) {
+                        crate::lifecycle::emit(crate::lifecycle::Event::FilterLoad {
+                            ok: true,
+                            message: format!(
+                                "loaded {} (sha256 {})",
+                                stage.module_path().display(),
+                                stage.module.hash
+                            ),
+                            filter: Some(key),
+                        });
+                    }
+                }
                 Ok(report)
             }
             Err(error) => {
@@ -234,6 +249,11 @@ impl Chains {
                 tracing::error!(
                     "filter reload refused, the previous chains stay in force: {error}"
                 );
+                crate::lifecycle::emit(crate::lifecycle::Event::FilterLoad {
+                    ok: false,
+                    filter: None,
+                    message: format!("{error}; the previous chains stay in force"),
+                });
                 Err(error)
             }
         }

@@ -183,6 +183,12 @@ impl Stage {
                 on_error = self.config.on_error.as_str(),
                 "filter call failed: {text}"
             );
+            crate::lifecycle::emit(crate::lifecycle::Event::FilterFailure {
+                filter: self.config.name.clone(),
+                kind: error.kind().to_owned(),
+                on_error: self.config.on_error.as_str().to_owned(),
+                message: text.clone(),
+            });
         } else {
             tracing::debug!(filter = %self.config.name, kind = error.kind(), "filter call failed: {text}");
         }
