@@ -9,8 +9,9 @@
 #    installs the package again over a changed config (an upgrade keeps it);
 # 5. runs the installed binary as the promrelay user with the sample config pointed at real
 #    nats-server, Pushgateway and node_exporter on free loopback ports, logging to
-#    /var/log/promrelay/, until node_exporter's series arrive; reloads (SIGHUP) and stops it
-#    (SIGTERM); then runs two end-to-end tests with PROMRELAY_BIN=/usr/bin/promrelay;
+#    /var/log/promrelay/, until node_exporter's series arrive; reloads it (SIGHUP), rotates its
+#    log with the package's logrotate file (when logrotate is installed) and stops it (SIGTERM);
+#    then runs two end-to-end tests with PROMRELAY_BIN=/usr/bin/promrelay;
 # 6. removes (`dpkg -r`) and purges (`dpkg -P`) it and checks what is left.
 #
 # Leaves the machine as it found it: the package purged, and the promrelay user (which the
