@@ -17,6 +17,8 @@ pub mod node_exporter;
 pub mod pki;
 pub mod process;
 pub mod prometheus;
+pub mod puppet_ca;
+pub mod puppetserver;
 pub mod pushgateway;
 pub mod relay;
 pub mod target;
