@@ -155,7 +155,7 @@ mod tests {
         );
         let certificate = CertificateDer::from(Vec::new());
         let pin = print.replace(':', "").to_ascii_lowercase();
-        assert!(unpinned(&[certificate.clone()], &[pin]).is_empty());
+        assert!(unpinned(std::slice::from_ref(&certificate), &[pin]).is_empty());
         assert_eq!(unpinned(&[certificate], &["00".repeat(32)]), vec![print]);
     }
 }
