@@ -188,12 +188,22 @@ pub async fn enroll(args: &EnrollArgs) -> anyhow::Result<Enrolled> {
     if !stored {
         layout::write_new(&layout.ca, &ca_pem, layout::PUBLIC_MODE)?;
     }
-    let key = own_key(&layout)?;
+    let (key, reused) = own_key(&layout)?;
     let authority = Authority::verified(&args.ca, &ca_pem)?;
-    let request = request(&identity, &key)?;
-    if !layout.request.exists() {
-        layout::write_new(&layout.request, request.as_bytes(), layout::PUBLIC_MODE)?;
-    }
+    let request = match std::fs::read_to_string(&layout.request) {
+        // The CA may hold this very request already: send the same again.
+        Ok(stored) if reused => stored,
+        _ => {
+            // A request left without its key is stale: its key is gone.
+            if layout.request.exists() {
+                std::fs::remove_file(&layout.request)
+                    .with_context(|| format!("removing {}", layout.request.display()))?;
+            }
+            let request = request(&identity, &key)?;
+            layout::write_new(&layout.request, request.as_bytes(), layout::PUBLIC_MODE)?;
+            request
+        }
+    };
     match authority.submit(&identity, &request).await? {
         Submitted::Accepted => println!(
             "submitted the certificate request for {identity} to {}",
@@ -234,20 +244,21 @@ fn certificate_pem(der: &[u8]) -> String {
     pem
 }
 
-/// The key left by an interrupted enroll, or a new RSA-2048 key (what Puppet agents use).
-fn own_key(layout: &Layout) -> anyhow::Result<rcgen::KeyPair> {
+/// The key left by an interrupted enroll (`true`), or a new RSA-2048 key (what Puppet agents use).
+fn own_key(layout: &Layout) -> anyhow::Result<(rcgen::KeyPair, bool)> {
     match std::fs::read_to_string(&layout.key) {
         Ok(pem) => {
             println!(
                 "reusing the private key {} of an earlier enroll that did not finish",
                 layout.key.display()
             );
-            rcgen::KeyPair::from_pem(&pem).map_err(|error| {
+            let key = rcgen::KeyPair::from_pem(&pem).map_err(|error| {
                 anyhow::anyhow!(
                     "{}: not a usable PKCS#8 private key ({error}); remove it to start over",
                     layout.key.display()
                 )
-            })
+            })?;
+            Ok((key, true))
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let key =
@@ -258,7 +269,7 @@ fn own_key(layout: &Layout) -> anyhow::Result<rcgen::KeyPair> {
                 key.serialize_pem().as_bytes(),
                 layout::KEY_MODE,
             )?;
-            Ok(key)
+            Ok((key, false))
         }
         Err(error) => Err(error).with_context(|| format!("reading {}", layout.key.display())),
     }

@@ -129,6 +129,53 @@ pub fn check_signed(
 mod tests {
     use super::*;
 
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, PublicKeyData as _,
+    };
+
+    fn new_ca() -> CertifiedIssuer<'static, KeyPair> {
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "test CA");
+        CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA")
+    }
+
+    fn signed(ca: &CertifiedIssuer<'static, KeyPair>, key: &KeyPair, name: &str) -> String {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.signed_by(key, ca).expect("sign").pem()
+    }
+
+    #[test]
+    fn a_certificate_is_kept_only_from_our_ca_for_our_key_and_name() {
+        let ca = new_ca();
+        let bundle = vec![ca.der().clone()];
+        let key = KeyPair::generate().expect("key");
+        let good = signed(&ca, &key, "site1");
+        assert!(check_signed(good.as_bytes(), &bundle, key.der_bytes(), "site1").is_ok());
+
+        let other_key = KeyPair::generate().expect("key");
+        let cases = [
+            (signed(&ca, &other_key, "site1"), "another key"),
+            (signed(&ca, &key, "site2"), "common name is \"site2\""),
+            (signed(&new_ca(), &key, "site1"), "not issued by the CA"),
+            ("garbage".to_string(), "not a certificate"),
+        ];
+        for (pem, expected) in cases {
+            let error = check_signed(pem.as_bytes(), &bundle, key.der_bytes(), "site1")
+                .expect_err(expected);
+            assert!(error.to_string().contains(expected), "{expected}: {error}");
+        }
+    }
+
     #[test]
     fn pins_are_read_in_the_forms_tools_print() {
         let plain = "ab".repeat(32);
