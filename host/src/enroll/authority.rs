@@ -84,6 +84,7 @@ impl Authority {
             .get(url.clone())
             .send()
             .await
+            .map_err(reqwest::Error::without_url)
             .with_context(|| format!("fetching the CA certificate from {url}"))?;
         let status = response.status();
         let body = response
@@ -108,6 +109,7 @@ impl Authority {
             .body(request_pem.to_owned())
             .send()
             .await
+            .map_err(reqwest::Error::without_url)
             .with_context(|| format!("submitting the certificate request to {url}"))?;
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
@@ -128,7 +130,7 @@ impl Authority {
         let url = self.url("certificate", identity);
         let response = match self.client.get(url.clone()).send().await {
             Ok(response) => response,
-            Err(error) => return Ok(Fetched::Unavailable(error_chain(&error))),
+            Err(error) => return Ok(Fetched::Unavailable(error_chain(&error.without_url()))),
         };
         let status = response.status();
         let body = match response.text().await {
