@@ -279,6 +279,31 @@ fn a_ca_that_does_not_sign_in_time_leaves_a_pending_request_that_a_rerun_complet
 }
 
 #[test]
+fn a_certificate_the_ca_signed_for_another_key_is_refused_with_the_clean_command() {
+    let ca = PuppetCa::start(Signing::AfterPolls(0));
+    let dir = temp();
+    let ssl = dir.path().join("ssl");
+    succeeded(&enroll_with(&ca.address(), &ssl, IDENTITY, &[]));
+    // The key is lost (and so the certificate is useless): a new key meets the old certificate.
+    let files = files(&ssl, IDENTITY);
+    std::fs::remove_file(&files.cert).expect("remove the certificate");
+    std::fs::remove_file(&files.key).expect("remove the key");
+    let output = failed(&enroll_with(&ca.address(), &ssl, IDENTITY, &[]));
+    assert!(
+        output.contains("already has a signed certificate"),
+        "{output}"
+    );
+    assert!(
+        output.contains(&format!("puppetserver ca clean --certname {IDENTITY}")),
+        "{output}"
+    );
+    assert!(
+        !files.cert.exists(),
+        "a certificate for another key is never stored"
+    );
+}
+
+#[test]
 fn enrolled_files_carry_a_relay_over_tls_with_scheme_puppet() {
     let ca = PuppetCa::start(Signing::AfterPolls(1));
     let dir = temp();

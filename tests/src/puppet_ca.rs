@@ -309,7 +309,15 @@ fn answer(
             if name.bytes().any(|b| b.is_ascii_uppercase()) {
                 return (400, "Certificate names must be lower case".into());
             }
-            if state.requests.contains_key(name) || state.signed.contains_key(name) {
+            if state.signed.contains_key(name) {
+                return (
+                    400,
+                    format!(
+                        "{name} already has a signed certificate; ignoring certificate request"
+                    ),
+                );
+            }
+            if state.requests.contains_key(name) {
                 return (
                     400,
                     format!(
