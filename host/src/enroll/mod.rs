@@ -254,7 +254,7 @@ fn own_key(layout: &Layout) -> anyhow::Result<(rcgen::KeyPair, bool)> {
             );
             let key = rcgen::KeyPair::from_pem(&pem).map_err(|error| {
                 anyhow::anyhow!(
-                    "{}: not a usable PKCS#8 private key ({error}); remove it to start over",
+                    "{}: not a usable private key ({error}); remove it to start over",
                     layout.key.display()
                 )
             })?;
