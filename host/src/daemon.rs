@@ -221,6 +221,9 @@ pub async fn run(
 
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     let (paused_tx, paused_rx) = watch::channel(false);
+    // Subscribed before the monitor port and management can change it: a pause in the first
+    // moments is seen (gauge, event) like any other.
+    let mut paused_seen = paused_tx.subscribe();
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let ready = Arc::new(AtomicBool::new(false));
     // Scrapers get their own token so that they stop before the publisher drains.
@@ -314,7 +317,6 @@ pub async fn run(
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let mut current = config;
-    let mut paused_seen = paused_tx.subscribe();
 
     let failure = loop {
         tokio::select! {

@@ -169,8 +169,9 @@ pub fn start(
             let body = event.body(&identity, &component, timestamp);
             let subject = event.subject(&component);
             let payload = serde_json::to_vec(&body).expect("a JSON value serialises");
-            if let Err(error) = client.publish(subject.clone(), payload.into()).await {
-                tracing::warn!("lifecycle event {subject} not sent: {error}");
+            match client.publish(subject.clone(), payload.into()).await {
+                Ok(()) => tracing::info!(%subject, "lifecycle event sent"),
+                Err(error) => tracing::warn!("lifecycle event {subject} not sent: {error}"),
             }
             if event == Event::Shutdown || event == Event::Startup {
                 // Startup and shutdown matter most: make sure they left the process.

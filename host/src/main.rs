@@ -119,7 +119,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         } else {
             LogLevel::Warn
         };
-        init_logging(level, None)?;
+        init_logging(level, None, None)?;
         promrelay::filter::cli::run(command)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -129,7 +129,11 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     } else {
         config.log.level
     };
-    init_logging(level, config.log.file.as_deref())?;
+    let management_log = config
+        .management
+        .as_ref()
+        .and_then(|m| m.logfile.as_deref().map(|file| (file, m.loglevel)));
+    init_logging(level, config.log.file.as_deref(), management_log)?;
     let _pid = cli.pid.map(PidFile::create).transpose()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(daemon::run(
@@ -238,34 +242,74 @@ fn tls_problems(config: &promrelay::config::Config) -> Vec<String> {
     problems
 }
 
-/// Logs to stderr, or appended to `file`; `RUST_LOG` overrides the level.
-fn init_logging(level: LogLevel, file: Option<&Path>) -> anyhow::Result<()> {
+/// Logs to stderr, or appended to `file`; `RUST_LOG` overrides the level. With `management`
+/// (`management.logfile` and `loglevel`), what the management interface does (requests, who
+/// asked, refusals, lifecycle events) is also appended to that file at that level, as the
+/// original's management agent had its own log.
+fn init_logging(
+    level: LogLevel,
+    file: Option<&Path>,
+    management: Option<(&Path, LogLevel)>,
+) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!(
             "{},cranelift_codegen=warn,wasmtime=warn,async_nats=warn",
             level.as_str()
         ))
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match file {
-        Some(path) => {
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening the log file {}", path.display()))?;
-            builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(log))
-                .init();
-        }
+    let main = match file {
+        Some(path) => tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(append(path)?))
+            .with_filter(filter)
+            .boxed(),
         None => {
             use std::io::IsTerminal as _;
             let ansi = std::io::stderr().is_terminal();
-            builder.with_ansi(ansi).with_writer(std::io::stderr).init()
+            tracing_subscriber::fmt::layer()
+                .with_ansi(ansi)
+                .with_writer(std::io::stderr)
+                .with_filter(filter)
+                .boxed()
         }
-    }
+    };
+    let management = match management {
+        Some((path, level)) => {
+            let level: tracing::Level = level
+                .as_str()
+                .parse()
+                .expect("every LogLevel names a tracing level");
+            let targets = tracing_subscriber::filter::Targets::new()
+                .with_target("promrelay::management", level)
+                .with_target("promrelay::admin", level)
+                .with_target("promrelay::lifecycle", level);
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(std::sync::Mutex::new(append(path)?))
+                    .with_filter(targets)
+                    .boxed(),
+            )
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(main)
+        .with(management)
+        .init();
     Ok(())
+}
+
+fn append(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening the log file {}", path.display()))
 }
 
 /// A PID file, removed when dropped.

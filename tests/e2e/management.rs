@@ -388,3 +388,56 @@ fn filter_loads_refusals_and_failures_are_lifecycle_events() {
     );
     relay.ensure_running().expect("the relay keeps running");
 }
+
+#[test]
+fn management_logfile_gets_the_management_lines_at_its_own_level() {
+    let nats = NatsServer::start();
+    let pushgateway = Pushgateway::start();
+    let target = TargetServer::start(Behaviour::Fixed(SMALL_BODY.into()));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let logfile = dir.path().join("management.log");
+    let config = RelayConfig::pipeline(&nats.url(), &pushgateway.url())
+        .job("app", &[("app1", &target.url())])
+        .monitor_port(free_port())
+        .extra(&format!(
+            "management:\n  token: {TOKEN}\n  logfile: {:?}\n  loglevel: info\n",
+            logfile.display().to_string()
+        ));
+    let mut relay = Relay::start_config(&config);
+    relay.wait_healthy();
+    let (status, _) = post(
+        &format!("{}/api/v1/pause", relay.monitor_url()),
+        Some(TOKEN),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = post(
+        &format!("{}/api/v1/resume", relay.monitor_url()),
+        Some("wrong"),
+    );
+    assert_eq!(status, 403);
+    let text = poll_until(
+        ARRIVAL,
+        "the pause and the refusal in the management log",
+        || {
+            let text = std::fs::read_to_string(&logfile).ok()?;
+            (text.contains("management request over HTTP")
+                && text.contains("wrong token refused")
+                && text.contains("choria.lifecycle.event.paused"))
+            .then_some(text)
+        },
+    );
+    assert!(!text.contains(TOKEN), "the token is in the log:\n{text}");
+    // Only the management lines: no scrape or publish lines.
+    assert!(
+        text.lines()
+            .all(|line| line.contains("promrelay::management")
+                || line.contains("promrelay::admin")
+                || line.contains("promrelay::lifecycle")),
+        "other lines in the management log:\n{text}"
+    );
+    // At its own level (info), whatever the main log's (debug under the harness).
+    assert!(
+        !text.contains("DEBUG"),
+        "debug lines in the management log:\n{text}"
+    );
+}
