@@ -5,101 +5,17 @@
 //! Certificates are made inside each test with `rcgen`: a CA and leaves it signs (a self-signed
 //! leaf is refused by webpki as CaUsedAsEndEntity).
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use promrelay_tests::pki::{Leaf, Pki};
 use promrelay_tests::target::SMALL_BODY;
 use promrelay_tests::{
     poll_until, Behaviour, NatsServer, Pushgateway, Relay, RelayConfig, TargetServer,
 };
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
-};
-use tempfile::TempDir;
 
 /// Long enough for a debug-built relay to start and relay on a loaded two-core machine.
 const ARRIVAL: Duration = Duration::from_secs(90);
-
-/// A CA that signs server and client certificates, writing PEM files into a temp directory.
-struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
-    dir: TempDir,
-}
-
-/// A certificate and key written to disk.
-struct Leaf {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{name} test CA"));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().expect("CA key");
-        let ca = CertifiedIssuer::self_signed(params, key).expect("self-signed CA");
-        let dir = tempfile::Builder::new()
-            .prefix("pki-")
-            .tempdir()
-            .expect("temp dir for certificates");
-        let pki = Pki { ca, dir };
-        std::fs::write(pki.ca_path(), pki.ca.pem()).expect("write the CA");
-        pki
-    }
-
-    fn ca_path(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    fn leaf(&self, name: &str, server: bool, expired: bool) -> Leaf {
-        let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.extended_key_usages = vec![if server {
-            ExtendedKeyUsagePurpose::ServerAuth
-        } else {
-            ExtendedKeyUsagePurpose::ClientAuth
-        }];
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        }
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &self.ca).expect("sign the leaf");
-        let leaf = Leaf {
-            cert: self.dir.path().join(format!("{name}.pem")),
-            key: self.dir.path().join(format!("{name}-key.pem")),
-        };
-        std::fs::write(&leaf.cert, cert.pem()).expect("write the certificate");
-        std::fs::write(&leaf.key, key.serialize_pem()).expect("write the key");
-        leaf
-    }
-
-    /// Puppet's layout under `<dir>/ssl` for `identity`: the returned path is `ssl_dir`.
-    fn puppet_ssl_dir(&self, identity: &str) -> PathBuf {
-        let leaf = self.leaf(identity, false, false);
-        let ssl = self.dir.path().join("ssl");
-        std::fs::create_dir_all(ssl.join("certs")).expect("certs dir");
-        std::fs::create_dir_all(ssl.join("private_keys")).expect("private_keys dir");
-        std::fs::copy(self.ca_path(), ssl.join("certs/ca.pem")).expect("copy CA");
-        std::fs::copy(&leaf.cert, ssl.join(format!("certs/{identity}.pem"))).expect("copy cert");
-        std::fs::copy(&leaf.key, ssl.join(format!("private_keys/{identity}.pem")))
-            .expect("copy key");
-        ssl
-    }
-}
 
 /// nats-server with TLS and client verification by `pki`'s CA.
 fn tls_nats(pki: &Pki) -> NatsServer {
@@ -182,8 +98,8 @@ fn puppet_and_manual_tls_per_connection_relay_end_to_end() {
     let receiver = pki.leaf("receiver", false, false);
     // A top-level stanza with a missing file proves each section's own replaces it.
     let broken = Leaf {
-        cert: pki.dir.path().join("absent.pem"),
-        key: pki.dir.path().join("absent-key.pem"),
+        cert: pki.dir().join("absent.pem"),
+        key: pki.dir().join("absent-key.pem"),
     };
     let yaml = pipeline(&nats, &pushgateway, &target)
         .extra(&manual_tls("", &pki.ca_path(), &broken))
@@ -249,7 +165,7 @@ fn a_missing_key_file_fails_at_start_naming_it() {
     let client = pki.leaf("site1", false, false);
     let missing = Leaf {
         cert: client.cert.clone(),
-        key: pki.dir.path().join("no-such-key.pem"),
+        key: pki.dir().join("no-such-key.pem"),
     };
     // No server: the files are checked before any connection.
     let config = RelayConfig::pipeline("nats://127.0.0.1:1", "http://127.0.0.1:1")
@@ -366,7 +282,7 @@ fn check_config_reports_a_missing_tls_file() {
     let pki = Pki::new("site");
     let client = pki.leaf("site1", false, false);
     let missing = Leaf {
-        cert: pki.dir.path().join("no-such-cert.pem"),
+        cert: pki.dir().join("no-such-cert.pem"),
         key: client.key.clone(),
     };
     let config = RelayConfig::pipeline("nats://127.0.0.1:1", "http://127.0.0.1:1")
