@@ -304,3 +304,91 @@ fn check_config_reports_a_missing_tls_file() {
     );
     assert!(text.contains(&expected), "{expected:?} not in:\n{text}");
 }
+
+use promrelay_tests::nats_jwt::{Account, Operator, UserKind};
+
+/// nats-server in operator (JWT) mode trusting `operator`, knowing `accounts`.
+fn operator_nats(operator: &Operator, accounts: &[&Account]) -> NatsServer {
+    NatsServer::start_with_config(&operator.server_config(accounts))
+}
+
+fn creds_yaml(path: &Path) -> String {
+    format!("  creds: {:?}\n", path.display().to_string())
+}
+
+#[test]
+fn a_creds_file_relays_end_to_end_against_an_operator_mode_server() {
+    let operator = Operator::new("site-operator");
+    let account = operator.account("relay", true);
+    let nats = operator_nats(&operator, &[&account]);
+    let pushgateway = Pushgateway::start();
+    let target = TargetServer::start(Behaviour::Fixed(SMALL_BODY.into()));
+    let creds = operator.write_creds("relay", &account.user_creds("relay", UserKind::Valid));
+    let yaml = into_both_streams(&pipeline(&nats, &pushgateway, &target), &creds_yaml(&creds));
+    let mut relay = Relay::start(&yaml);
+    wait_relayed(&pushgateway, &mut relay);
+    let log = relay.log();
+    let text = std::fs::read_to_string(&creds).expect("read the creds file back");
+    for secret in text
+        .lines()
+        .filter(|line| line.starts_with("SU") || line.starts_with("eyJ"))
+    {
+        assert!(!log.contains(secret), "creds material in the log:\n{log}");
+    }
+}
+
+#[test]
+fn refused_creds_files_fail_at_start_naming_the_file() {
+    let operator = Operator::new("site-operator");
+    let account = operator.account("relay", true);
+    // Signed by the same operator but never given to the server: its users are unknown there.
+    let stranger = operator.account("stranger", true);
+    let nats = operator_nats(&operator, &[&account]);
+    let pushgateway = Pushgateway::start();
+    let target = TargetServer::start(Behaviour::Fixed(SMALL_BODY.into()));
+    let cases = [
+        ("stranger", stranger.user_creds("relay", UserKind::Valid)),
+        ("expired", account.user_creds("relay", UserKind::Expired)),
+        (
+            "wrong-seed",
+            account.user_creds("relay", UserKind::WrongSeed),
+        ),
+    ];
+    for (name, text) in cases {
+        let creds = operator.write_creds(name, &text);
+        let yaml = into_both_streams(&pipeline(&nats, &pushgateway, &target), &creds_yaml(&creds));
+        let mut relay = Relay::start(&yaml);
+        let log = wait_failed(&mut relay);
+        let expected = format!(
+            "the server refused the credentials (the credentials file {})",
+            creds.display()
+        );
+        assert!(
+            log.contains(&expected),
+            "{name}: {expected:?} not in:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_or_unparsable_creds_file_fails_at_start_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("no-such.creds");
+    let garbage = dir.path().join("garbage.creds");
+    std::fs::write(&garbage, "not a creds file\n").expect("write the garbage file");
+    let cases = [
+        (&missing, "No such file or directory"),
+        (&garbage, "cannot parse user JWT from the credentials file"),
+    ];
+    for (path, reason) in cases {
+        // No server: the file is read before any connection.
+        let config = RelayConfig::pipeline("nats://127.0.0.1:1", "http://127.0.0.1:1")
+            .job("app", &[("app1", "http://127.0.0.1:1/metrics")]);
+        let yaml = into_both_streams(&config, &creds_yaml(path));
+        let mut relay = Relay::start(&yaml);
+        let log = wait_failed(&mut relay);
+        let expected = format!("reading the NATS credentials file {}", path.display());
+        assert!(log.contains(&expected), "{expected:?} not in:\n{log}");
+        assert!(log.contains(reason), "{reason:?} not in:\n{log}");
+    }
+}

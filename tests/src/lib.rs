@@ -13,6 +13,7 @@
 
 pub mod http;
 pub mod nats;
+pub mod nats_jwt;
 pub mod node_exporter;
 pub mod pki;
 pub mod process;
