@@ -191,8 +191,8 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Problems of the TLS files of every NATS connection and of the HTTP clients' files, one line
-/// each.
+/// Problems of the TLS and credential files of every NATS connection and of the HTTP clients'
+/// files, one line each.
 fn tls_problems(config: &promrelay::config::Config) -> Vec<String> {
     let sections = [
         (
@@ -218,6 +218,26 @@ fn tls_problems(config: &promrelay::config::Config) -> Vec<String> {
                     }
                 }
                 Err(error) => problems.push(format!("{section}.tls: {error}")),
+            }
+        }
+    }
+    // The NATS credential files (an nkey seed, a creds file): readable now.
+    for (section, stream) in [
+        ("poller_stream", config.poller_stream.as_ref()),
+        ("receiver_stream", config.receiver_stream.as_ref()),
+    ] {
+        use promrelay::config::NatsAuth;
+        let file = match stream.map(|s| &s.auth) {
+            Some(NatsAuth::NkeySeedFile(path)) => Some(("nkey", path)),
+            Some(NatsAuth::CredsFile(path)) => Some(("creds", path)),
+            _ => None,
+        };
+        if let Some((key, path)) = file {
+            if let Err(error) = std::fs::read(path) {
+                problems.push(format!(
+                    "{section}.{key}: cannot read {}: {error}",
+                    path.display()
+                ));
             }
         }
     }

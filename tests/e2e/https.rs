@@ -312,7 +312,7 @@ fn indent(yaml: &str) -> String {
 }
 
 #[test]
-fn check_config_reports_the_missing_files_of_jobs_and_push_gateway() {
+fn check_config_reports_the_missing_files_of_jobs_push_gateway_and_nats_credentials() {
     let mut config = RelayConfig::pipeline("nats://127.0.0.1:1", "https://127.0.0.1:1").job_with(
         "app",
         "basic_auth:\n  username: u\n  password_file: /nonexistent/promrelay-password\n",
@@ -324,7 +324,12 @@ fn check_config_reports_the_missing_files_of_jobs_and_push_gateway() {
     );
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("promrelay.yaml");
-    std::fs::write(&path, config.to_yaml()).expect("write the config");
+    let yaml = config.to_yaml().replacen(
+        "poller_stream:\n",
+        "poller_stream:\n  creds: /nonexistent/promrelay.creds\n",
+        1,
+    );
+    std::fs::write(&path, yaml).expect("write the config");
     let output = std::process::Command::new(promrelay_tests::relay_binary())
         .args(["check-config", "--config"])
         .arg(&path)
@@ -335,6 +340,7 @@ fn check_config_reports_the_missing_files_of_jobs_and_push_gateway() {
     for expected in [
         "jobs.app: reading basic_auth.password /nonexistent/promrelay-password",
         "push_gateway: reading tls_config.ca_file /nonexistent/promrelay-ca.pem",
+        "poller_stream.creds: cannot read /nonexistent/promrelay.creds",
     ] {
         assert!(text.contains(expected), "{expected:?} not in:\n{text}");
     }

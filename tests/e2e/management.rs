@@ -441,3 +441,68 @@ fn management_logfile_gets_the_management_lines_at_its_own_level() {
         "debug lines in the management log:\n{text}"
     );
 }
+
+#[test]
+fn management_brokers_with_their_own_tls_pause_and_resume_from_the_operator_command() {
+    use promrelay_tests::pki::Pki;
+    // Streams on a plain server; management on its own server that requires client certificates.
+    let nats = NatsServer::start();
+    let pki = Pki::new("management");
+    let server = pki.leaf("management-nats", true, false);
+    let management_nats = NatsServer::start_with_config(&format!(
+        "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n  ca_file: {:?}\n  verify: true\n  timeout: 5\n}}\n",
+        server.cert.display().to_string(),
+        server.key.display().to_string(),
+        pki.ca_path().display().to_string()
+    ));
+    let client = pki.leaf("site1", false, false);
+    let pushgateway = Pushgateway::start();
+    let target = TargetServer::start(Behaviour::Fixed(SMALL_BODY.into()));
+    let admin = nkeys::KeyPair::new_user();
+    let config = RelayConfig::pipeline(&nats.url(), &pushgateway.url())
+        .job("app", &[("app1", &target.url())])
+        .monitor_port(free_port())
+        .extra(&format!(
+            "management:\n  brokers: {}\n  auth:\n    full: ['^{}$']\n  tls:\n    scheme: manual\n    ca: {:?}\n    cert: {:?}\n    key: {:?}\n",
+            management_nats.url(),
+            admin.public_key(),
+            pki.ca_path().display().to_string(),
+            client.cert.display().to_string(),
+            client.key.display().to_string()
+        ));
+    let mut relay = Relay::start_config(&config);
+    relay.wait_healthy();
+    let seed_dir = tempfile::tempdir().expect("temp dir");
+    let seed_file = seed_dir.path().join("admin.nk");
+    std::fs::write(&seed_file, admin.seed().expect("seed")).expect("write the seed");
+    // The operator command reads management.brokers and management.tls from the same config.
+    let run = |action: &str| {
+        let output = Command::new(relay_binary())
+            .args([action, "--identity", "site1", "--seed"])
+            .arg(&seed_file)
+            .arg("--config")
+            .arg(relay.config_path())
+            .output()
+            .expect("run the operator command");
+        let text = String::from_utf8_lossy(&output.stdout).to_string()
+            + &String::from_utf8_lossy(&output.stderr);
+        output
+            .status
+            .success()
+            .then(|| serde_json::from_str::<serde_json::Value>(text.trim()).ok())
+            .flatten()
+    };
+    // The relay subscribes shortly after start: retry until it answers.
+    let paused = poll_until(ARRIVAL, "pause over the TLS management broker", || {
+        run("pause")
+    });
+    assert_eq!(paused["paused"], true, "{paused}");
+    poll_until(ARRIVAL, "promrelay_paused 1", || {
+        (paused_gauge(&relay) == Some(1.0)).then_some(())
+    });
+    let resumed = run("resume").expect("resume over the TLS management broker");
+    assert_eq!(resumed["paused"], false, "{resumed}");
+    poll_until(ARRIVAL, "promrelay_paused 0", || {
+        (paused_gauge(&relay) == Some(0.0)).then_some(())
+    });
+}
