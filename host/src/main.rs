@@ -150,11 +150,24 @@ fn management(path: &Path, action: &str, manage: &Manage) -> anyhow::Result<Exit
     let config = daemon::load_config(path)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let identity = manage.identity.as_deref();
-    let answer = match &manage.seed {
-        Some(seed) => runtime.block_on(promrelay::management::request(
-            &config, action, identity, seed,
-        ))?,
-        None => runtime.block_on(promrelay::admin::request(&config, action, identity))?,
+    // Over NATS with --seed; also, unsigned, when the local monitor port cannot serve the
+    // request (no monitor_port, or another site's identity) but management.brokers is set.
+    let brokers = config
+        .management
+        .as_ref()
+        .is_some_and(|management| !management.brokers.is_empty());
+    let elsewhere = identity.is_some_and(|wanted| wanted != config.identity);
+    let over_nats =
+        manage.seed.is_some() || (brokers && (config.monitor_port.is_none() || elsewhere));
+    let answer = if over_nats {
+        runtime.block_on(promrelay::management::request(
+            &config,
+            action,
+            identity,
+            manage.seed.as_deref(),
+        ))?
+    } else {
+        runtime.block_on(promrelay::admin::request(&config, action, identity))?
     };
     println!("{answer}");
     Ok(ExitCode::SUCCESS)

@@ -89,20 +89,27 @@ pub async fn request(
     config: &crate::config::Config,
     action: &str,
     identity: Option<&str>,
-    seed_file: &std::path::Path,
+    seed_file: Option<&std::path::Path>,
 ) -> anyhow::Result<serde_json::Value> {
     let management = config
         .management
         .as_ref()
         .filter(|management| !management.brokers.is_empty())
-        .context("--seed sends over NATS: the config needs management.brokers")?;
-    let seed = std::fs::read_to_string(seed_file)
-        .with_context(|| format!("reading the nkey seed file {}", seed_file.display()))?;
-    let seed = seed
-        .lines()
-        .map(str::trim)
-        .find(|line| line.starts_with("SU"))
-        .with_context(|| format!("no nkey user seed in {}", seed_file.display()))?;
+        .context("sending over NATS needs management.brokers in the config")?;
+    let seed = match seed_file {
+        Some(seed_file) => {
+            let text = std::fs::read_to_string(seed_file)
+                .with_context(|| format!("reading the nkey seed file {}", seed_file.display()))?;
+            let seed = text
+                .lines()
+                .map(str::trim)
+                .find(|line| line.starts_with("SU"))
+                .with_context(|| format!("no nkey user seed in {}", seed_file.display()))?
+                .to_owned();
+            Some(seed)
+        }
+        None => None,
+    };
     let security = crate::nats::Security::load(
         "management",
         management.tls.as_ref(),
@@ -115,7 +122,11 @@ pub async fn request(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());
-    let body = signed_request(&subject, seed, now)?;
+    // Unsigned, only a relay with `auth.insecure: true` accepts it.
+    let body = match &seed {
+        Some(seed) => signed_request(&subject, seed, now)?,
+        None => b"{}".to_vec(),
+    };
     let answer = tokio::time::timeout(
         Duration::from_secs(15),
         client.request(subject.clone(), body.into()),
@@ -126,7 +137,12 @@ pub async fn request(
     let body: serde_json::Value = serde_json::from_slice(&answer.payload)
         .with_context(|| format!("{subject}: the answer is not JSON"))?;
     if let Some(error) = body["error"].as_str() {
-        anyhow::bail!("{action} refused by {identity}: {error}");
+        let hint = if seed.is_none() {
+            " (the request was unsigned: sign it with --seed NKEY_SEED_FILE)"
+        } else {
+            ""
+        };
+        anyhow::bail!("{action} refused by {identity}: {error}{hint}");
     }
     Ok(body)
 }

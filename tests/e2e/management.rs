@@ -506,3 +506,54 @@ fn management_brokers_with_their_own_tls_pause_and_resume_from_the_operator_comm
         (paused_gauge(&relay) == Some(0.0)).then_some(())
     });
 }
+
+#[test]
+fn without_a_seed_the_operator_command_asks_over_nats_and_only_an_insecure_relay_obeys() {
+    let nats = NatsServer::start();
+    let pushgateway = Pushgateway::start();
+    let target = TargetServer::start(Behaviour::Fixed(SMALL_BODY.into()));
+    let admin = nkeys::KeyPair::new_user();
+    // site1 accepts unsigned requests; site2 only signed ones. Neither has a monitor port.
+    let insecure = RelayConfig::pipeline(&nats.url(), &pushgateway.url())
+        .job("app", &[("app1", &target.url())])
+        .extra(&format!(
+            "management:\n  brokers: {}\n  auth:\n    insecure: true\n",
+            nats.url()
+        ));
+    let mut secured = RelayConfig::pipeline(&nats.url(), &pushgateway.url())
+        .job("app", &[("app1", &target.url())])
+        .extra(&format!(
+            "management:\n  brokers: {}\n  auth:\n    full: ['^{}$']\n",
+            nats.url(),
+            admin.public_key()
+        ));
+    secured.identity = Some("site2".into());
+    let mut site1 = Relay::start_config(&insecure);
+    let mut site2 = Relay::start_config(&secured);
+    let run = |relay: &Relay, action: &str, identity: &str| {
+        let output = Command::new(relay_binary())
+            .args([action, "--identity", identity, "--config"])
+            .arg(relay.config_path())
+            .output()
+            .expect("run the operator command");
+        let text = String::from_utf8_lossy(&output.stdout).to_string()
+            + &String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), text)
+    };
+    // Both subscribe shortly after start: retry until each answers.
+    let paused = poll_until(ARRIVAL, "site1 paused over NATS without a seed", || {
+        site1.ensure_running().expect("site1 runs");
+        let (ok, text) = run(&site1, "pause", "site1");
+        ok.then(|| serde_json::from_str::<serde_json::Value>(text.trim()).ok())
+            .flatten()
+    });
+    assert_eq!(paused["paused"], true, "{paused}");
+    assert_eq!(paused["identity"], "site1", "{paused}");
+    let text = poll_until(ARRIVAL, "site2 to refuse an unsigned pause", || {
+        site2.ensure_running().expect("site2 runs");
+        let (ok, text) = run(&site2, "pause", "site2");
+        assert!(!ok, "site2 obeyed an unsigned pause: {text}");
+        text.contains("refused by site2").then_some(text)
+    });
+    assert!(text.contains("--seed"), "{text}");
+}
