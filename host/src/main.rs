@@ -111,7 +111,11 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Poller(arg) => (Mode::Poller, pick(arg)),
         Command::Receiver(arg) => (Mode::Receiver, pick(arg)),
         Command::Filter(_) => (Mode::Auto, default.clone()),
-        Command::Enroll(args) => return promrelay::enroll::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Enroll(args) => {
+            let config = args.config.as_deref().or(cli.config.as_deref());
+            let args = enroll_defaults(args, config)?;
+            return promrelay::enroll::run(&args).map(|()| ExitCode::SUCCESS);
+        }
     };
     if let Command::Filter(command) = cli.command {
         let level = if cli.debug {
@@ -202,6 +206,39 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `enroll` with `--config F`: a missing IDENTITY or `--dir` comes from F's first `tls` stanza
+/// with `scheme: puppet` (top level, then the stream and management sections), so the files land
+/// where the relay will look for them.
+fn enroll_defaults(
+    args: &promrelay::enroll::EnrollArgs,
+    config: Option<&Path>,
+) -> anyhow::Result<promrelay::enroll::EnrollArgs> {
+    use promrelay::config::TlsSource;
+    let mut args = args.clone();
+    let Some(path) = config else {
+        return Ok(args);
+    };
+    if args.identity.is_some() && args.ssl_dir.is_some() {
+        return Ok(args);
+    }
+    let config = daemon::load_config(path)?;
+    let stanzas = [
+        config.tls.as_ref(),
+        config.poller_stream.as_ref().and_then(|s| s.tls.as_ref()),
+        config.receiver_stream.as_ref().and_then(|s| s.tls.as_ref()),
+        config.management.as_ref().and_then(|m| m.tls.as_ref()),
+    ];
+    let puppet = stanzas.into_iter().flatten().find_map(|tls| match &tls.source {
+        TlsSource::Puppet { ssl_dir } => Some((tls.identity.clone(), ssl_dir.clone())),
+        _ => None,
+    });
+    if let Some((identity, ssl_dir)) = puppet {
+        args.identity.get_or_insert(identity);
+        args.ssl_dir.get_or_insert(ssl_dir);
+    }
+    Ok(args)
 }
 
 /// Problems of the TLS and credential files of every NATS connection and of the HTTP clients'

@@ -395,3 +395,39 @@ fn a_real_puppetserver_signs_and_the_enrolled_files_connect_to_nats() {
     relay_over_puppet_tls(&nats, &ssl, IDENTITY);
     eprintln!("relayed after {:?}", start.elapsed());
 }
+
+#[test]
+fn with_the_relay_config_identity_and_dir_come_from_its_puppet_tls_stanza() {
+    let ca = PuppetCa::start(Signing::AfterPolls(1));
+    let dir = temp();
+    let ssl = dir.path().join("from-config");
+    let config = dir.path().join("promrelay.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "identity: site1\nscrape_interval: 10s\ntls:\n  scheme: puppet\n  identity: {IDENTITY}\n  ssl_dir: {:?}\npoller_stream:\n  cluster_id: x\n  urls: nats://127.0.0.1:4222\n  topic: p\njobs:\n  app:\n    targets: [{{url: \"http://127.0.0.1:9100/metrics\"}}]\n",
+            ssl.display().to_string()
+        ),
+    )
+    .expect("write the config");
+    let config = config.display().to_string();
+    let (stdout, _) = succeeded(&enroll(&[
+        "--config",
+        &config,
+        "--ca",
+        &ca.address(),
+        "--poll-interval",
+        "100ms",
+    ]));
+    let enrolled = files(&ssl, IDENTITY);
+    for file in [&enrolled.ca, &enrolled.cert, &enrolled.key] {
+        assert!(
+            file.exists(),
+            "{} missing; enroll said:\n{stdout}",
+            file.display()
+        );
+    }
+    // Without --dir and without a config to take it from, enroll says what it needs.
+    let output = failed(&enroll(&[IDENTITY, "--ca", &ca.address()]));
+    assert!(output.contains("--dir"), "{output}");
+}

@@ -34,12 +34,14 @@ pub const DEFAULT_CA: &str = "puppet:8140";
 /// `promrelay enroll` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EnrollArgs {
-    /// The certificate name to request (lower case). Default: this host's name.
+    /// The certificate name to request (lower case). Default: with --config, the `identity` of
+    /// the config's `tls` stanza with `scheme: puppet`; else this host's name.
     pub identity: Option<String>,
     /// Puppet's ssl directory to create the files in (certs/, private_keys/,
-    /// certificate_requests/), e.g. /etc/puppetlabs/puppet/ssl.
+    /// certificate_requests/), e.g. /etc/puppetlabs/puppet/ssl. Default, with --config: the
+    /// `ssl_dir` of the config's `tls` stanza with `scheme: puppet`.
     #[arg(long = "dir", value_name = "SSL_DIR")]
-    pub ssl_dir: PathBuf,
+    pub ssl_dir: Option<PathBuf>,
     /// The Puppet CA, HOST:PORT.
     #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_CA)]
     pub ca: String,
@@ -50,6 +52,9 @@ pub struct EnrollArgs {
     /// How long to wait for the CA to sign before giving up.
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = humantime::parse_duration)]
     pub max_wait: Duration,
+    /// The relay's config: IDENTITY and --dir default to its `tls` stanza with `scheme: puppet`.
+    #[arg(long = "config", value_name = "CONFIG")]
+    pub config: Option<PathBuf>,
     /// Time between two requests for the signed certificate.
     #[arg(long, hide = true, default_value = "10s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
@@ -131,7 +136,12 @@ pub async fn enroll(args: &EnrollArgs) -> anyhow::Result<Enrolled> {
         .iter()
         .map(|pin| verify::parse_pin(pin))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let layout = Layout::new(&args.ssl_dir, &identity);
+    let ssl_dir = args.ssl_dir.as_deref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "no ssl directory: give --dir SSL_DIR, or --config with a tls stanza of scheme puppet"
+        )
+    })?;
+    let layout = Layout::new(ssl_dir, &identity);
     if layout.cert.exists() {
         return Err(EnrollError::AlreadyEnrolled {
             identity,
