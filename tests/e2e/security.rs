@@ -392,3 +392,24 @@ fn a_missing_or_unparsable_creds_file_fails_at_start_naming_it() {
         assert!(log.contains(reason), "{reason:?} not in:\n{log}");
     }
 }
+
+#[test]
+fn the_originals_file_scheme_with_tls_urls_relays_end_to_end() {
+    let pki = Pki::new("site");
+    let nats = tls_nats(&pki);
+    let pushgateway = Pushgateway::start();
+    let target = TargetServer::start(Behaviour::Fixed(SMALL_BODY.into()));
+    let client = pki.leaf("site1", false, false);
+    let url = nats.url().replacen("nats://", "tls://", 1);
+    let config = RelayConfig::pipeline(&url, &pushgateway.url())
+        .job("app", &[("app1", &target.url())])
+        .extra(&format!(
+            "tls:\n  identity: site1\n  scheme: file\n  ca: {:?}\n  cert: {:?}\n  key: {:?}\n  cache: {:?}\n",
+            pki.ca_path().display().to_string(),
+            client.cert.display().to_string(),
+            client.key.display().to_string(),
+            pki.dir().join("cache").display().to_string()
+        ));
+    let mut relay = Relay::start_config(&config);
+    wait_relayed(&pushgateway, &mut relay);
+}
