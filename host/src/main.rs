@@ -230,10 +230,13 @@ fn enroll_defaults(
         config.receiver_stream.as_ref().and_then(|s| s.tls.as_ref()),
         config.management.as_ref().and_then(|m| m.tls.as_ref()),
     ];
-    let puppet = stanzas.into_iter().flatten().find_map(|tls| match &tls.source {
-        TlsSource::Puppet { ssl_dir } => Some((tls.identity.clone(), ssl_dir.clone())),
-        _ => None,
-    });
+    let puppet = stanzas
+        .into_iter()
+        .flatten()
+        .find_map(|tls| match &tls.source {
+            TlsSource::Puppet { ssl_dir } => Some((tls.identity.clone(), ssl_dir.clone())),
+            _ => None,
+        });
     if let Some((identity, ssl_dir)) = puppet {
         args.identity.get_or_insert(identity);
         args.ssl_dir.get_or_insert(ssl_dir);
