@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::exposition;
 use crate::model::{Family, Label, MetricType, Scrape, ScrapeMeta, Series};
+use crate::sink::http::error_chain;
 
 /// What the scraper needs to know about one target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,17 +194,6 @@ async fn fetch(client: &reqwest::Client, target: &TargetSpec) -> Result<Vec<u8>,
         Ok(result) => result,
         Err(_) => Err(ScrapeError::Timeout(target.timeout)),
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Scrapes one target once. Always returns a scrape: on failure it holds only `up 0` and the

@@ -113,15 +113,7 @@ fn relay_over_puppet_tls(nats: &NatsServer, ssl: &Path, identity: &str) {
             ssl.display().to_string()
         ));
     let mut relay = Relay::start_config(&config);
-    poll_until(ARRIVAL, "up 1 of job=app in the Pushgateway", || {
-        if let Err(error) = relay.ensure_running() {
-            panic!("{error:#}");
-        }
-        pushgateway
-            .pushed_series_for("app")
-            .into_iter()
-            .find(|sample| sample.name == "up" && sample.value == 1.0)
-    });
+    promrelay_tests::relay::wait_up(&pushgateway, &mut relay, "app", 1.0, ARRIVAL);
 }
 
 /// nats-server with TLS, `verify: true`, trusting `ca`.

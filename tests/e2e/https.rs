@@ -129,13 +129,7 @@ fn up_of(samples: &[Sample], job: &str) -> Option<f64> {
 }
 
 fn wait_up(pushgateway: &Pushgateway, relay: &mut Relay, job: &str, want: f64) -> Vec<Sample> {
-    poll_until(ARRIVAL, &format!("up {want} of job={job}"), || {
-        if let Err(error) = relay.ensure_running() {
-            panic!("{error:#}");
-        }
-        let samples = pushgateway.pushed_series_for(job);
-        (up_of(&samples, job) == Some(want)).then_some(samples)
-    })
+    promrelay_tests::relay::wait_up(pushgateway, relay, job, want, ARRIVAL)
 }
 
 #[test]
@@ -322,21 +316,13 @@ fn check_config_reports_the_missing_files_of_jobs_push_gateway_and_nats_credenti
     let config = config.extra(
         "push_gateway:\n  url: https://127.0.0.1:1\n  tls_config:\n    ca_file: /nonexistent/promrelay-ca.pem\n",
     );
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("promrelay.yaml");
     let yaml = config.to_yaml().replacen(
         "poller_stream:\n",
         "poller_stream:\n  creds: /nonexistent/promrelay.creds\n",
         1,
     );
-    std::fs::write(&path, yaml).expect("write the config");
-    let output = std::process::Command::new(promrelay_tests::relay_binary())
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run check-config");
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(!output.status.success(), "{text}");
+    let (ok, text) = promrelay_tests::relay::check_config(&yaml);
+    assert!(!ok, "{text}");
     for expected in [
         "jobs.app: reading basic_auth.password /nonexistent/promrelay-password",
         "push_gateway: reading tls_config.ca_file /nonexistent/promrelay-ca.pem",

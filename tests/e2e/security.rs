@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use promrelay_tests::pki::{Leaf, Pki};
 use promrelay_tests::target::SMALL_BODY;
-use promrelay_tests::{
-    poll_until, Behaviour, NatsServer, Pushgateway, Relay, RelayConfig, TargetServer,
-};
+use promrelay_tests::{Behaviour, NatsServer, Pushgateway, Relay, RelayConfig, TargetServer};
 
 /// Long enough for a debug-built relay to start and relay on a loaded two-core machine.
 const ARRIVAL: Duration = Duration::from_secs(90);
@@ -46,15 +44,7 @@ fn into_section(config: &str, section: &str, yaml: &str) -> String {
 
 /// Waits until the target's `up 1` arrives in the Pushgateway through the relay.
 fn wait_relayed(pushgateway: &Pushgateway, relay: &mut Relay) {
-    poll_until(ARRIVAL, "up 1 of job=app in the Pushgateway", || {
-        if let Err(error) = relay.ensure_running() {
-            panic!("{error:#}");
-        }
-        pushgateway
-            .pushed_series_for("app")
-            .into_iter()
-            .find(|sample| sample.name == "up" && sample.value == 1.0)
-    });
+    promrelay_tests::relay::wait_up(pushgateway, relay, "app", 1.0, ARRIVAL);
 }
 
 /// Waits for the relay to exit with a failure and returns its log.
@@ -288,16 +278,8 @@ fn check_config_reports_a_missing_tls_file() {
     let config = RelayConfig::pipeline("nats://127.0.0.1:1", "http://127.0.0.1:1")
         .job("app", &[("app1", "http://127.0.0.1:1/metrics")])
         .extra(&manual_tls("", &pki.ca_path(), &missing));
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("promrelay.yaml");
-    std::fs::write(&path, config.to_yaml()).expect("write the config");
-    let output = std::process::Command::new(promrelay_tests::relay_binary())
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run check-config");
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(!output.status.success(), "{text}");
+    let (ok, text) = promrelay_tests::relay::check_config(&config.to_yaml());
+    assert!(!ok, "{text}");
     let expected = format!(
         "poller_stream.tls: certificate {}: cannot read",
         missing.cert.display()

@@ -415,3 +415,44 @@ fn monitor_port_of(yaml: &str) -> Option<u16> {
         .and_then(|value| value.trim().parse().ok())
         .filter(|port| *port > 0)
 }
+
+/// Waits until `up` of `job` is `want` among what the relay pushed into `pushgateway` (failing at
+/// once if the relay exits), and returns that job's pushed samples.
+pub fn wait_up(
+    pushgateway: &crate::Pushgateway,
+    relay: &mut Relay,
+    job: &str,
+    want: f64,
+    timeout: Duration,
+) -> Vec<crate::Sample> {
+    poll_until(
+        timeout,
+        &format!("up {want} of job={job} in the Pushgateway"),
+        || {
+            if let Err(error) = relay.ensure_running() {
+                panic!("{error:#}");
+            }
+            let samples = pushgateway.pushed_series_for(job);
+            samples
+                .iter()
+                .any(|s| s.name == "up" && s.label("job") == Some(job) && s.value == want)
+                .then_some(samples)
+        },
+    )
+}
+
+/// Runs `promrelay check-config` on `yaml`: (success, what it printed on stdout).
+pub fn check_config(yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("temp dir for the config");
+    let path = dir.path().join("promrelay.yaml");
+    std::fs::write(&path, yaml).expect("write the config");
+    let output = Command::new(relay_binary())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run promrelay check-config");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}

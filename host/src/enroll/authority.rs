@@ -10,6 +10,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use reqwest::StatusCode;
 
+use crate::sink::http::error_chain;
+
 /// The Puppet CA's answers may take a while under load, but never minutes.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -180,18 +182,6 @@ fn base_url(ca: &str) -> anyhow::Result<url::Url> {
         "--ca {ca}: not a HOST:PORT"
     );
     Ok(url)
-}
-
-/// An error with its causes, which is where reqwest keeps the interesting part.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

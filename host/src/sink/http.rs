@@ -89,6 +89,19 @@ pub fn configure(
     Ok(builder.default_headers(headers))
 }
 
+/// An error with its causes, one line: where reqwest keeps the interesting part (connection
+/// refused, certificate not trusted, ...).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn builder(timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(concat!("promrelay/", env!("CARGO_PKG_VERSION")))
