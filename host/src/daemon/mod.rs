@@ -5,6 +5,8 @@
 //! place. Scraping stops first, then the publisher and the receiver drain their in-flight work
 //! within a bounded time, then the process exits 0.
 
+mod scrapers;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,8 +25,11 @@ use crate::admin::{self, AdminState, ReloadRequest};
 use crate::config::{self, Config};
 use crate::filter::{ChainPlan, Chains, FilterEngine, FilterOutcome};
 use crate::model::Scrape;
-use crate::scrape::{self, StateLog, TargetSpec};
+use crate::scrape::{self, StateLog};
+
 use crate::{lifecycle, nats, publish, receive, wire};
+pub use scrapers::target_specs;
+use scrapers::{JobClients, Scrapers};
 
 /// Which parts of the relay to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,39 +95,6 @@ static METRICS: LazyLock<DaemonMetrics> = LazyLock::new(|| {
 /// Loads and validates the config; every problem is in the error.
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-/// The scrape targets of a config, including the self-scrape job when `monitor_port` is set.
-pub fn target_specs(config: &Config) -> Vec<TargetSpec> {
-    let mut specs = Vec::new();
-    for job in &config.jobs {
-        for target in &job.targets {
-            specs.push(TargetSpec {
-                job: job.name.clone(),
-                instance: target.name.clone(),
-                url: target.url.clone(),
-                interval: job.scrape_interval,
-                timeout: job.scrape_timeout,
-                body_limit: job.scrape_body_limit,
-                exempt_from_pause: false,
-            });
-        }
-    }
-    if let Some(port) = config.monitor_port {
-        let url = format!("http://127.0.0.1:{port}/metrics");
-        if let Ok(url) = url::Url::parse(&url) {
-            specs.push(TargetSpec {
-                job: SELF_JOB.to_owned(),
-                instance: format!("{}:{port}", config.identity),
-                url,
-                interval: config.scrape_interval,
-                timeout: config.scrape_timeout,
-                body_limit: config.scrape_body_limit,
-                exempt_from_pause: true,
-            });
-        }
-    }
-    specs
 }
 
 /// Runs the relay until SIGTERM/SIGINT or `shutdown`.
@@ -453,131 +425,6 @@ async fn reload(
     let text = format!("reloaded: {}", notes.join("; "));
     tracing::info!("{text}");
     Ok(text)
-}
-
-/// The running scrape tasks, one per target, keyed by their full spec so that a changed target
-/// is restarted and an unchanged one keeps its schedule across reloads.
-struct Scrapers {
-    clients: JobClients,
-    publisher: String,
-    output: mpsc::Sender<Scrape>,
-    paused: watch::Receiver<bool>,
-    states: Arc<StateLog>,
-    stop: CancellationToken,
-    running: HashMap<TargetKey, (CancellationToken, tokio::task::JoinHandle<()>)>,
-}
-
-/// The HTTP clients of the jobs' targets: one shared plain client, and one per job with
-/// `tls_config`, `basic_auth` or `authorization`. Those are rebuilt on every reload (a rotated
-/// certificate or password file takes effect), and their generation restarts their targets.
-struct JobClients {
-    plain: reqwest::Client,
-    by_job: HashMap<String, reqwest::Client>,
-    generation: u64,
-}
-
-impl JobClients {
-    fn build(config: &Config, generation: u64) -> anyhow::Result<JobClients> {
-        let plain = scrape::http_client(&crate::config::HttpClientConfig::default())?;
-        let mut by_job = HashMap::new();
-        for job in &config.jobs {
-            if !job.http.is_default() {
-                let client =
-                    scrape::http_client(&job.http).with_context(|| format!("jobs.{}", job.name))?;
-                by_job.insert(job.name.clone(), client);
-            }
-        }
-        Ok(JobClients {
-            plain,
-            by_job,
-            generation,
-        })
-    }
-
-    fn client(&self, job: &str) -> &reqwest::Client {
-        self.by_job.get(job).unwrap_or(&self.plain)
-    }
-
-    /// 0 for the shared client, else this set's generation.
-    fn generation(&self, job: &str) -> u64 {
-        if self.by_job.contains_key(job) {
-            self.generation
-        } else {
-            0
-        }
-    }
-}
-
-type TargetKey = (String, String, String, Duration, Duration, u64, u64);
-
-fn key(spec: &TargetSpec, clients: &JobClients) -> TargetKey {
-    (
-        spec.job.clone(),
-        spec.instance.clone(),
-        spec.url.to_string(),
-        spec.interval,
-        spec.timeout,
-        spec.body_limit,
-        clients.generation(&spec.job),
-    )
-}
-
-impl Scrapers {
-    /// Starts new targets and stops removed ones; returns (started, stopped).
-    fn apply(&mut self, specs: Vec<TargetSpec>) -> (usize, usize) {
-        let wanted: HashMap<TargetKey, TargetSpec> = specs
-            .into_iter()
-            .map(|s| (key(&s, &self.clients), s))
-            .collect();
-        let before = self.running.len();
-        self.running.retain(|k, (token, _)| {
-            let keep = wanted.contains_key(k);
-            if !keep {
-                token.cancel();
-            }
-            keep
-        });
-        let stopped = before - self.running.len();
-        let mut started = 0;
-        for (k, spec) in wanted {
-            if self.running.contains_key(&k) {
-                continue;
-            }
-            let token = self.stop.child_token();
-            let handle = tokio::spawn(scrape::run_target(
-                self.clients.client(&spec.job).clone(),
-                spec,
-                self.publisher.clone(),
-                self.output.clone(),
-                self.paused.clone(),
-                self.states.clone(),
-                token.clone(),
-            ));
-            self.running.insert(k, (token, handle));
-            started += 1;
-        }
-        let mut per_job: HashMap<String, i64> = HashMap::new();
-        for k in self.running.keys() {
-            *per_job.entry(k.0.clone()).or_default() += 1;
-        }
-        METRICS.targets.clear();
-        for (job, count) in &per_job {
-            METRICS
-                .targets
-                .get_or_create(&JobLabel { job: job.clone() })
-                .set(*count);
-        }
-        METRICS.jobs.set(per_job.len() as i64);
-        (started, stopped)
-    }
-
-    /// Waits for every scrape task to notice the stop and return.
-    async fn join(self) {
-        for (_, (token, handle)) in self.running {
-            token.cancel();
-            let _ = handle.await;
-        }
-    }
 }
 
 /// Runs every scrape through the filter chains, several at a time, and forwards what passes.
