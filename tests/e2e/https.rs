@@ -151,7 +151,8 @@ fn an_https_target_with_client_certificate_and_basic_auth_is_scraped() {
         samples.iter().any(|s| s.name == "node_exporter_build_info"),
         "node_exporter's series arrived"
     );
-    // The job's settings do not leak into the other jobs: node_exporter refuses a plain client.
+    // The job's settings were needed: node_exporter refuses a client without the CA and a
+    // client certificate.
     assert!(reqwest::blocking::get(node.url("/metrics")).is_err());
     let log = relay.log();
     assert!(
