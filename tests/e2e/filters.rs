@@ -18,9 +18,9 @@ use promrelay_tests::{
 
 /// Long enough for a debug-built relay to start, compile its filters, scrape, publish, consume
 /// and push on a loaded two-core machine; only reached when something is broken.
-const ARRIVAL: Duration = Duration::from_secs(120);
+pub(crate) const ARRIVAL: Duration = Duration::from_secs(120);
 
-fn wat(name: &str) -> PathBuf {
+pub(crate) fn wat(name: &str) -> PathBuf {
     workspace_root().join("tests/wat").join(name)
 }
 
@@ -45,7 +45,7 @@ fn shipped(name: &str) -> PathBuf {
 }
 
 /// Replaces `target` by rename, as a deployment tool does: the watcher never sees half a file.
-fn install(source: &Path, target: &Path) {
+pub(crate) fn install(source: &Path, target: &Path) {
     let staging = target.with_extension("staging");
     std::fs::copy(source, &staging).expect("copy module");
     std::fs::rename(&staging, target).expect("rename module into place");
@@ -58,7 +58,7 @@ fn install_bytes(bytes: &[u8], target: &Path) {
 }
 
 /// One filter entry (YAML, indented for a list under `filters:` at `indent`).
-fn filter_yaml(indent: &str, name: &str, module: &Path, on_error: &str, config: &str) -> String {
+pub(crate) fn filter_yaml(indent: &str, name: &str, module: &Path, on_error: &str, config: &str) -> String {
     let mut yaml = format!(
         "{indent}- name: {name}\n{indent}  module: {module:?}\n{indent}  on_error: {on_error}\n\
          {indent}  limits: {{ time: 100ms, memory: 32MiB }}\n",
@@ -83,7 +83,7 @@ fn pushed(pushgateway: &Pushgateway, job: &str, name: &str) -> Vec<Sample> {
 }
 
 /// Waits for sample `name` of `job` with value `value` that satisfies `accept`.
-fn wait_for(
+pub(crate) fn wait_for(
     pushgateway: &Pushgateway,
     relay: &mut Relay,
     job: &str,
@@ -145,7 +145,7 @@ fn a_module_replaced_on_disk_is_swapped_in_without_losing_or_duplicating_a_scrap
     relay.sigterm_and_assert_one_message_per_scrape(&nats, &stream, &target);
 }
 
-fn filters_status(relay: &Relay) -> serde_json::Value {
+pub(crate) fn filters_status(relay: &Relay) -> serde_json::Value {
     let body = http::get_ok(&format!("{}/api/v1/filters", relay.monitor_url()))
         .expect("GET /api/v1/filters");
     serde_json::from_str(&body).expect("/api/v1/filters is JSON")

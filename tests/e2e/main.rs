@@ -5,6 +5,7 @@
 
 mod demo;
 mod enroll;
+mod filter_reload;
 mod filters;
 mod harness;
 mod https;

@@ -17,10 +17,10 @@ const ARRIVAL: Duration = Duration::from_secs(90);
 const TOKEN: &str = "s3cret-token";
 
 /// Every message seen on the watched subjects: (subject, payload).
-type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+pub(crate) type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
 /// Subscribes to `subjects` on `url` in a background runtime and records every message.
-fn watch(url: &str, subjects: &[&str]) -> (tokio::runtime::Runtime, Seen) {
+pub(crate) fn watch(url: &str, subjects: &[&str]) -> (tokio::runtime::Runtime, Seen) {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime for the NATS watcher");
     let seen: Seen = Arc::default();
     let client = runtime
@@ -59,7 +59,7 @@ fn count(seen: &Seen, subject: &str) -> usize {
 }
 
 /// The lifecycle events seen so far, as JSON.
-fn events(seen: &Seen) -> Vec<serde_json::Value> {
+pub(crate) fn events(seen: &Seen) -> Vec<serde_json::Value> {
     seen.lock()
         .expect("not poisoned")
         .iter()

@@ -409,10 +409,11 @@ async fn reload(
     }
     if let Some(chains) = filters {
         // A filter that fails to load keeps the old chains (and the old config) in force.
-        if let Err(e) = chains.reload(ChainPlan::from_config(&new)).await {
-            return Err(format!("filters: {e}; the running config stays in force"));
+        match chains.reload(ChainPlan::from_config(&new)).await {
+            Err(e) => return Err(format!("filters: {e}; the running config stays in force")),
+            Ok(report) if report.swapped => notes.push("filters reloaded".to_owned()),
+            Ok(_) => notes.push("filters unchanged".to_owned()),
         }
-        notes.push("filters reloaded".to_owned());
     }
     if let Some(scrapers) = poller {
         if let Some(clients) = clients {

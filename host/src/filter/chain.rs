@@ -72,29 +72,40 @@ pub fn run_stages<'a>(
     stages: impl Iterator<Item = &'a Arc<Stage>>,
     scrape: Scrape,
 ) -> FilterOutcome {
-    run(stages, scrape, false)
+    run(stages, scrape, Mode::Live)
 }
 
-/// Like [`run_stages`], but any filter error fails the run whatever its `on_error` says: the
-/// dry run of a reload.
-pub(crate) fn run_stages_strict<'a>(
+/// The dry run of a reload: like [`run_stages`], but any filter error fails the run whatever
+/// its `on_error` says, and nothing is counted, logged or reported as a filter's: a refused
+/// candidate's errors belong to the reload that refused it, never to the running filter.
+pub(crate) fn dry_run_stages<'a>(
     stages: impl Iterator<Item = &'a Arc<Stage>>,
     scrape: Scrape,
 ) -> FilterOutcome {
-    run(stages, scrape, true)
+    run(stages, scrape, Mode::DryRun)
+}
+
+/// Whose run it is: a live scrape's (counted, `on_error` applies) or a reload's dry run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Live,
+    DryRun,
 }
 
 fn run<'a>(
     stages: impl Iterator<Item = &'a Arc<Stage>>,
     mut scrape: Scrape,
-    strict: bool,
+    mode: Mode,
 ) -> FilterOutcome {
+    let live = mode == Mode::Live;
     let mut batch: Vec<u8> = Vec::new();
     let mut batch_valid = false;
     for stage in stages {
         if !batch_valid {
             if let Err(error) = codec::encode_into(&scrape, &mut batch) {
-                stage.record_error(&error);
+                if live {
+                    stage.record_error(&error);
+                }
                 return FilterOutcome::Failed {
                     filter: stage.name().to_owned(),
                     error,
@@ -103,37 +114,49 @@ fn run<'a>(
             batch_valid = true;
         }
         let series_in = scrape.sample_count();
-        let result = stage
-            .call(&batch, series_in)
-            .and_then(|output| match output {
-                GuestOutput::Pass => Ok(None),
-                GuestOutput::Mask(mask) => Ok(Some(Step::Mask(mask))),
-                GuestOutput::Replaced(bytes) => {
-                    let families = codec::decode(&bytes, codec::series_cap(series_in))
-                        .inspect_err(|e| stage.record_error(e))?;
-                    Ok(Some(Step::Replaced(families, bytes)))
-                }
-            });
+        let called = if live {
+            stage.call(&batch, series_in)
+        } else {
+            stage.trial(&batch, series_in)
+        };
+        let result = called.and_then(|output| match output {
+            GuestOutput::Pass => Ok(None),
+            GuestOutput::Mask(mask) => Ok(Some(Step::Mask(mask))),
+            GuestOutput::Replaced(bytes) => {
+                let families = codec::decode(&bytes, codec::series_cap(series_in))
+                    .inspect_err(|e| {
+                        if live {
+                            stage.record_error(e)
+                        }
+                    })?;
+                Ok(Some(Step::Replaced(families, bytes)))
+            }
+        });
+        let count_out = |series: usize| {
+            if live {
+                stage.count_out(series)
+            }
+        };
         match result {
-            Ok(None) => stage.count_out(series_in),
+            Ok(None) => count_out(series_in),
             Ok(Some(Step::Mask(mask))) => {
                 codec::apply_mask(&mut scrape, &mask);
                 batch_valid = false;
-                stage.count_out(scrape.sample_count());
+                count_out(scrape.sample_count());
             }
             Ok(Some(Step::Replaced(families, bytes))) => {
                 scrape.families = families;
                 batch = bytes;
-                stage.count_out(scrape.sample_count());
+                count_out(scrape.sample_count());
             }
             Err(error) => match stage.on_error() {
-                _ if strict => {
+                _ if !live => {
                     return FilterOutcome::Failed {
                         filter: stage.name().to_owned(),
                         error,
                     }
                 }
-                OnError::Pass => stage.count_out(series_in),
+                OnError::Pass => count_out(series_in),
                 OnError::Drop => {
                     return FilterOutcome::Dropped {
                         filter: stage.name().to_owned(),

@@ -70,12 +70,19 @@ pub struct HostState {
     log: Arc<LogGate>,
     /// The guest's last error-level log line of the current call (a panic hook's message).
     last_error_log: Option<String>,
+    /// The current call is a reload's dry run: the guest's lines go to debug, marked so, not
+    /// under the filter's name at their own level (the refusal quotes an error line anyway).
+    dry_run: bool,
 }
 
 impl HostState {
     pub(crate) fn guest_log(&mut self, level: i32, text: &str) {
         if level <= log_level::ERROR {
             self.last_error_log = Some(text.to_owned());
+        }
+        if self.dry_run {
+            tracing::debug!(filter = %self.log.filter, dry_run = true, level, "{text}");
+            return;
         }
         if !self.log.admit() {
             return;
@@ -201,6 +208,7 @@ impl LiveInstance {
             memory_denied: false,
             log,
             last_error_log: None,
+            dry_run: false,
         };
         let engine = module.pre.module().engine();
         let mut store = Store::new(engine, state);
@@ -390,6 +398,11 @@ impl LiveInstance {
             }),
             code => Err(FilterError::invalid(format!("unknown status {code}"))),
         }
+    }
+
+    /// Marks the following calls as (or no longer as) a reload's dry run, for the guest's log.
+    pub(crate) fn set_dry_run(&mut self, dry_run: bool) {
+        self.store.data_mut().dry_run = dry_run;
     }
 
     /// Whether the instance should be dropped rather than reused after a successful call.

@@ -3,7 +3,7 @@
 //! Names (after the registry's `promrelay` prefix): `filter_calls_total{filter}`,
 //! `filter_errors_total{filter,kind}`, `filter_call_duration_seconds{filter}`,
 //! `filter_series_in_total{filter}`, `filter_series_out_total{filter}`,
-//! `filter_reloads_total{result}`.
+//! `filter_reloads_total{result}` (a reload that finds nothing changed is a no-op, not counted).
 
 use std::sync::LazyLock;
 

@@ -8,7 +8,8 @@
 //! - `codec`: scrape ↔ batch, validation of guest output, MASK.
 //! - `stage`: one configured filter (module + config + instance pool + statistics).
 //! - `chain`: the global chain then the job's; [`Chains::apply`] is what the poller calls.
-//! - `reload`: hot swap, the module file watcher, the status report.
+//! - `reload`: hot swap (a no-op when nothing changed), the status report.
+//! - `watch`: the module file watcher (content changes only, debounced).
 //! - `cli`: `promrelay filter run|check|new|bench` for filter authors.
 //!
 //! **Invariant:** guest code runs only on blocking threads, never on the async executor's, and
@@ -24,11 +25,14 @@ mod instance;
 mod metrics;
 mod reload;
 mod stage;
+mod watch;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_reload;
+#[cfg(test)]
+mod tests_watch;
 
 pub use chain::{run_stages, Chains, FilterOutcome, FilterSet};
 pub use engine::{CompiledModule, FilterEngine, EPOCH_TICK, MAX_WASM_STACK};

@@ -1,23 +1,26 @@
 //! Building filter sets from configuration, and swapping them in without a restart.
 //!
 //! Owns [`ChainPlan`] (which filters run where), [`Chains::reload`] (compile with the cache,
-//! validate, canary `init`, dry run on the last scrape, atomic swap), the module file watcher
-//! and the status report behind `GET /api/v1/filters`.
+//! validate, canary `init`, dry run on the last scrape, atomic swap) and the status report
+//! behind `GET /api/v1/filters`. The module file watcher that calls it lives in `watch`.
 //!
 //! **Invariant:** a failed reload changes nothing a scrape sees: the old set stays in force and
 //! the failure is logged, counted (`filter_reloads_total{result="failure"}`) and reported in the
-//! status.
+//! status — as the reload's, never as a running filter's errors.
+//!
+//! **Invariant:** a reload that finds the plan and every module hash as they are in force (and
+//! no refusal to clear) is a no-op: no dry run, no log line, no lifecycle event, no counter and
+//! no status change.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
-use super::chain::{run_stages_strict, Chains, FilterOutcome, FilterSet};
+use super::chain::{dry_run_stages, Chains, FilterOutcome, FilterSet};
 use super::engine::FilterEngine;
 use super::error::FilterError;
 use super::metrics::count_reload;
@@ -72,6 +75,8 @@ pub struct ReloadReport {
     pub changed: Vec<String>,
     /// Filters carried over as they were (same config, same module hash).
     pub unchanged: Vec<String>,
+    /// Whether a new set was swapped in; `false` for a no-op (nothing changed, nothing done).
+    pub swapped: bool,
 }
 
 fn scope_key(job: Option<&str>, name: &str) -> String {
@@ -94,6 +99,7 @@ pub(crate) fn build_set(
     let mut report = ReloadReport {
         changed: Vec::new(),
         unchanged: Vec::new(),
+        swapped: false,
     };
     let mut build =
         |job: Option<&str>, configs: &[FilterConfig]| -> Result<Vec<Arc<Stage>>, FilterError> {
@@ -136,11 +142,12 @@ pub(crate) fn build_set(
     ))
 }
 
-/// Runs each remembered scrape through the new set; any filter error refuses the set.
+/// Runs each remembered scrape through the new set; any filter error refuses the set. Counts
+/// nothing as a filter's: a refused candidate's errors are the reload's.
 fn dry_run(set: &FilterSet, last_seen: Vec<(String, Scrape)>) -> Result<(), FilterError> {
     for (job, scrape) in last_seen {
         if let FilterOutcome::Failed { filter, error } | FilterOutcome::Dropped { filter, error } =
-            run_stages_strict(set.chain_for(&job), scrape)
+            dry_run_stages(set.chain_for(&job), scrape)
         {
             return Err(FilterError::load(format!(
                 "dry run on the last scrape of job {job}: filter {filter}: {error}"
@@ -190,31 +197,45 @@ impl Chains {
 
     /// Swaps in `plan` if every filter loads, initialises and survives a dry run on the last
     /// scrape seen of its job; otherwise keeps the old set and says why.
+    ///
+    /// When the plan and every module's hash are those in force, this is a no-op (see the
+    /// module's invariant) returning a report with `swapped: false` — unless the last attempt
+    /// was refused: then it is a successful reload of the set in force, which clears the
+    /// refusal from the status.
     pub async fn reload(&self, plan: ChainPlan) -> Result<ReloadReport, FilterError> {
         let _one_at_a_time = self.reloading.lock().await;
         let started = Instant::now();
         let previous = self.current.load_full();
         let engine = self.engine.clone();
-        let last_seen: Vec<(String, Scrape)> = {
-            let seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
-            seen.scrapes
-                .iter()
-                .map(|(job, (_, scrape))| (job.clone(), scrape.clone()))
-                .collect()
-        };
-        let built = tokio::task::spawn_blocking(move || {
-            let (set, report) = build_set(&engine, &plan, &previous)?;
-            dry_run(&set, last_seen)?;
-            Ok::<_, FilterError>((set, report))
+        let candidate = tokio::task::spawn_blocking(move || {
+            let built = build_set(&engine, &plan, &previous);
+            (built, previous)
         })
-        .await
-        .unwrap_or_else(|e| Err(FilterError::Host(format!("reload thread failed: {e}"))));
+        .await;
+        let built = match candidate {
+            Ok((Ok((set, report)), previous)) => {
+                let refused_before = self.lock_status().last_error.is_some();
+                if set.plan == previous.plan && report.changed.is_empty() && !refused_before {
+                    return Ok(report);
+                }
+                let last_seen = self.last_seen_copy();
+                tokio::task::spawn_blocking(move || {
+                    dry_run(&set, last_seen)?;
+                    Ok::<_, FilterError>((set, report))
+                })
+                .await
+                .unwrap_or_else(|e| Err(FilterError::Host(format!("reload thread failed: {e}"))))
+            }
+            Ok((Err(error), _)) => Err(error),
+            Err(e) => Err(FilterError::Host(format!("reload thread failed: {e}"))),
+        };
         let elapsed = started.elapsed();
-        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let mut status = self.lock_status();
         status.last_attempt = Some(SystemTime::now());
         status.last_duration = Some(elapsed);
         match built {
-            Ok((set, report)) => {
+            Ok((set, mut report)) => {
+                report.swapped = true;
                 self.current.store(Arc::new(set));
                 status.last_success = status.last_attempt;
                 status.last_error = None;
@@ -264,30 +285,17 @@ impl Chains {
         self.reload(self.plan()).await
     }
 
-    /// Watches the module files of the plan in force and reloads when one changes (debounced).
-    /// The directories are watched before this returns, so a change made after it is seen.
-    /// The task ends when `shutdown` is cancelled.
-    pub fn watch(
-        self: &Arc<Self>,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-        let (sender, events) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event {
-                for path in event.paths {
-                    // The receiver is gone only when the watcher task ended.
-                    let _ = sender.send(path);
-                }
-            }
-        })?;
-        let mut watch = ModuleWatch {
-            chains: self.clone(),
-            watcher,
-            watched: HashSet::new(),
-            events,
-        };
-        watch.sync_directories();
-        Ok(tokio::spawn(async move { watch.run(shutdown).await }))
+    fn lock_status(&self) -> std::sync::MutexGuard<'_, ReloadStatus> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy of the last scrape seen of each job, for a dry run.
+    fn last_seen_copy(&self) -> Vec<(String, Scrape)> {
+        let seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.scrapes
+            .iter()
+            .map(|(job, (_, scrape))| (job.clone(), scrape.clone()))
+            .collect()
     }
 
     /// Each filter's name, scope, module path and hash, load time, calls, errors, last error;
@@ -310,11 +318,7 @@ impl Chains {
                 })
             })
             .collect();
-        let status = self
-            .status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let status = self.lock_status().clone();
         json!({
             "filters": filters,
             "reload": {
@@ -325,92 +329,4 @@ impl Chains {
             },
         })
     }
-}
-
-/// Quiet time after the last file event before reloading (editors write in several steps).
-const DEBOUNCE: Duration = Duration::from_millis(30);
-
-struct ModuleWatch {
-    chains: Arc<Chains>,
-    watcher: notify::RecommendedWatcher,
-    watched: HashSet<PathBuf>,
-    events: tokio::sync::mpsc::UnboundedReceiver<PathBuf>,
-}
-
-impl ModuleWatch {
-    /// Watches the directories of the plan's modules: files are often replaced by rename,
-    /// which a watch on the file itself would lose.
-    fn sync_directories(&mut self) -> HashSet<PathBuf> {
-        use notify::{RecursiveMode, Watcher};
-        let modules = self.chains.plan().module_paths();
-        let directories: HashSet<PathBuf> = modules
-            .iter()
-            .filter_map(|m| m.parent())
-            .map(|p| {
-                if p.as_os_str().is_empty() {
-                    PathBuf::from(".")
-                } else {
-                    p.to_path_buf()
-                }
-            })
-            .collect();
-        for gone in self.watched.difference(&directories) {
-            let _ = self.watcher.unwatch(gone);
-        }
-        for new in directories.difference(&self.watched) {
-            if let Err(e) = self.watcher.watch(new, RecursiveMode::NonRecursive) {
-                tracing::warn!(
-                    "cannot watch {} for filter module changes: {e}",
-                    new.display()
-                );
-            }
-        }
-        self.watched = directories;
-        modules
-    }
-
-    async fn run(mut self, shutdown: CancellationToken) {
-        loop {
-            // The plan may have changed through a config reload: follow its directories.
-            let modules = self.sync_directories();
-            let first = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                path = self.events.recv() => match path { Some(path) => path, None => return },
-                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-            };
-            let mut touched = relevant(&modules, &first);
-            // Debounce: drain until the directory has been quiet for a moment.
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    path = self.events.recv() => match path {
-                        Some(path) => touched |= relevant(&modules, &path),
-                        None => return,
-                    },
-                    _ = tokio::time::sleep(DEBOUNCE) => break,
-                }
-            }
-            if touched {
-                tracing::info!("a filter module file changed; reloading the filter chains");
-                // Failures are logged, counted and reported by reload itself.
-                let _ = self.chains.reload_modules().await;
-            }
-        }
-    }
-}
-
-/// Whether a file event at `path` concerns one of `modules` (paths may be relative or go
-/// through symlinks, so directories are compared canonicalised).
-fn relevant(modules: &HashSet<PathBuf>, path: &Path) -> bool {
-    let directory = |p: &Path| {
-        let parent = p
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::canonicalize(parent).ok()
-    };
-    modules.contains(path)
-        || modules
-            .iter()
-            .any(|m| m.file_name() == path.file_name() && directory(m) == directory(path))
 }

@@ -115,14 +115,15 @@ impl Stage {
         &self.config.module
     }
 
-    /// One guest call on `batch` (holding `series_count` series). Blocking: run it on a
-    /// blocking thread. Failures are counted and logged here; the caller applies `on_error`.
+    /// One guest call on `batch` (holding `series_count` series) for a live scrape. Blocking:
+    /// run it on a blocking thread. Failures are counted and logged here; the caller applies
+    /// `on_error`.
     pub fn call(&self, batch: &[u8], series_count: usize) -> Result<GuestOutput, FilterError> {
         let started = Instant::now();
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         self.calls_metric.inc();
         self.series_in_metric.inc_by(series_count as u64);
-        let result = self.call_instance(batch, series_count);
+        let result = self.call_instance(batch, series_count, false);
         self.duration_metric
             .observe(started.elapsed().as_secs_f64());
         if let Err(error) = &result {
@@ -131,7 +132,23 @@ impl Stage {
         result
     }
 
-    fn call_instance(&self, batch: &[u8], series_count: usize) -> Result<GuestOutput, FilterError> {
+    /// One guest call that counts, logs and reports nothing: the dry run of a reload. Its
+    /// failure refuses the candidate chain and is reported by the reload, never as this
+    /// filter's (the running one may share the name and the statistics). Blocking.
+    pub(crate) fn trial(
+        &self,
+        batch: &[u8],
+        series_count: usize,
+    ) -> Result<GuestOutput, FilterError> {
+        self.call_instance(batch, series_count, true)
+    }
+
+    fn call_instance(
+        &self,
+        batch: &[u8],
+        series_count: usize,
+        dry_run: bool,
+    ) -> Result<GuestOutput, FilterError> {
         let pooled = self.lock_pool().pop();
         let mut instance = match pooled {
             Some(instance) => instance,
@@ -142,6 +159,7 @@ impl Stage {
                 self.log.clone(),
             )?,
         };
+        instance.set_dry_run(dry_run);
         let output_limit = batch.len().saturating_mul(4).max(1 << 20);
         // On error the instance is dropped here: a trapped or interrupted instance may hold
         // inconsistent state, and a fresh one costs one instantiation and `init`.

@@ -269,3 +269,76 @@ fn shipped_identity_and_relabel_filters_run_in_the_engine() {
     assert_eq!(up.label("site"), Some("dc1"));
     assert_eq!(up.label("job"), Some("node"));
 }
+
+fn filter_status(chains: &Chains) -> serde_json::Value {
+    chains.status_json()["filters"][0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_finds_nothing_changed_does_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = install(dir.path(), "site.wat", "pass.wat");
+    let chains = Chains::build(FilterEngine::shared(), plan(&module, OnError::Fail))
+        .await
+        .expect("loads");
+    assert_eq!(series_after(&chains).await, 3);
+    let before = chains.current();
+    let status = chains.status_json();
+    for round in 0..3 {
+        let report = chains.reload_modules().await.expect("no-op reload");
+        assert!(!report.swapped, "round {round}: {report:?}");
+        assert!(report.changed.is_empty(), "round {round}: {report:?}");
+        assert_eq!(report.unchanged, ["global/site"]);
+        assert!(std::sync::Arc::ptr_eq(&before, &chains.current()));
+        // No dry run (no call), no status change.
+        assert_eq!(chains.status_json(), status, "round {round}");
+    }
+    // The same bytes written anew are the same module.
+    install(dir.path(), "site.wat", "pass.wat");
+    let report = chains.reload_modules().await.expect("no-op reload");
+    assert!(!report.swapped);
+
+    // After a refusal, finding the running modules on disk again is a reload that succeeds:
+    // it clears the refusal (once); the next one is a no-op again.
+    install(dir.path(), "site.wat", "guest_error.wat");
+    chains.reload_modules().await.expect_err("dry run fails");
+    install(dir.path(), "site.wat", "pass.wat");
+    let report = chains.reload_modules().await.expect("back to the running module");
+    assert!(report.swapped && report.changed.is_empty(), "{report:?}");
+    let status = chains.status_json();
+    assert_eq!(status["reload"]["last_error"], serde_json::Value::Null);
+    let report = chains.reload_modules().await.expect("no-op reload");
+    assert!(!report.swapped, "{report:?}");
+    assert_eq!(chains.status_json(), status);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_candidate_is_charged_to_the_reload_not_to_the_running_filter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = install(dir.path(), "site.wat", "pass.wat");
+    let chains = Chains::build(FilterEngine::shared(), plan(&module, OnError::Drop))
+        .await
+        .expect("loads");
+    assert_eq!(series_after(&chains).await, 3);
+    let running = filter_status(&chains);
+    assert_eq!(running["calls"], 1);
+    for candidate in ["trap_process.wat", "guest_error.wat", "garbage_output.wat"] {
+        install(dir.path(), "site.wat", candidate);
+        let error = chains.reload_modules().await.expect_err(candidate);
+        assert!(error.to_string().contains("dry run"), "{candidate}: {error}");
+        let filter = filter_status(&chains);
+        assert_eq!(filter["hash"], running["hash"], "{candidate}");
+        assert_eq!(filter["calls"], 1, "{candidate}: a dry run is not a call");
+        assert_eq!(filter["errors"], 0, "{candidate}");
+        assert_eq!(filter["last_error"], serde_json::Value::Null, "{candidate}");
+        let reload = &chains.status_json()["reload"];
+        assert!(
+            reload["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("dry run")),
+            "{candidate}: {reload}"
+        );
+    }
+    assert_eq!(series_after(&chains).await, 3, "the old chain still runs");
+    assert_eq!(filter_status(&chains)["errors"], 0);
+}
