@@ -152,7 +152,7 @@ pub fn text_from_batch(batch: &[u8]) -> Result<String, Error> {
 }
 
 /// The batch the relay would continue with: `input` itself, `input` minus the series a MASK
-/// drops (families left empty go, as in the relay), or the replacement (validated like the relay
+/// drops (families it empties go, as in the relay), or the replacement (validated like the relay
 /// validates it).
 pub fn apply(input: &[u8], outcome: &Outcome) -> Result<Vec<u8>, Error> {
     let bad = |e: promrelay_abi::BatchError| Error::new(format!("invalid batch: {e}"));
@@ -176,7 +176,9 @@ pub fn apply(input: &[u8], outcome: &Outcome) -> Result<Vec<u8>, Error> {
             let mut labels = Vec::new();
             for family in reader.families() {
                 let range = family.first_series..family.first_series + family.series_count;
-                if !range.clone().any(|i| mask_keeps(mask, i as usize)) {
+                // As in the relay (ABI.md §4.5): a family goes when the mask drops all of its
+                // series, not when it had none.
+                if family.series_count > 0 && !range.clone().any(|i| mask_keeps(mask, i as usize)) {
                     continue;
                 }
                 let text = |i| reader.str(i).map_err(bad);

@@ -234,6 +234,16 @@ pub fn mask_keeps(mask: &[u8], index: usize) -> bool {
         .is_some_and(|byte| byte & (1 << (index % 8)) != 0)
 }
 
+/// Whether `mask` keeps every one of `series_count` series (bits past them are ignored): such a
+/// MASK means exactly what PASS means.
+pub fn mask_keeps_all(mask: &[u8], series_count: usize) -> bool {
+    let full = series_count / 8;
+    let rest = series_count % 8;
+    mask.len() >= mask_len(series_count)
+        && mask[..full].iter().all(|&byte| byte == 0xFF)
+        && (rest == 0 || mask[full] & ((1u8 << rest) - 1) == (1u8 << rest) - 1)
+}
+
 /// Sets or clears the keep bit of series `index`; ignores an index beyond the mask.
 pub fn mask_set(mask: &mut [u8], index: usize, keep: bool) {
     if let Some(byte) = mask.get_mut(index / 8) {

@@ -200,6 +200,17 @@ fn writer_refuses_bad_input() {
 }
 
 #[test]
+fn mask_keeps_all_looks_only_at_the_series_bits() {
+    assert!(mask_keeps_all(&[], 0));
+    assert!(mask_keeps_all(&[0xFF], 8));
+    assert!(mask_keeps_all(&[0xFF, 0b0000_0011], 10));
+    assert!(mask_keeps_all(&[0xFF, 0b1111_0011], 10), "bits past the series are ignored");
+    assert!(!mask_keeps_all(&[0xFF, 0b0000_0001], 10));
+    assert!(!mask_keeps_all(&[0xFE, 0xFF], 10));
+    assert!(!mask_keeps_all(&[0xFF], 10), "too short");
+}
+
+#[test]
 fn mask_bits_are_lsb_first() {
     let mut mask = [0u8; 2];
     assert_eq!(mask_len(9), 2);

@@ -121,6 +121,8 @@ fn run<'a>(
         };
         let result = called.and_then(|output| match output {
             GuestOutput::Pass => Ok(None),
+            // ABI.md §4.5: keeping every series means PASS, so the batch stays valid.
+            GuestOutput::Mask(mask) if promrelay_abi::mask_keeps_all(&mask, series_in) => Ok(None),
             GuestOutput::Mask(mask) => Ok(Some(Step::Mask(mask))),
             GuestOutput::Replaced(bytes) => {
                 let families = codec::decode(&bytes, codec::series_cap(series_in))

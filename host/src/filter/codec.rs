@@ -172,15 +172,19 @@ pub fn decode(bytes: &[u8], series_cap: usize) -> Result<Vec<Family>, FilterErro
 }
 
 /// Keeps the series whose bit is set in `mask` (series numbered across families in order) and
-/// drops families left empty. The caller has checked the mask length.
+/// drops the families whose series it all dropped; a family that had none stays (ABI.md §4.5:
+/// an all-keep MASK means PASS). The caller has checked the mask length.
 pub fn apply_mask(scrape: &mut Scrape, mask: &[u8]) {
     let mut index = 0usize;
-    for family in &mut scrape.families {
+    scrape.families.retain_mut(|family| {
+        if family.series.is_empty() {
+            return true;
+        }
         family.series.retain(|_| {
             let keep = promrelay_abi::mask_keeps(mask, index);
             index += 1;
             keep
         });
-    }
-    scrape.families.retain(|family| !family.series.is_empty());
+        !family.series.is_empty()
+    });
 }

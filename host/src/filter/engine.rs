@@ -115,9 +115,7 @@ impl FilterEngine {
         if let Some(hit) = self.lock_cache().get(&digest) {
             return Ok(hit.clone());
         }
-        // `Module::new` also accepts the WAT text format, handy for hand-written filters.
-        let module = Module::new(&self.engine, bytes)
-            .map_err(|e| FilterError::load(format!("not a valid wasm module: {e:#}")))?;
+        let module = compile(&self.engine, bytes)?;
         check_imports(&module)?;
         check_exports(&module)?;
         let pre = self
@@ -145,6 +143,62 @@ impl FilterEngine {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The magic number every wasm binary starts with.
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+
+/// Compiles a wasm binary, or WAT text for hand-written filters. What the bytes look like picks
+/// the error: a file that is neither (an ELF binary, a gzip, an HTML error page) must not be
+/// reported as a WAT syntax error with a caret.
+fn compile(engine: &Engine, bytes: &[u8]) -> Result<Module, FilterError> {
+    if bytes.starts_with(WASM_MAGIC) {
+        return Module::from_binary(engine, bytes)
+            .map_err(|e| FilterError::load(format!("not a valid wasm module: {e:#}")));
+    }
+    if looks_like_wat(bytes) {
+        return Module::new(engine, bytes).map_err(|e| {
+            FilterError::load(format!(
+                "not a valid wasm module: it has no \\0asm magic, so it was read as WAT text, \
+                 which does not parse: {e:#}"
+            ))
+        });
+    }
+    let shown = &bytes[..bytes.len().min(8)];
+    Err(FilterError::load(format!(
+        "not a wasm module: neither a wasm binary (no \\0asm magic at the start) nor WAT text \
+         (does not start with '('); {} bytes, starting {}. Give the .wasm file the filter's \
+         build wrote (e.g. target/filters/NAME.wasm) or a .wat text file",
+        bytes.len(),
+        if shown.is_empty() {
+            "(empty file)".to_owned()
+        } else {
+            hex_bytes(shown)
+        }
+    )))
+}
+
+/// Whether `bytes` start, after whitespace and `;;` line comments, with `(`: a WAT module (a
+/// `(;` block comment starts with `(` too).
+fn looks_like_wat(bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    loop {
+        rest = rest.trim_ascii_start();
+        if let Some(comment) = rest.strip_prefix(b";;") {
+            let end = memchr::memchr(b'\n', comment).map_or(comment.len(), |at| at + 1);
+            rest = &comment[end..];
+        } else {
+            return rest.first() == Some(&b'(');
+        }
+    }
+}
+
+fn hex_bytes(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn describe(ty: &ExternType) -> String {

@@ -346,11 +346,71 @@ fn wrong_abi_version_is_refused() {
 }
 
 #[test]
-fn bytes_that_are_not_wasm_are_refused() {
+fn bytes_that_are_neither_wasm_nor_wat_are_refused_saying_so() {
+    for (bytes, shown) in [
+        (&b"not wasm at all"[..], "6e 6f 74 20 77 61 73 6d"),
+        (&b"\x7fELF\x02\x01\x01\0\0\0"[..], "7f 45 4c 46 02 01 01 00"),
+        (&b"  ;; a comment, then no module\nmodule"[..], "20 20 3b 3b"),
+        (&b""[..], "(empty file)"),
+    ] {
+        let error = FilterEngine::shared().load(bytes).expect_err("refused");
+        assert_eq!(error.kind(), "load");
+        let message = error.to_string();
+        assert!(
+            message.contains("neither a wasm binary (no \\0asm magic at the start) nor WAT text")
+                && message.contains(shown),
+            "{message}"
+        );
+        assert!(!message.contains("expected '('"), "not parsed as WAT: {message}");
+    }
+}
+
+#[test]
+fn wat_text_that_does_not_parse_shows_the_wat_error() {
+    let text = b";; a hand-written filter\n(module (func (export \"f\") (result i32) i32.konst 1))";
+    let error = FilterEngine::shared().load(text).expect_err("refused");
+    let message = error.to_string();
+    assert!(
+        message.contains("read as WAT text") && message.contains("konst"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_wasm_binary_that_does_not_validate_says_so() {
     let error = FilterEngine::shared()
-        .load(b"not wasm at all")
+        .load(b"\0asm\x01\0\0\0 not a module")
         .expect_err("refused");
-    assert_eq!(error.kind(), "load");
+    let message = error.to_string();
+    assert!(
+        message.starts_with("not a valid wasm module:") && !message.contains("WAT"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_mask_keeping_every_series_means_pass() {
+    let mut scrape = sample_scrape();
+    scrape.families.insert(
+        1,
+        Family {
+            name: "declared_only".into(),
+            help: Some("A family without samples.".into()),
+            unit: None,
+            kind: MetricType::Counter,
+            series: Vec::new(),
+        },
+    );
+    let all = stage("mask_all.wat", OnError::Fail).expect("loads");
+    let pass = stage("pass.wat", OnError::Fail).expect("loads");
+    assert!(same_bits(&passed(run(&[pass], scrape.clone())), &scrape));
+    assert!(same_bits(&passed(run(&[all.clone()], scrape.clone())), &scrape));
+    assert_eq!(all.stats.errors.load(std::sync::atomic::Ordering::Relaxed), 0);
+    // A mask that drops some series keeps a family that had none, too.
+    let even = stage("mask_even.wat", OnError::Fail).expect("loads");
+    let out = passed(run(&[even], scrape));
+    let names: Vec<&str> = out.families.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["up", "declared_only", "http_requests"]);
 }
 
 #[test]
