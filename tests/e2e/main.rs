@@ -12,4 +12,5 @@ mod management;
 mod outage;
 mod pipeline;
 mod receiver;
+mod remote_write;
 mod security;
