@@ -13,4 +13,5 @@ mod management;
 mod outage;
 mod pipeline;
 mod receiver;
+mod remote_write;
 mod security;

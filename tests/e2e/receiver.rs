@@ -15,12 +15,12 @@ use tokio::runtime::Runtime;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-const TOPIC: &str = "prometheus";
-const STREAM: &str = "RECEIVER_TEST";
-const METRIC: &str = "relay_test_value";
-const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const TOPIC: &str = "prometheus";
+pub(crate) const STREAM: &str = "RECEIVER_TEST";
+pub(crate) const METRIC: &str = "relay_test_value";
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("the clock is after 1970")
@@ -28,7 +28,7 @@ fn now_ms() -> i64 {
 }
 
 /// A scrape as the poller publishes it: one gauge series with the target labels added.
-fn scrape(instance: &str, time_ms: i64, value: f64) -> Scrape {
+pub(crate) fn scrape(instance: &str, time_ms: i64, value: f64) -> Scrape {
     Scrape {
         meta: ScrapeMeta {
             publisher: "site1.example.net".into(),
@@ -55,19 +55,19 @@ fn scrape(instance: &str, time_ms: i64, value: f64) -> Scrape {
     }
 }
 
-/// One test's servers, NATS client and receiver.
-struct Rig {
-    runtime: Runtime,
-    nats: NatsServer,
-    js: jetstream::Context,
-    shutdown: CancellationToken,
-    pause: watch::Sender<bool>,
-    stats: Option<Arc<Stats>>,
-    receiver: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+/// One test's servers, NATS client and receiver (also used by `remote_write`).
+pub(crate) struct Rig {
+    pub(crate) runtime: Runtime,
+    pub(crate) nats: NatsServer,
+    pub(crate) js: jetstream::Context,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) pause: watch::Sender<bool>,
+    pub(crate) stats: Option<Arc<Stats>>,
+    pub(crate) receiver: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Rig {
-    fn new() -> Rig {
+    pub(crate) fn new() -> Rig {
         let runtime = Runtime::new().expect("a tokio runtime");
         let nats = NatsServer::start();
         let js = runtime.block_on(async {
@@ -93,7 +93,7 @@ impl Rig {
         }
     }
 
-    fn settings(&self, sinks: Vec<Sink>) -> ReceiverSettings {
+    pub(crate) fn settings(&self, sinks: Vec<Sink>) -> ReceiverSettings {
         let mut settings = ReceiverSettings::new(
             vec![self.nats.url()],
             StreamSettings::new(STREAM, TOPIC),
@@ -105,21 +105,21 @@ impl Rig {
         settings
     }
 
-    fn pushgateway_sink(pushgateway: &Pushgateway) -> Sink {
+    pub(crate) fn pushgateway_sink(pushgateway: &Pushgateway) -> Sink {
         let url = url::Url::parse(&pushgateway.url()).expect("the harness gives a valid URL");
         Sink::Pushgateway(
             PushgatewaySink::new(url, true, Duration::from_secs(5)).expect("a Pushgateway sink"),
         )
     }
 
-    fn start(&mut self, settings: ReceiverSettings) {
+    pub(crate) fn start(&mut self, settings: ReceiverSettings) {
         self.stats = Some(Arc::clone(&settings.stats));
         let paused = self.pause.subscribe();
         let shutdown = self.shutdown.clone();
         self.receiver = Some(self.runtime.spawn(receive::run(settings, shutdown, paused)));
     }
 
-    fn stat(&self, outcome: MessageOutcome) -> u64 {
+    pub(crate) fn stat(&self, outcome: MessageOutcome) -> u64 {
         self.stats
             .as_ref()
             .expect("the receiver was started")
@@ -127,7 +127,7 @@ impl Rig {
     }
 
     /// Publishes a scrape and waits for JetStream's ack; retries while the server restarts.
-    fn publish(&self, scrape: &Scrape) {
+    pub(crate) fn publish(&self, scrape: &Scrape) {
         let message = wire::encode(scrape, TOPIC).expect("the scrape encodes");
         poll_until(WAIT, "JetStream to acknowledge a publish", || {
             self.runtime.block_on(async {
@@ -158,7 +158,7 @@ impl Rig {
     }
 
     /// The consumer's `num_ack_pending` and `num_pending` from the server's `/jsz`.
-    fn consumer_pending(&self) -> Option<(u64, u64)> {
+    pub(crate) fn consumer_pending(&self) -> Option<(u64, u64)> {
         let jsz = self.nats.jsz();
         let consumers = jsz["account_details"]
             .as_array()?
@@ -175,7 +175,7 @@ impl Rig {
         ))
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         self.shutdown.cancel();
         if let Some(receiver) = self.receiver.take() {
             self.runtime
@@ -194,7 +194,7 @@ impl Drop for Rig {
 }
 
 /// The pushed `relay_test_value` series of `instance`, if present.
-fn pushed(pushgateway: &Pushgateway, instance: &str) -> Option<Sample> {
+pub(crate) fn pushed(pushgateway: &Pushgateway, instance: &str) -> Option<Sample> {
     pushgateway
         .try_metrics_text()
         .ok()
@@ -203,7 +203,7 @@ fn pushed(pushgateway: &Pushgateway, instance: &str) -> Option<Sample> {
         .find(|sample| sample.name == METRIC && sample.label("instance") == Some(instance))
 }
 
-fn wait_for_value(pushgateway: &Pushgateway, instance: &str, value: f64) -> Sample {
+pub(crate) fn wait_for_value(pushgateway: &Pushgateway, instance: &str, value: f64) -> Sample {
     poll_until(
         WAIT,
         &format!("{METRIC}{{instance={instance:?}}} = {value} in the Pushgateway"),

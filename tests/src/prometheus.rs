@@ -1,4 +1,7 @@
 //! A real Prometheus running as a `remote_write` receiver, on a free loopback port with a temp TSDB.
+//!
+//! [`Prometheus::stop`] and [`Prometheus::start_again`] keep the port and the TSDB (a clean stop
+//! writes the head to the WAL, which the restart replays), for sink-outage tests.
 
 use std::path::Path;
 use std::time::Duration;
@@ -43,7 +46,7 @@ impl Prometheus {
             format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()),
             format!("--web.listen-address=127.0.0.1:{port}"),
         ];
-        let mut process = ServerProcess::spawn(
+        let process = ServerProcess::spawn(
             "prometheus",
             PROMETHEUS,
             &args,
@@ -51,12 +54,63 @@ impl Prometheus {
             dir.path().join("prometheus.log"),
         )
         .expect("start Prometheus");
-        let ready = format!("http://127.0.0.1:{port}/-/ready");
+        let mut prometheus = Prometheus { process, port, dir };
+        prometheus.wait_ready();
+        prometheus
+    }
+
+    fn wait_ready(&mut self) {
+        let ready = format!("{}/-/ready", self.url());
+        let process = &mut self.process;
         poll_until_ok(START_TIMEOUT, "Prometheus' /-/ready to answer 200", || {
             process.ensure_running()?;
             http::get_ok(&ready)
         });
-        Prometheus { process, port, dir }
+    }
+
+    /// Stops it cleanly (SIGTERM): remote_write requests fail with connection refused.
+    pub fn stop(&mut self) {
+        self.process.stop(Duration::from_secs(30));
+    }
+
+    /// Starts it again on the same port and TSDB, waiting until ready.
+    pub fn start_again(&mut self) {
+        self.process.respawn().expect("restart Prometheus");
+        self.wait_ready();
+    }
+
+    /// The value of an instant query that yields one number (`count_over_time(...)`, `sum(...)`),
+    /// `None` when it yields no series.
+    pub fn query_number(&self, promql: &str) -> anyhow::Result<Option<f64>> {
+        let result = self.query(promql)?;
+        let Some(first) = result.first() else {
+            return Ok(None);
+        };
+        let text = first["value"][1]
+            .as_str()
+            .with_context(|| format!("query {promql:?}: no value in {first}"))?;
+        let value = text
+            .parse::<f64>()
+            .with_context(|| format!("query {promql:?}: value {text:?} is not a number"))?;
+        Ok(Some(value))
+    }
+
+    /// How many remote_write requests Prometheus answered with `code` (e.g. `"204"`, `"400"`),
+    /// from its own `prometheus_http_requests_total`.
+    pub fn write_requests(&self, code: &str) -> anyhow::Result<u64> {
+        // Its own metrics endpoint, not a query: it needs no scrape of itself.
+        let text = http::get_ok(&format!("{}/metrics", self.url()))?;
+        let samples = crate::parse_samples(&text)
+            .map_err(|error| anyhow::anyhow!("Prometheus' own /metrics: {error}"))?;
+        Ok(samples
+            .iter()
+            .filter(|sample| {
+                sample.name == "prometheus_http_requests_total"
+                    && sample.label("handler") == Some("/api/v1/write")
+                    && sample.label("code") == Some(code)
+            })
+            .map(|sample| sample.value as u64)
+            .sum())
     }
 
     /// `http://127.0.0.1:PORT`.

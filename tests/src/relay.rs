@@ -402,6 +402,17 @@ impl Relay {
         );
     }
 
+    /// SIGKILL and reap: the crash case (nothing flushed, nothing acked).
+    pub fn kill9(&mut self) {
+        self.process.kill9();
+    }
+
+    /// Starts the same command with the same config again (after [`kill9`](Self::kill9) or an
+    /// exit), appending to the same log.
+    pub fn restart(&mut self) {
+        self.process.respawn().expect("restart promrelay");
+    }
+
     /// Waits up to `timeout` for the relay to exit; its status, or `None` if still running.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         self.process.wait_exit(timeout)

@@ -16,9 +16,9 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 /// What finally happened to one message taken from the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageOutcome {
-    /// Every sink accepted it; acked.
+    /// Every sink that needed it took it (or already held it); acked.
     Pushed,
-    /// A newer scrape of the same group was pushed instead (same batch, or already pushed); acked.
+    /// No sink needed it (every sink holds it or, newest-only, a newer scrape of its group); acked.
     Coalesced,
     /// Older than `max_age`; acked without a push.
     Aged,
@@ -26,7 +26,8 @@ pub enum MessageOutcome {
     Rejected,
     /// Not a readable message; acked.
     DecodeError,
-    /// A sink failed transiently; left for redelivery (not final: it comes back).
+    /// A sink still needs it (it failed transiently, backs off, or waits for an older scrape);
+    /// left for redelivery (not final: it comes back).
     Retried,
 }
 
@@ -75,6 +76,7 @@ pub(crate) struct Metrics {
     pushed_age: Histogram,
     decode_duration: Histogram,
     last_seen: Family<PublisherLabels, Gauge<f64, AtomicU64>>,
+    backlog: Family<SinkLabels, Gauge>,
 }
 
 pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -87,6 +89,7 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         pushed_age: Histogram::new([0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0]),
         decode_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 14)),
         last_seen: Family::default(),
+        backlog: Family::default(),
     };
     let mut registry = crate::telemetry::registry();
     registry.register(
@@ -118,6 +121,11 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "receiver_last_seen_timestamp_seconds",
         "Unix time the receiver last took a message of this publisher from the stream",
         metrics.last_seen.clone(),
+    );
+    registry.register(
+        "receiver_sink_backlog_scrapes",
+        "Scrapes this receiver knows a sink still needs (left in the stream for it)",
+        metrics.backlog.clone(),
     );
     metrics
 });
@@ -152,6 +160,14 @@ impl Metrics {
 
     pub(crate) fn pushed_age(&self, seconds: f64) {
         self.pushed_age.observe(seconds.max(0.0));
+    }
+
+    pub(crate) fn backlog(&self, sink: &str, scrapes: usize) {
+        self.backlog
+            .get_or_create(&SinkLabels {
+                sink: sink.to_string(),
+            })
+            .set(i64::try_from(scrapes).unwrap_or(i64::MAX));
     }
 
     pub(crate) fn seen(&self, publisher: &str, unix_seconds: f64) {

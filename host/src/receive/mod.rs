@@ -1,18 +1,23 @@
 //! The receiver: a durable JetStream pull consumer that pushes each scrape into the sinks.
 //!
 //! Per fetched batch: decode the routing facts of every message; ack and count those older than
-//! `max_age` (aged) and those superseded by a newer scrape of the same (job, instance, publisher)
-//! group (coalesced); push the rest into every sink, several at once; ack a message only when
-//! every sink accepted it or one refused it for good (4xx, logged with the sink's answer). A
-//! transient failure (5xx, 429, timeout, connection error) is nak'ed with a delay and the
-//! receiver backs off, so the message comes back until it is delivered or older than `max_age`:
-//! a sink outage loses nothing younger than `max_age`.
+//! `max_age` (aged); then each sink gets what its own coalescing rule asks for ([`plan`]): the
+//! Pushgateway the newest scrape of each (job, instance, publisher) group, every remote_write
+//! endpoint every scrape it does not hold yet, oldest first. Groups are pushed several at once,
+//! the scrapes of one group in scrape-time order. A message is acked when no sink needs it any
+//! more: every sink took it (or already held it), refused it for good (4xx, logged with the
+//! sink's answer), or — for the Pushgateway — holds or is about to get a newer scrape. A message
+//! some sink still needs (5xx, 429, timeout, connection error; the sink backing off; an older
+//! scrape not yet back) is nak'ed with a delay and comes back: a sink outage loses nothing
+//! younger than `max_age`, and a sink that fails waits out its own backoff while the others
+//! carry on.
 //!
 //! **Invariants:**
-//! - A message is acked only after it reached every sink, was refused for good, was superseded
-//!   by a newer scrape of its group, or is older than `max_age`.
-//! - An older scrape never overwrites a newer one in a sink: per group the receiver remembers the
-//!   newest scrape time delivered and coalesces anything not newer (redeliveries included).
+//! - A message is acked only after every sink has it, refused it for good, does not need it
+//!   (superseded, for a newest-only sink), or it is older than `max_age`.
+//! - An older scrape never overwrites a newer one in the Pushgateway, and a remote_write endpoint
+//!   gets a group's scrapes in scrape-time order: per sink and group the [`Ledger`] remembers the
+//!   newest scrape delivered and the scrapes still owed (redeliveries included).
 //! - A paused receiver fetches nothing and acks nothing; the stream keeps the messages.
 //!
 //! NATS outages are the client's business (it reconnects forever, see `crate::nats`); this loop
@@ -21,10 +26,15 @@
 
 mod batch;
 mod deliver;
+mod hold;
+mod ledger;
 mod metrics;
+mod settings;
 
-pub use batch::{is_aged, plan, Decision, GroupKey};
+pub use batch::{is_aged, plan, Decision, GroupKey, Item, Need, SinkState};
+pub use ledger::{Ledger, SinkResult};
 pub use metrics::{MessageOutcome, Stats};
+pub use settings::ReceiverSettings;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -38,136 +48,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::{Scrape, ScrapeMeta};
 use crate::nats::Backoff;
-use crate::sink::Sink;
-use crate::wire::{self, StreamSettings};
-use deliver::{ack, deliver, Delivery, SinkHealth};
+use crate::sink::Coalescing;
+use crate::wire;
+use deliver::{ack, deliver_group, BatchContext, Delivery, Pending, SinkClock, SinkHealth};
+use hold::CrashHold;
 use metrics::METRICS;
 
 /// `true` while the receiver is paused (the circuit breaker's `pause`).
 pub type PauseFlag = watch::Receiver<bool>;
-
-/// Everything [`run`] needs; build it with [`ReceiverSettings::from_config`] or
-/// [`ReceiverSettings::new`] and adjust the public fields.
-#[derive(Debug, Clone)]
-pub struct ReceiverSettings {
-    /// NATS server URLs.
-    pub urls: Vec<String>,
-    /// Names the connection on the server (`promrelay-receiver-<identity>`).
-    pub identity: String,
-    /// The stream to consume (created when missing).
-    pub stream: StreamSettings,
-    /// Durable consumer name.
-    pub consumer: String,
-    /// The consumer name was generated (no `client_id`): the server deletes the consumer after an
-    /// hour without this receiver.
-    pub consumer_generated: bool,
-    /// Scrapes older than this are acked without a push; `None`: no limit.
-    pub max_age: Option<Duration>,
-    /// Where scrapes go; every one must accept a scrape before it is acked.
-    pub sinks: Vec<Sink>,
-    /// Most messages fetched (and coalesced) at once. Default 256.
-    pub batch_size: usize,
-    /// Longest wait for a batch to fill. Default 1 s.
-    pub fetch_wait: Duration,
-    /// Pushes in flight at once. Default 8.
-    pub concurrency: usize,
-    /// The consumer's `max_ack_pending`. Default 4096.
-    pub max_ack_pending: i64,
-    /// The consumer's `ack_wait`: an unacked message is redelivered after this. Default 60 s.
-    pub ack_wait: Duration,
-    /// On shutdown, how long in-flight pushes may still take. Default 10 s.
-    pub drain_timeout: Duration,
-    /// Outcome counters of this receiver (also in the process-wide metrics).
-    pub stats: Arc<Stats>,
-}
-
-impl ReceiverSettings {
-    /// Settings with the documented defaults. An empty `consumer` gets a fresh unique name.
-    pub fn new(
-        urls: Vec<String>,
-        stream: StreamSettings,
-        consumer: &str,
-        sinks: Vec<Sink>,
-    ) -> ReceiverSettings {
-        let identity = hostname::get()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "unknown".to_string());
-        let (consumer, consumer_generated) = if consumer.is_empty() {
-            (generated_consumer_name(&identity), true)
-        } else {
-            (consumer.to_string(), false)
-        };
-        ReceiverSettings {
-            urls,
-            identity,
-            stream,
-            consumer,
-            consumer_generated,
-            max_age: None,
-            sinks,
-            batch_size: 256,
-            fetch_wait: Duration::from_secs(1),
-            concurrency: 8,
-            max_ack_pending: 4096,
-            ack_wait: Duration::from_secs(60),
-            drain_timeout: Duration::from_secs(10),
-            stats: Arc::new(Stats::default()),
-        }
-    }
-
-    /// From the config's `receiver_stream`, `max_age`, `push_gateway` and `remote_write`.
-    pub fn from_config(config: &crate::config::Config) -> anyhow::Result<ReceiverSettings> {
-        let section = config
-            .receiver_stream
-            .as_ref()
-            .context("the config has no receiver_stream section")?;
-        let mut sinks = Vec::new();
-        let publisher_label = match &config.push_gateway {
-            Some(push_gateway) => {
-                sinks.push(Sink::Pushgateway(
-                    crate::sink::Pushgateway::from_config(push_gateway)
-                        .context("setting up the push_gateway sink")?,
-                ));
-                push_gateway.publisher_label
-            }
-            None => true,
-        };
-        for remote_write in &config.remote_write {
-            sinks.push(Sink::RemoteWrite(
-                crate::sink::RemoteWrite::from_config(remote_write, publisher_label)
-                    .with_context(|| format!("setting up remote_write {}", remote_write.url))?,
-            ));
-        }
-        anyhow::ensure!(
-            !sinks.is_empty(),
-            "the receiver needs a push_gateway section or a remote_write entry"
-        );
-        let mut settings = ReceiverSettings::new(
-            section.urls.clone(),
-            StreamSettings::from_config(section),
-            &section.client_id,
-            sinks,
-        );
-        settings.identity = config.identity.clone();
-        settings.max_age = config.max_age;
-        Ok(settings)
-    }
-}
-
-/// `promrelay-<host>-<random>`: a consumer name no other receiver uses.
-fn generated_consumer_name(identity: &str) -> String {
-    let host: String = identity
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("promrelay-{host}-{:016x}", rand::random::<u64>())
-}
 
 /// Runs the receiver until `shutdown` is cancelled; then finishes in-flight pushes (at most
 /// `drain_timeout`) and returns. Fails only on settings that can never work (bad URLs).
@@ -222,10 +110,12 @@ pub async fn run(
 struct Receiver {
     settings: ReceiverSettings,
     paused: PauseFlag,
-    /// Per group, the scrape time of the newest scrape every sink accepted.
-    last_pushed: HashMap<GroupKey, i64>,
-    /// Backoff while sinks fail transiently.
-    sink_backoff: Backoff,
+    /// Per sink and group: the newest scrape delivered and the scrapes still owed.
+    ledger: Ledger,
+    /// Per sink: backoff after transient failures.
+    clocks: Vec<SinkClock>,
+    /// The crash hold, decided at the first consumer lookup (`None` inside: no hold).
+    hold: Option<Option<CrashHold>>,
     /// Sink outages and refusals, for logging state changes once.
     health: SinkHealth,
     /// Subjects whose messages did not decode, logged once each (bounded).
@@ -235,12 +125,13 @@ struct Receiver {
 impl Receiver {
     fn new(settings: ReceiverSettings, paused: PauseFlag) -> Receiver {
         Receiver {
-            settings,
             paused,
-            last_pushed: HashMap::new(),
-            sink_backoff: Backoff::default(),
+            clocks: settings.sinks.iter().map(|_| SinkClock::default()).collect(),
+            ledger: Ledger::default(),
+            hold: None,
             health: SinkHealth::default(),
             undecodable_subjects: HashSet::new(),
+            settings,
         }
     }
 
@@ -283,7 +174,30 @@ impl Receiver {
         consumer: &consumer::Consumer<consumer::pull::Config>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
+        if self.hold.is_none() {
+            let ordered = self
+                .settings
+                .sinks
+                .iter()
+                .any(|sink| sink.coalescing() == Coalescing::Every);
+            self.hold = Some(
+                ordered
+                    .then(|| CrashHold::from_info(consumer.cached_info(), self.settings.ack_wait))
+                    .flatten(),
+            );
+        }
         loop {
+            // Every sink backing off: nothing could be pushed, so do not churn the stream.
+            let idle = {
+                let now = Instant::now();
+                self.clocks.iter().map(|clock| clock.remaining(now)).min()
+            };
+            if let Some(idle) = idle.filter(|idle| !idle.is_zero()) {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(idle) => {}
+                }
+            }
             if *self.paused.borrow_and_update() {
                 tracing::info!("receiver paused: messages stay on the stream");
                 self.wait_while_paused(shutdown).await;
@@ -310,18 +224,9 @@ impl Receiver {
                 }
                 continue;
             }
-            let retry = self.handle(messages, shutdown).await;
+            self.handle(messages, consumer, shutdown).await;
             if shutdown.is_cancelled() {
                 return Ok(());
-            }
-            if retry {
-                let delay = self.sink_backoff.next_delay();
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            } else {
-                self.sink_backoff.reset();
             }
         }
     }
@@ -369,19 +274,20 @@ impl Receiver {
         Ok(messages)
     }
 
-    /// Handles one batch; returns whether some push must be retried (back off before the next).
+    /// Handles one batch: acks what is aged, pushes the rest per sink, acks or naks each message.
     async fn handle(
         &mut self,
         messages: Vec<jetstream::Message>,
+        consumer: &consumer::Consumer<consumer::pull::Config>,
         shutdown: &CancellationToken,
-    ) -> bool {
+    ) {
         let now = SystemTime::now();
         let now_ms = unix_ms(now);
         let now_seconds = now_ms as f64 / 1000.0;
         let stats = Arc::clone(&self.settings.stats);
 
-        // Routing facts first: a message that will be coalesced is never decompressed.
-        let mut items: Vec<(jetstream::Message, ScrapeMeta, Option<Scrape>)> =
+        // Routing facts first: a message no sink needs is never decompressed.
+        let mut items: Vec<(jetstream::Message, ScrapeMeta, Option<Scrape>, u64)> =
             Vec::with_capacity(messages.len());
         for message in messages {
             let peeked = wire::peek_meta(message.headers.as_ref());
@@ -390,7 +296,7 @@ impl Receiver {
                 None => match timed_decode(&message) {
                     Ok(scrape) => (scrape.meta.clone(), Some(scrape)),
                     Err(error) => {
-                        self.undecodable(&message, &error);
+                        self.undecodable(message.subject.as_str(), &error.to_string());
                         stats.record(MessageOutcome::DecodeError, "");
                         ack(&message).await;
                         continue;
@@ -398,56 +304,104 @@ impl Receiver {
                 },
             };
             METRICS.seen(&meta.publisher, now_seconds);
-            items.push((message, meta, scrape));
+            let sequence = message
+                .info()
+                .map(|info| info.stream_sequence)
+                .unwrap_or_default();
+            items.push((message, meta, scrape, sequence));
         }
 
+        let hold_above = self.hold_above(consumer).await;
+        let clock_now = Instant::now();
+        let states: Vec<SinkState> = self
+            .settings
+            .sinks
+            .iter()
+            .zip(&self.clocks)
+            .map(|(sink, clock)| {
+                let coalescing = sink.coalescing();
+                SinkState {
+                    coalescing,
+                    available: clock.remaining(clock_now).is_zero(),
+                    hold_above: hold_above.filter(|_| coalescing == Coalescing::Every),
+                }
+            })
+            .collect();
         let decisions = {
-            let metas: Vec<&ScrapeMeta> = items.iter().map(|(_, meta, _)| meta).collect();
-            plan(&metas, now_ms, self.settings.max_age, &self.last_pushed)
+            let plan_items: Vec<Item<'_>> = items
+                .iter()
+                .map(|(_, meta, _, sequence)| Item {
+                    meta,
+                    sequence: *sequence,
+                })
+                .collect();
+            plan(
+                &plan_items,
+                now_ms,
+                self.settings.max_age,
+                &states,
+                &self.ledger,
+            )
         };
-        let mut to_push = Vec::new();
-        for ((message, meta, scrape), decision) in items.into_iter().zip(decisions) {
+
+        let mut groups: HashMap<GroupKey, Vec<(u64, Pending)>> = HashMap::new();
+        for ((message, meta, scrape, sequence), decision) in items.into_iter().zip(decisions) {
             match decision {
                 Decision::Aged => {
                     stats.record(MessageOutcome::Aged, &meta.job);
+                    self.ledger.forget(&GroupKey::of(&meta), meta.time_ms);
                     ack(&message).await;
                 }
-                Decision::Coalesced => {
-                    stats.record(MessageOutcome::Coalesced, &meta.job);
-                    ack(&message).await;
-                }
-                Decision::Push => {
-                    let scrape = match scrape {
-                        Some(scrape) => scrape,
-                        None => match timed_decode(&message) {
-                            Ok(scrape) => scrape,
-                            Err(error) => {
-                                self.undecodable(&message, &error);
-                                stats.record(MessageOutcome::DecodeError, &meta.job);
-                                ack(&message).await;
-                                continue;
-                            }
-                        },
-                    };
-                    to_push.push((message, scrape));
+                Decision::Deliver(needs) => {
+                    groups
+                        .entry(GroupKey::of(&meta))
+                        .or_default()
+                        .push((
+                            sequence,
+                            Pending {
+                                message,
+                                meta,
+                                scrape,
+                                needs,
+                            },
+                        ));
                 }
             }
         }
-        if to_push.is_empty() {
-            return false;
+        if groups.is_empty() {
+            return;
         }
+        let groups = groups.into_values().map(|mut group| {
+            group.sort_by_key(|(sequence, pending)| (pending.meta.time_ms, *sequence));
+            group
+                .into_iter()
+                .map(|(_, pending)| pending)
+                .collect::<Vec<_>>()
+        });
 
-        // Redelivery a second or so later; the loop's own backoff spaces the retries further.
-        let nak_delay = crate::nats::backoff_delay(2);
+        // Redelivery a second or so later, or when the sink's backoff ends.
+        let base_delay = crate::nats::backoff_delay(2);
         let drain_timeout = self.settings.drain_timeout;
-        let deliveries = {
-            let sinks = &self.settings.sinks;
-            let sink_failed = std::sync::atomic::AtomicBool::new(false);
-            let deliveries = futures::stream::iter(to_push)
-                .map(|(message, scrape)| {
-                    deliver(sinks, message, scrape, nak_delay, &stats, &sink_failed)
-                })
+        let sinks = &self.settings.sinks;
+        let failed: Vec<std::sync::atomic::AtomicBool> = sinks
+            .iter()
+            .map(|_| std::sync::atomic::AtomicBool::new(false))
+            .collect();
+        let context = BatchContext {
+            sinks,
+            failed: &failed,
+            nak_delays: self
+                .clocks
+                .iter()
+                .map(|clock| clock.remaining(clock_now).max(base_delay))
+                .collect(),
+            stats: &stats,
+        };
+        let deliveries: Vec<Delivery> = {
+            let deliveries = futures::stream::iter(groups)
+                .map(|group| deliver_group(&context, group))
                 .buffer_unordered(self.settings.concurrency.max(1))
+                .flat_map(futures::stream::iter)
                 .collect::<Vec<Delivery>>();
             tokio::pin!(deliveries);
             tokio::select! {
@@ -460,17 +414,67 @@ impl Receiver {
                         ?drain_timeout,
                         "shutdown: pushes still in flight abandoned; their messages will be redelivered"
                     );
-                    return false;
+                    return;
                 }
             }
         };
-        self.health.account(deliveries, &mut self.last_pushed)
+        self.account(deliveries, now_ms);
     }
 
-    fn undecodable(&mut self, message: &jetstream::Message, error: &wire::WireError) {
-        let subject = message.subject.to_string();
+    /// The crash hold's stream sequence while it lasts.
+    async fn hold_above(
+        &mut self,
+        consumer: &consumer::Consumer<consumer::pull::Config>,
+    ) -> Option<u64> {
+        let hold = self.hold.as_ref()?.as_ref()?;
+        if hold.over(consumer).await {
+            self.hold = Some(None);
+            return None;
+        }
+        Some(hold.top())
+    }
+
+    /// Books one batch's deliveries: the ledger, the sinks' clocks, the logs.
+    fn account(&mut self, deliveries: Vec<Delivery>, now_ms: i64) {
+        let sinks = &self.settings.sinks;
+        for delivery in &deliveries {
+            for (sink, result) in delivery.results.iter().enumerate() {
+                let ordered = sinks[sink].coalescing() == Coalescing::Every;
+                self.ledger.record(
+                    sink,
+                    &delivery.key,
+                    delivery.time_ms,
+                    *result,
+                    ordered,
+                    now_ms,
+                );
+            }
+        }
+        let max_age_ms = self
+            .settings
+            .max_age
+            .map(|max_age| i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
+        // A nak'ed message is back within seconds, an unacked one within ack_wait.
+        let forget_after_ms = i64::try_from((self.settings.ack_wait * 2).as_millis())
+            .unwrap_or(i64::MAX)
+            .saturating_add(30_000);
+        self.ledger.prune(now_ms, max_age_ms, forget_after_ms);
+        let answered = self.health.account(sinks, &deliveries);
+        let now = Instant::now();
+        for (sink, (clock, answered)) in self.clocks.iter_mut().zip(answered).enumerate() {
+            clock.record(answered, now);
+            METRICS.backlog(sinks[sink].name(), self.ledger.owed_count(sink));
+        }
+        for delivery in deliveries {
+            if let Some((subject, error)) = delivery.undecodable {
+                self.undecodable(&subject, &error);
+            }
+        }
+    }
+
+    fn undecodable(&mut self, subject: &str, error: &str) {
         if self.undecodable_subjects.len() < 10_000
-            && self.undecodable_subjects.insert(subject.clone())
+            && self.undecodable_subjects.insert(subject.to_string())
         {
             tracing::warn!(
                 %subject,
@@ -484,7 +488,7 @@ impl Receiver {
 }
 
 /// Decodes a message, recording how long it took.
-fn timed_decode(message: &jetstream::Message) -> Result<Scrape, wire::WireError> {
+pub(super) fn timed_decode(message: &jetstream::Message) -> Result<Scrape, wire::WireError> {
     let started = Instant::now();
     let decoded = wire::decode(message.headers.as_ref(), &message.payload);
     METRICS.decoded(started.elapsed().as_secs_f64());

@@ -1,12 +1,17 @@
 //! Where the receiver delivers scrapes: a Prometheus Pushgateway and/or remote_write endpoints.
 //!
 //! Every sink answers a push with an [`Outcome`] the receiver acts on: `Ok` lets it ack the
-//! message, `Rejected` (the sink refused this scrape for good, HTTP 4xx) is logged, counted and
-//! acked, `Retry` (5xx, 429, timeout, connection error) leaves the message unacked so it is
-//! pushed again later.
+//! message, `AlreadyStored` (a remote_write endpoint already has this scrape or a newer one: a
+//! redelivery) counts as delivered, `Rejected` (the sink refused this scrape for good, HTTP 4xx)
+//! is logged, counted and acked, `Retry` (5xx, 429, timeout, connection error) leaves the message
+//! unacked so it is pushed again later.
+//!
+//! Each sink also says which scrapes of a group it wants ([`Coalescing`]): the Pushgateway keeps
+//! one value per group, so only the newest scrape matters to it; a remote_write endpoint stores
+//! every sample with its timestamp, so it wants every scrape, oldest first.
 //!
 //! **Invariant:** a sink never retries by itself and never blocks longer than its timeout; the
-//! retry policy (backoff, `max_age`) belongs to `receive`.
+//! retry policy (backoff, `max_age`, ordering) belongs to `receive`.
 
 pub mod http;
 pub mod pushgateway;
@@ -24,6 +29,10 @@ use crate::model::Scrape;
 pub enum Outcome {
     /// 2xx: delivered.
     Ok,
+    /// The sink already holds this scrape's samples or newer ones of the same series (a
+    /// remote_write 400 `out of order sample` / `duplicate sample for timestamp` to a re-sent
+    /// scrape): delivered before, nothing lost; the body says what the sink answered.
+    AlreadyStored(String),
     /// 4xx (except 429): this scrape will never be accepted; the body says why.
     Rejected { status: u16, body: String },
     /// 5xx, 429, timeout or a connection error: try again later.
@@ -35,10 +44,22 @@ impl Outcome {
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
+            Outcome::AlreadyStored(_) => "already_stored",
             Outcome::Rejected { .. } => "rejected",
             Outcome::Retry(_) => "retry",
         }
     }
+}
+
+/// Which scrapes of one (job, instance, publisher) group a sink wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coalescing {
+    /// Only the newest: each push replaces the group (the Pushgateway). Older scrapes still in
+    /// the stream are skipped, and one older than what the sink has is never pushed.
+    Newest,
+    /// Every scrape, in scrape-time order per group (remote_write: each sample keeps its
+    /// timestamp, and Prometheus refuses a sample older than the newest of its series).
+    Every,
 }
 
 /// One configured sink.
@@ -54,6 +75,14 @@ impl Sink {
         match self {
             Sink::Pushgateway(_) => "pushgateway",
             Sink::RemoteWrite(sink) => sink.name(),
+        }
+    }
+
+    /// Which scrapes of a group this sink wants.
+    pub fn coalescing(&self) -> Coalescing {
+        match self {
+            Sink::Pushgateway(_) => Coalescing::Newest,
+            Sink::RemoteWrite(_) => Coalescing::Every,
         }
     }
 

@@ -6,8 +6,13 @@
 //! hand with `prost` derives (field numbers from Prometheus' `prompb/types.proto` and
 //! `remote.proto`), so no build script or `protoc` is needed.
 //!
-//! **Invariant:** a 4xx is final. Prometheus answers 400 `out of order sample` to data it already
-//! has, so retrying a 4xx could never succeed; only 5xx, 429 and transport errors are retried.
+//! **Invariant:** a 4xx is final. Prometheus answers 400 `out of order sample` (or `duplicate
+//! sample for timestamp`) to data it already has, so retrying a 4xx could never succeed; only
+//! 5xx, 429 and transport errors are retried. Those two answers mean the endpoint holds this
+//! scrape or newer samples of its series — what a redelivered scrape (after a receiver crash)
+//! gets — and are reported as [`Outcome::AlreadyStored`], not as a refusal. Prometheus applies a
+//! request all or nothing, which is why each scrape travels in a request of its own: a re-sent
+//! scrape refused whole never takes a new one down with it.
 
 use std::time::Duration;
 
@@ -138,9 +143,27 @@ impl RemoteWrite {
             .header("X-Prometheus-Remote-Write-Version", "0.1.0")
             .body(compressed);
         match request.send().await {
-            Ok(response) => classify(response).await,
+            Ok(response) => already_stored(classify(response).await),
             Err(error) => Outcome::Retry(describe(&error)),
         }
+    }
+}
+
+/// Turns Prometheus' 400 for samples it already has (or has newer ones of) into
+/// [`Outcome::AlreadyStored`]; every other answer stays as it is.
+pub fn already_stored(outcome: Outcome) -> Outcome {
+    // Prometheus' storage errors `ErrOutOfOrderSample` and `ErrDuplicateSampleForTimestamp`,
+    // as its remote-write handler writes them into the 400's body.
+    const STORED: [&str; 2] = ["out of order sample", "duplicate sample for timestamp"];
+    match outcome {
+        Outcome::Rejected { status: 400, body }
+            if STORED
+                .iter()
+                .any(|text| body.to_ascii_lowercase().contains(text)) =>
+        {
+            Outcome::AlreadyStored(body)
+        }
+        other => other,
     }
 }
 
@@ -196,6 +219,30 @@ pub fn write_request(scrape: &Scrape, publisher_label: bool) -> WriteRequest {
 mod tests {
     use super::*;
     use crate::model::{Family, Label as ModelLabel, ScrapeMeta, Series};
+
+    #[test]
+    fn a_400_for_samples_prometheus_already_has_is_already_stored_other_4xx_stay_rejected() {
+        let rejected = |status, body: &str| Outcome::Rejected {
+            status,
+            body: body.to_string(),
+        };
+        let cases = [
+            (rejected(400, "out of order sample"), "already_stored"),
+            (
+                rejected(400, "duplicate sample for timestamp"),
+                "already_stored",
+            ),
+            (rejected(400, "out of bounds"), "rejected"),
+            (rejected(404, "out of order sample"), "rejected"),
+            (rejected(400, "invalid label name"), "rejected"),
+            (Outcome::Retry("HTTP 503".into()), "retry"),
+            (Outcome::Ok, "ok"),
+        ];
+        for (answer, expected) in cases {
+            let shown = format!("{answer:?}");
+            assert_eq!(already_stored(answer).label(), expected, "{shown}");
+        }
+    }
 
     #[test]
     fn series_become_sorted_time_series_with_routing_labels() {
