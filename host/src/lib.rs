@@ -17,6 +17,7 @@ pub mod nats;
 pub mod publish;
 pub mod receive;
 pub mod scrape;
+pub mod shutdown;
 pub mod sink;
 pub mod telemetry;
 pub mod tls;
