@@ -18,6 +18,7 @@ pub mod pause;
 pub mod publish;
 pub mod receive;
 pub mod scrape;
+pub mod shutdown;
 pub mod sink;
 pub mod telemetry;
 pub mod tls;

@@ -155,7 +155,8 @@ pub fn emit(event: Event) {
 
 /// Starts the sender: connects with `role`'s security (see [`crate::nats::configure`]) and
 /// publishes each queued event until the queue closes; a `shutdown` event is flushed before the
-/// task ends. The returned handle finishes after the last event.
+/// task ends. The returned handle finishes after the last event; the caller bounds the wait (a
+/// flush waits for a NATS server that is down).
 pub fn start(
     urls: Vec<String>,
     role: &'static str,
@@ -172,6 +173,8 @@ pub fn start(
                 return;
             }
         };
+        // Whether something was published since the last flush.
+        let mut unflushed = false;
         while let Some(event) = events.recv().await {
             let timestamp = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -180,15 +183,22 @@ pub fn start(
             let subject = event.subject(&component);
             let payload = serde_json::to_vec(&body).expect("a JSON value serialises");
             match client.publish(subject.clone(), payload.into()).await {
-                Ok(()) => tracing::info!(%subject, "lifecycle event sent"),
+                Ok(()) => {
+                    tracing::info!(%subject, "lifecycle event sent");
+                    unflushed = true;
+                }
                 Err(error) => tracing::warn!("lifecycle event {subject} not sent: {error}"),
             }
             if event == Event::Shutdown || event == Event::Startup {
-                // Startup and shutdown matter most: make sure they left the process.
+                // Startup and shutdown matter most: make sure they left the process. The
+                // daemon bounds the wait for the shutdown event by its shutdown deadline.
                 let _ = tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await;
+                unflushed = false;
             }
         }
-        let _ = tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await;
+        if unflushed {
+            let _ = tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await;
+        }
     });
     (Events { queue }, handle)
 }

@@ -149,12 +149,16 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     init_logging(level, config.log.file.as_deref(), management_log)?;
     let _pid = cli.pid.map(PidFile::create).transpose()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(daemon::run(
+    let result = runtime.block_on(daemon::run(
         config_path,
         config,
         mode,
         CancellationToken::new(),
-    ))?;
+    ));
+    // Dropping a runtime waits for its blocking threads without limit (a filter compiling, a
+    // name lookup): the shutdown's bound leaves them this much.
+    runtime.shutdown_timeout(daemon::EXIT_SHARE);
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 

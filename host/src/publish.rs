@@ -21,10 +21,10 @@ use prometheus_client::metrics::family::Family as MetricFamily;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::model::Scrape;
 use crate::nats::Backoff;
+use crate::shutdown::Shutdown;
 use crate::wire::{self, WireMessage};
 
 /// What the publisher needs from the config.
@@ -37,7 +37,7 @@ pub struct PublisherSettings {
     pub outage_buffer: u64,
     /// Publishes awaiting their ack at once.
     pub max_in_flight: usize,
-    /// How long a shutdown waits for the buffer to drain.
+    /// How long a shutdown whose [`Shutdown`] sets no deadline waits for the buffer to drain.
     pub flush_timeout: Duration,
 }
 
@@ -50,6 +50,7 @@ struct PublishMetrics {
     published: MetricFamily<Outcome, Counter>,
     latency: Histogram,
     buffer_bytes: Gauge,
+    buffer_scrapes: Gauge,
     buffer_dropped: Counter,
     encode_seconds: Histogram,
 }
@@ -61,6 +62,7 @@ static METRICS: LazyLock<PublishMetrics> = LazyLock::new(|| {
             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
         ]),
         buffer_bytes: Gauge::default(),
+        buffer_scrapes: Gauge::default(),
         buffer_dropped: Counter::default(),
         encode_seconds: Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05]),
     };
@@ -77,8 +79,13 @@ static METRICS: LazyLock<PublishMetrics> = LazyLock::new(|| {
     );
     registry.register(
         "outage_buffer_bytes",
-        "Bytes of encoded scrapes waiting to be published",
+        "Bytes of encoded scrapes not yet acknowledged by JetStream (waiting or in flight)",
         metrics.buffer_bytes.clone(),
+    );
+    registry.register(
+        "outage_buffer_scrapes",
+        "Scrapes not yet acknowledged by JetStream (waiting or in flight)",
+        metrics.buffer_scrapes.clone(),
     );
     registry.register(
         "outage_buffer_dropped",
@@ -107,11 +114,19 @@ fn count(outcome: &str) {
         .inc();
 }
 
-/// Encoded scrapes waiting for NATS, bounded in bytes; the oldest go first when full.
+/// Encoded scrapes not yet acknowledged by JetStream, bounded in bytes: those waiting to be sent
+/// and those sent whose ack has not come back. While NATS is down most of them are in flight
+/// (the client queues a publish and its ack times out later), so both count towards the limit
+/// and the gauges; only waiting ones can be dropped to make room, the oldest first.
 #[derive(Debug)]
 pub struct OutageBuffer {
     queue: VecDeque<WireMessage>,
-    bytes: u64,
+    /// Bytes of `queue`.
+    queued_bytes: u64,
+    /// Scrapes handed out by [`take`](Self::take) and not yet [`settled`](Self::settled) or
+    /// [`retried`](Self::retry).
+    in_flight: usize,
+    in_flight_bytes: u64,
     limit: u64,
 }
 
@@ -119,69 +134,100 @@ impl OutageBuffer {
     pub fn new(limit: u64) -> OutageBuffer {
         OutageBuffer {
             queue: VecDeque::new(),
-            bytes: 0,
+            queued_bytes: 0,
+            in_flight: 0,
+            in_flight_bytes: 0,
             limit,
         }
     }
 
+    /// What one scrape costs: its payload plus room for subject, headers and bookkeeping.
     fn size(message: &WireMessage) -> u64 {
         message.payload.len() as u64 + 256
     }
 
     /// Appends a new scrape; returns how many old scrapes were dropped to make room.
     pub fn push_back(&mut self, message: WireMessage) -> usize {
-        self.bytes += Self::size(&message);
+        self.queued_bytes += Self::size(&message);
         self.queue.push_back(message);
         let mut dropped = 0;
-        while self.bytes > self.limit && self.queue.len() > 1 {
+        while self.bytes() > self.limit && self.queue.len() > 1 {
             if let Some(old) = self.queue.pop_front() {
-                self.bytes -= Self::size(&old);
+                self.queued_bytes -= Self::size(&old);
                 dropped += 1;
             }
         }
-        self.publish_gauge();
+        self.publish_gauges();
         dropped
     }
 
-    /// Returns a scrape whose publish failed to the front, to be retried first.
-    pub fn push_front(&mut self, message: WireMessage) {
-        self.bytes += Self::size(&message);
-        self.queue.push_front(message);
-        self.publish_gauge();
-    }
-
-    pub fn pop_front(&mut self) -> Option<WireMessage> {
+    /// Takes the oldest waiting scrape to send it; it stays counted until [`settled`]
+    /// (acked, or dropped for good) or given back with [`retry`].
+    ///
+    /// [`settled`]: Self::settled
+    /// [`retry`]: Self::retry
+    pub fn take(&mut self) -> Option<WireMessage> {
         let message = self.queue.pop_front()?;
-        self.bytes -= Self::size(&message);
-        self.publish_gauge();
+        let size = Self::size(&message);
+        self.queued_bytes -= size;
+        self.in_flight += 1;
+        self.in_flight_bytes += size;
         Some(message)
     }
 
-    pub fn len(&self) -> usize {
+    /// Gives back a scrape whose publish failed: it goes to the front, to be retried first.
+    pub fn retry(&mut self, message: WireMessage) {
+        self.release(&message);
+        self.queued_bytes += Self::size(&message);
+        self.queue.push_front(message);
+        self.publish_gauges();
+    }
+
+    /// Forgets a taken scrape: JetStream acked it, or it can never be published.
+    pub fn settled(&mut self, message: &WireMessage) {
+        self.release(message);
+        self.publish_gauges();
+    }
+
+    fn release(&mut self, message: &WireMessage) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.in_flight_bytes = self.in_flight_bytes.saturating_sub(Self::size(message));
+    }
+
+    /// Scrapes waiting to be sent (not those in flight).
+    pub fn waiting(&self) -> usize {
         self.queue.len()
     }
 
+    /// Scrapes not yet acknowledged: waiting and in flight.
+    pub fn len(&self) -> usize {
+        self.queue.len() + self.in_flight
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.len() == 0
     }
 
+    /// Bytes of scrapes not yet acknowledged: waiting and in flight.
     pub fn bytes(&self) -> u64 {
-        self.bytes
+        self.queued_bytes + self.in_flight_bytes
     }
 
-    fn publish_gauge(&self) {
-        METRICS.buffer_bytes.set(self.bytes as i64);
+    fn publish_gauges(&self) {
+        METRICS.buffer_bytes.set(self.bytes() as i64);
+        METRICS.buffer_scrapes.set(self.len() as i64);
     }
 }
 
 type AckFuture = Pin<Box<dyn Future<Output = (WireMessage, Instant, Result<(), String>)> + Send>>;
 
-/// Publishes scrapes from `input` until `shutdown`, then drains the buffer for at most
-/// `flush_timeout`. Never returns an error because NATS is down: it buffers and retries.
+/// Publishes scrapes from `input` until `shutdown` begins, then drains the buffer until the
+/// shutdown's deadline (or [`PublisherSettings::flush_timeout`] when it set none). Never returns
+/// an error because NATS is down: it buffers and retries.
 pub async fn run(
     settings: PublisherSettings,
     mut input: mpsc::Receiver<Scrape>,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     register_metrics();
     let client = crate::nats::connect(&settings.urls, "poller", &settings.identity).await?;
@@ -191,7 +237,8 @@ pub async fn run(
     let mut backoff = Backoff::default();
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut stream_ready = false;
-    let mut draining_since: Option<tokio::time::Instant> = None;
+    // Set once the shutdown began: the buffer must be empty by then.
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
     let mut input_open = true;
 
     loop {
@@ -218,7 +265,7 @@ pub async fn run(
         }
         if stream_ready && retry_at.is_none() {
             while in_flight.len() < settings.max_in_flight {
-                let Some(message) = buffer.pop_front() else {
+                let Some(message) = buffer.take() else {
                     break;
                 };
                 let publish = PublishMessage::build()
@@ -232,12 +279,13 @@ pub async fn run(
                         (message, sent, result)
                     })),
                     Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                        buffer.settled(&message);
                         count("too_large");
                         tracing::error!(subject = %message.subject,
                             "scrape dropped: larger than the server's max payload: {e}");
                     }
                     Err(e) => {
-                        buffer.push_front(message);
+                        buffer.retry(message);
                         note_failure(&mut backoff, &mut retry_at, &e.to_string());
                         break;
                     }
@@ -245,38 +293,36 @@ pub async fn run(
             }
         }
 
-        let finished = !input_open && buffer.is_empty() && in_flight.is_empty();
-        if finished {
+        if !input_open && buffer.is_empty() {
             return Ok(());
         }
-        if let Some(since) = draining_since {
-            if since.elapsed() >= settings.flush_timeout {
-                let left = buffer.len() + in_flight.len();
-                tracing::warn!(left, "shutdown: gave up flushing scrapes to NATS");
-                return Ok(());
-            }
+        if drain_deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
+            tracing::warn!(
+                left = buffer.len(),
+                waiting = buffer.waiting(),
+                in_flight = in_flight.len(),
+                "shutdown: gave up flushing scrapes to NATS; they are lost"
+            );
+            return Ok(());
         }
 
-        let wake =
-            retry_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-        let drain_deadline = draining_since
-            .map(|s| s + settings.flush_timeout)
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        let far = tokio::time::Instant::now() + Duration::from_secs(3600);
         tokio::select! {
-            _ = shutdown.cancelled(), if draining_since.is_none() => {
-                draining_since = Some(tokio::time::Instant::now());
+            _ = shutdown.started(), if drain_deadline.is_none() => {
+                drain_deadline = Some(shutdown.deadline().unwrap_or_else(|| {
+                    tokio::time::Instant::now() + settings.flush_timeout
+                }));
+                // What is already queued is still read; nothing new can arrive.
                 input.close();
             }
             received = input.recv(), if input_open => match received {
                 Some(scrape) => enqueue(&mut buffer, &scrape, &settings.stream.topic),
-                None => {
-                    input_open = false;
-                    draining_since.get_or_insert_with(tokio::time::Instant::now);
-                }
+                None => input_open = false,
             },
             Some((message, sent, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 match result {
                     Ok(()) => {
+                        buffer.settled(&message);
                         count("ok");
                         METRICS.latency.observe(sent.elapsed().as_secs_f64());
                         if backoff.failing() {
@@ -285,7 +331,7 @@ pub async fn run(
                         backoff.reset();
                     }
                     Err(e) => {
-                        buffer.push_front(message);
+                        buffer.retry(message);
                         note_failure(&mut backoff, &mut retry_at, &e);
                         if e.contains("no stream") || e.contains("no responders") {
                             stream_ready = false;
@@ -293,10 +339,10 @@ pub async fn run(
                     }
                 }
             }
-            _ = tokio::time::sleep_until(wake), if retry_at.is_some() => {
+            _ = tokio::time::sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => {
                 retry_at = None;
             }
-            _ = tokio::time::sleep_until(drain_deadline), if draining_since.is_some() => {}
+            _ = tokio::time::sleep_until(drain_deadline.unwrap_or(far)), if drain_deadline.is_some() => {}
         }
     }
 }
@@ -343,8 +389,14 @@ mod tests {
         }
     }
 
+    /// Takes every waiting scrape and settles it, as acks would: their ids in order.
     fn ids(buffer: &mut OutageBuffer) -> Vec<String> {
-        std::iter::from_fn(|| buffer.pop_front().map(|m| m.msg_id)).collect()
+        std::iter::from_fn(|| {
+            let message = buffer.take()?;
+            buffer.settled(&message);
+            Some(message.msg_id)
+        })
+        .collect()
     }
 
     #[test]
@@ -365,9 +417,30 @@ mod tests {
         let mut buffer = OutageBuffer::new(1 << 20);
         buffer.push_back(message("a", 10));
         buffer.push_back(message("b", 10));
-        let failed = buffer.pop_front().expect("a");
-        buffer.push_front(failed);
+        let failed = buffer.take().expect("a");
+        buffer.retry(failed);
         assert_eq!(ids(&mut buffer), ["a", "b"]);
+        assert!(buffer.is_empty());
+    }
+
+    #[test]
+    fn scrapes_in_flight_count_until_acked_and_against_the_limit() {
+        let mut buffer = OutageBuffer::new(2 * 1256);
+        buffer.push_back(message("a", 1000));
+        buffer.push_back(message("b", 1000));
+        let a = buffer.take().expect("a");
+        let b = buffer.take().expect("b");
+        // Sent, not acked: still pending, in bytes and in number.
+        assert_eq!((buffer.len(), buffer.waiting(), buffer.bytes()), (2, 0, 2 * 1256));
+        buffer.retry(b);
+        assert_eq!((buffer.len(), buffer.waiting(), buffer.bytes()), (2, 1, 2 * 1256));
+        // Full with one in flight: the new scrape pushes out the oldest waiting one, never the
+        // one in flight.
+        assert_eq!(buffer.push_back(message("c", 1000)), 1);
+        assert_eq!((buffer.len(), buffer.bytes()), (2, 2 * 1256));
+        buffer.settled(&a);
+        assert_eq!(ids(&mut buffer), ["c"]);
+        assert_eq!((buffer.len(), buffer.bytes()), (0, 0));
     }
 
     #[test]

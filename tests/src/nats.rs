@@ -1,4 +1,5 @@
-//! A real `nats-server` with JetStream, on free loopback ports, storing in a temp directory.
+//! A real `nats-server` with JetStream (or, for one test, without), on free loopback ports,
+//! storing in a temp directory.
 //!
 //! Ready means `GET /healthz` on the monitoring port answers 200. [`NatsServer::kill9`] and
 //! [`NatsServer::restart`] keep the ports and the store directory, for crash-and-recover tests.
@@ -38,15 +39,31 @@ impl NatsServer {
     /// `cluster { ... }`, `server_name`). Does not wait: call [`wait_healthy`](Self::wait_healthy)
     /// (a cluster member is healthy only once its peers are up).
     pub fn spawn_with_config(port: u16, extra: &str) -> NatsServer {
+        NatsServer::spawn_from(port, true, extra)
+    }
+
+    /// A nats-server on 127.0.0.1 without JetStream (no `jetstream` block, no `-js`), waiting
+    /// until healthy: what an operator gets from a plain `nats-server`.
+    pub fn start_without_jetstream() -> NatsServer {
+        let mut server = NatsServer::spawn_from(free_port(), false, "");
+        server.wait_healthy();
+        server
+    }
+
+    fn spawn_from(port: u16, jetstream: bool, extra: &str) -> NatsServer {
         let dir = tempfile::Builder::new()
             .prefix("nats-")
             .tempdir()
             .expect("create a temp dir for nats-server");
         let store_dir = dir.path().join("jetstream");
         let monitor_port = free_port();
+        let jetstream = if jetstream {
+            format!("jetstream {{\n  store_dir: \"{}\"\n}}\n", store_dir.display())
+        } else {
+            String::new()
+        };
         let config = format!(
-            "listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{monitor_port}\njetstream {{\n  store_dir: \"{}\"\n}}\n{extra}\n",
-            store_dir.display()
+            "listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{monitor_port}\n{jetstream}{extra}\n"
         );
         let config_path = dir.path().join("nats.conf");
         std::fs::write(&config_path, config).expect("write the nats-server config file");

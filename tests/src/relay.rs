@@ -367,6 +367,13 @@ impl Relay {
             .expect("send SIGHUP to promrelay");
     }
 
+    /// Sends SIGTERM without waiting: time the exit with [`wait_exit`](Self::wait_exit).
+    pub fn send_sigterm(&self) {
+        self.process
+            .signal(Signal::SIGTERM)
+            .expect("send SIGTERM to promrelay");
+    }
+
     /// Sends SIGTERM and waits for the exit status (panics if it does not exit within
     /// [`EXIT_GRACE`]).
     pub fn sigterm(&mut self) -> ExitStatus {

@@ -6,12 +6,12 @@
 //! within a bounded time, then the process exits 0.
 
 mod scrapers;
+mod shutdown;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
 
 use anyhow::Context as _;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -28,6 +28,7 @@ use crate::model::Scrape;
 use crate::pause::{Breaker, Role};
 use crate::scrape::{self, StateLog};
 
+use crate::shutdown::Shutdown;
 use crate::{lifecycle, nats, publish, receive, wire};
 pub use scrapers::target_specs;
 use scrapers::{JobClients, Scrapers};
@@ -44,8 +45,7 @@ pub enum Mode {
 /// The name of the job through which a poller relays its own metrics.
 pub const SELF_JOB: &str = "promrelay";
 
-/// How long a shutdown waits for in-flight publishes and pushes.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+pub use shutdown::EXIT_SHARE;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
@@ -220,7 +220,8 @@ pub async fn run(
     let ready = Arc::new(AtomicBool::new(false));
     // Scrapers get their own token so that they stop before the publisher drains.
     let scrapers_stop = shutdown.child_token();
-    let pipeline_stop = CancellationToken::new();
+    // The publisher and receiver drain after the scrapers stopped, by the shutdown's deadline.
+    let pipeline_stop = Shutdown::new();
 
     if let Some(port) = config.monitor_port {
         let state = AdminState {
@@ -232,7 +233,7 @@ pub async fn run(
             filters: Arc::new(crate::filter::status_json),
             token: config.management.as_ref().and_then(|m| m.token.clone()),
         };
-        let stop = pipeline_stop.clone();
+        let stop = pipeline_stop.token();
         let address = std::net::SocketAddr::new(config.monitor_address, port);
         tasks.spawn(async move { ("monitor port", admin::serve(address, state, stop).await) });
     }
@@ -244,7 +245,7 @@ pub async fn run(
     {
         let identity = config.identity.clone();
         let breaker = breaker.clone();
-        let stop = pipeline_stop.clone();
+        let stop = pipeline_stop.token();
         tasks.spawn(async move {
             (
                 "management",
@@ -279,7 +280,7 @@ pub async fn run(
             stream: wire::StreamSettings::from_config(stream),
             outage_buffer: config.outage_buffer,
             max_in_flight: 64,
-            flush_timeout: FLUSH_TIMEOUT,
+            flush_timeout: shutdown::DRAIN_TIMEOUT,
         };
         let stop = pipeline_stop.clone();
         tasks.spawn(async move { ("publisher", publish::run(settings, scrapes_rx, stop).await) });
@@ -297,8 +298,9 @@ pub async fn run(
     }
 
     if run_receiver {
-        let settings = receive::ReceiverSettings::from_config(&config)?;
-        let stop = pipeline_stop.clone();
+        let mut settings = receive::ReceiverSettings::from_config(&config)?;
+        settings.drain_timeout = shutdown::DRAIN_TIMEOUT;
+        let stop = pipeline_stop.token();
         let paused = breaker.subscribe(Role::Receiver);
         tasks.spawn(async move { ("receiver", receive::run(settings, stop, paused).await) });
     }
@@ -345,34 +347,19 @@ pub async fn run(
         }
     };
 
-    // Stop scraping, let the publisher and receiver drain, then stop the rest.
+    // Stop scraping, let the publisher and receiver drain, then stop the rest: all within
+    // shutdown::BOUND of now.
+    let deadlines = shutdown::Deadlines::from(tokio::time::Instant::now());
     ready.store(false, Ordering::Release);
-    scrapers_stop.cancel();
-    if let Some(scrapers) = poller.take() {
-        scrapers.join().await;
-    }
-    pipeline_stop.cancel();
-    let drained = tokio::time::timeout(FLUSH_TIMEOUT + Duration::from_secs(5), async {
-        while let Some(joined) = tasks.join_next().await {
-            if let Ok((name, Err(e))) = joined {
-                tracing::warn!("{name} ended with an error during shutdown: {e:#}");
-            }
-        }
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("shutdown: some tasks did not finish in time");
-        tasks.abort_all();
-    }
-    lifecycle::install(None);
-    events.send(lifecycle::Event::Shutdown);
-    drop(events);
-    if tokio::time::timeout(Duration::from_secs(10), events_task)
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown: the lifecycle event could not be sent in time");
-    }
+    let running = shutdown::Running {
+        scrapers_stop,
+        poller: poller.take(),
+        pipeline: pipeline_stop,
+        tasks,
+        events,
+        events_task,
+    };
+    shutdown::stop(running, deadlines).await;
     tracing::info!("promrelay stopped");
     match failure {
         Some(e) => Err(e),

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::Histogram;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct FilterLabels {
@@ -39,9 +39,16 @@ pub(crate) struct Metrics {
     pub reloads: Family<ReloadLabels, Counter>,
 }
 
+/// 10 µs .. 5 s: identity filters on small scrapes sit at the bottom, timeouts at the top.
+/// Written out as decimals, so that each prints as written: computed bounds print their float
+/// noise (`le="0.000030000000000000005"`).
+const DURATION_BUCKETS: [f64; 17] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
 fn duration_histogram() -> Histogram {
-    // 10 µs .. ~5 s: identity filters on small scrapes sit at the bottom, timeouts at the top.
-    Histogram::new(exponential_buckets(0.000_01, 3.0, 13))
+    Histogram::new(DURATION_BUCKETS)
 }
 
 pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -107,4 +114,25 @@ pub(crate) fn count_reload(ok: bool) {
             result: result.to_owned(),
         })
         .inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_duration_buckets_print_as_short_decimals() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("d", "d", duration_histogram());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        let bounds: Vec<&str> = text
+            .split("le=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        assert_eq!(bounds.len(), DURATION_BUCKETS.len() + 1, "{text}");
+        assert_eq!(bounds[..3], ["0.00001", "0.000025", "0.00005"], "{text}");
+        assert!(bounds.iter().all(|b| b.len() <= 8), "{text}");
+    }
 }

@@ -11,7 +11,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::Histogram;
 
 /// What finally happened to one message taken from the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,11 +83,18 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let metrics = Metrics {
         messages: Family::default(),
         pushes: Family::default(),
+        // Bounds written out as decimals print as written (computed ones can print float noise).
         push_duration: Family::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+            Histogram::new([
+                0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
+                40.96,
+            ])
         }),
         pushed_age: Histogram::new([0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0]),
-        decode_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 14)),
+        decode_duration: Histogram::new([
+            0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.0256, 0.0512, 0.1024,
+            0.2048, 0.4096, 0.8192,
+        ]),
         last_seen: Family::default(),
         backlog: Family::default(),
     };

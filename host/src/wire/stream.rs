@@ -127,11 +127,31 @@ pub async fn ensure_stream(
                 },
             }
         }
+        Err(error) if is_no_responders(&error) => {
+            let server = js.client().server_info();
+            Err(anyhow::anyhow!(
+                "looking up JetStream stream {:?}: JetStream is not enabled on the NATS server \
+                 {:?} (version {}): nothing answers its JetStream API. Start nats-server with \
+                 -js, or add `jetstream {{}}` to its config (with accounts, enable JetStream for \
+                 this connection's account)",
+                settings.name,
+                server.server_name,
+                server.version
+            ))
+        }
         Err(error) => Err(anyhow::anyhow!(
             "looking up JetStream stream {:?}: {error}",
             settings.name
         )),
     }
+}
+
+/// Whether nothing answered the JetStream API request: a server (or account) without JetStream.
+fn is_no_responders(error: &jetstream::context::GetStreamError) -> bool {
+    use jetstream::context::{RequestError, RequestErrorKind};
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<RequestError>())
+        .is_some_and(|request| request.kind() == RequestErrorKind::NoResponders)
 }
 
 fn is_not_found(error: &jetstream::context::GetStreamError) -> bool {
