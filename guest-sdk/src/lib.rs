@@ -56,6 +56,7 @@ mod batch;
 mod edit;
 mod error;
 mod logger;
+pub mod memo;
 mod runtime;
 mod strings;
 pub mod testing;

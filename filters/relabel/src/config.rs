@@ -1,6 +1,7 @@
-//! The filter's configuration: `{ relabel_configs: [ <relabel_config>, ... ] }` with Prometheus'
-//! keys, defaults and validation rules (`model/relabel/relabel.go`), parsed from the JSON the host
-//! hands to `init` and compiled once into [`Rule`]s.
+//! The filter's configuration: `{ relabel_configs: [ <relabel_config>, ... ], cache: {...} }` with
+//! Prometheus' keys, defaults and validation rules (`model/relabel/relabel.go`), parsed from the
+//! JSON the host hands to `init` and compiled once into [`Rule`]s, plus the bounds of the
+//! per-series outcome cache ([`Settings`]).
 //!
 //! Prometheus validates names with its legacy grammar here, because promrelay's batches only carry
 //! legacy names (`[a-zA-Z_][a-zA-Z0-9_]*`). This module never touches series.
@@ -8,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 use crate::text::{self, Template};
+use promrelay_sdk::memo::{MemoLimits, SeriesKey};
 use regex::Regex;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
@@ -145,6 +147,10 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.rule.is_none() && self.key.is_none() {
+            // About the configuration as a whole: the message names what it is about.
+            return f.write_str(&self.message);
+        }
         f.write_str("relabel_configs")?;
         if let Some(rule) = self.rule {
             write!(f, "[{rule}]")?;
@@ -212,6 +218,23 @@ pub fn parse(json: &[u8]) -> Result<Vec<Rule>, ConfigError> {
 
 /// As [`parse`], from an already decoded JSON value (the YAML test fixtures come this way).
 pub fn from_value(top: serde_json::Value) -> Result<Vec<Rule>, ConfigError> {
+    settings_from_value(top).map(|settings| settings.rules)
+}
+
+/// Everything the filter's `init` builds from its configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The compiled rules, in order.
+    pub rules: Vec<Rule>,
+    /// A hash of the rules as configured: the version of every cached outcome.
+    pub rules_version: u64,
+    /// `cache`: how many series' outcomes the filter remembers, and for how long.
+    pub cache: MemoLimits,
+}
+
+/// Parses the whole configuration: `relabel_configs` and the optional `cache` map
+/// (`max_series`, `max_idle_scrapes`; see [`MemoLimits`] for the defaults).
+pub fn settings_from_value(top: serde_json::Value) -> Result<Settings, ConfigError> {
     let whole = |message: String| ConfigError {
         problems: vec![Problem {
             rule: None,
@@ -219,22 +242,71 @@ pub fn from_value(top: serde_json::Value) -> Result<Vec<Rule>, ConfigError> {
             message,
         }],
     };
-    let list = match top {
-        serde_json::Value::Null => return Ok(Vec::new()),
+    let (list, cache) = match top {
+        serde_json::Value::Null => (serde_json::Value::Null, None),
         serde_json::Value::Object(mut map) => {
             let list = map.remove("relabel_configs");
+            let cache = map.remove("cache");
             if let Some(unknown) = map.keys().next() {
                 return Err(whole(format!(
-                    "unknown key {unknown:?} in the filter configuration (expected only relabel_configs)"
+                    "unknown key {unknown:?} in the filter configuration (expected relabel_configs and cache)"
                 )));
             }
-            list.unwrap_or(serde_json::Value::Null)
+            (list.unwrap_or(serde_json::Value::Null), cache)
         }
         other => {
             return Err(whole(format!(
                 "the filter configuration must be a map with a relabel_configs list, found {other}"
             )))
         }
+    };
+    let cache = cache_limits(cache).map_err(whole)?;
+    // The same configuration always gives the same text, hence the same version.
+    let rules_text = list.to_string();
+    let rules_version = SeriesKey::of(0, [("relabel_configs", rules_text.as_str())]).as_u128() as u64;
+    let rules = compile_list(list)?;
+    Ok(Settings {
+        rules,
+        rules_version,
+        cache,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CacheConfig {
+    max_series: Option<usize>,
+    max_idle_scrapes: Option<u32>,
+}
+
+fn cache_limits(value: Option<serde_json::Value>) -> Result<MemoLimits, String> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(MemoLimits::default());
+    };
+    let config: CacheConfig = serde_json::from_value(value).map_err(|error| {
+        format!("cache: {error} (expected a map of max_series and max_idle_scrapes, both whole numbers)")
+    })?;
+    let defaults = MemoLimits::default();
+    let limits = MemoLimits {
+        max_series: config.max_series.unwrap_or(defaults.max_series),
+        max_idle_scrapes: config.max_idle_scrapes.unwrap_or(defaults.max_idle_scrapes),
+    };
+    if limits.max_series > 0 && limits.max_idle_scrapes == 0 {
+        return Err(
+            "cache.max_idle_scrapes: must be at least 1 (set cache.max_series: 0 to turn the cache off)"
+                .to_owned(),
+        );
+    }
+    Ok(limits)
+}
+
+fn compile_list(list: serde_json::Value) -> Result<Vec<Rule>, ConfigError> {
+    let whole = |message: String| ConfigError {
+        problems: vec![Problem {
+            rule: None,
+            key: None,
+            message,
+        }],
     };
     let items = match list {
         serde_json::Value::Null => Vec::new(),

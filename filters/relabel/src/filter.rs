@@ -14,12 +14,21 @@
 //! of its own name without HELP: the scrape carried no metadata for that name, which is what
 //! Prometheus sees too after `metric_relabel_configs`.
 //!
-//! **Invariant:** the per-series work is [`Relabeler::process_series`] over labels borrowed from
-//! the input; nothing is copied for a series no rule changed.
+//! Memoised: the outcome of every series (kept, dropped, or the edits that rewrite it) is
+//! remembered across scrapes in a [`SeriesMemo`] keyed by the series' labels and the rules'
+//! version, so a series seen before costs a hash and a lookup, as in Prometheus' scrape cache.
+//! Its bounds come from the `cache` key of the configuration.
+//!
+//! **Invariant:** the per-series work is [`Relabeler::process`] over labels borrowed from the
+//! input, or a replay of its remembered outcome; nothing is copied for a series no rule changed.
+//! A cached outcome depends only on the series' labels and the rules, never on the rest of the
+//! batch: duplicates and family regrouping are decided per batch, after the lookups.
 
 use crate::config;
+use crate::edits::{EditList, Packed};
 use crate::engine::{LabelSet, Relabeler};
-use promrelay_sdk::{Batch, Error, Filter, SeriesMut};
+use promrelay_sdk::memo::{SeriesKey, SeriesMemo};
+use promrelay_sdk::{Batch, Error, Filter, Series, SeriesMut};
 
 /// Name suffixes of the samples of histogram, summary, counter, info and gauge-histogram families.
 const SAMPLE_SUFFIXES: [&str; 8] = [
@@ -29,24 +38,25 @@ const SAMPLE_SUFFIXES: [&str; 8] = [
 /// The `relabel` filter.
 pub struct Relabel {
     relabeler: Relabeler,
+    /// What the rules did to each series seen in recent scrapes.
+    memo: SeriesMemo<Remembered>,
     /// Reused across series and batches (rebound to each batch's lifetime).
     labels: LabelSet<'static>,
     /// What happened to each input series of the current batch, in input order.
     outcomes: Vec<Outcome>,
     /// Per input family of the current batch: the name all its series were renamed to, if any.
     family_renames: Vec<Option<String>>,
-    /// The label edits of changed series, in order; their strings live in `edit_text`.
-    edits: Vec<Edit>,
-    edit_text: String,
-    /// (identity hash of the final labels, input index) of every kept series, filled once a
-    /// series changed in the current batch (only then can two series become one).
-    identities: Vec<(u128, usize)>,
+    /// The label edits of changed series of the current batch, in order.
+    edits: EditList,
+    /// (identity of the final labels, input index) of every kept series of the current batch:
+    /// once a series changed, two series can become one.
+    identities: Vec<(SeriesKey, usize)>,
 }
 
 enum Outcome {
     Kept,
     Dropped,
-    /// `edits[first..first + count]` turn the input labels into the new ones; `renamed` when
+    /// `edits.range(first, count)` turn the input labels into the new ones; `renamed` when
     /// `__name__` changed.
     Changed {
         first: usize,
@@ -55,25 +65,46 @@ enum Outcome {
     },
 }
 
-/// One label edit: set `name` to `value`, or delete `name` when `value` is empty. Both are byte
-/// ranges of `Relabel::edit_text` (one buffer per batch instead of strings per series).
-struct Edit {
-    name: (usize, usize),
-    value: (usize, usize),
+/// The outcome of one series as the memo keeps it: independent of the batch it came in.
+enum Remembered {
+    Kept,
+    Dropped,
+    Changed {
+        /// The key of the relabelled labels (for the duplicate check).
+        identity: SeriesKey,
+        renamed: bool,
+        edits: Packed,
+    },
+}
+
+/// What became of one series in this batch, whether computed now or remembered.
+enum Verdict {
+    Kept,
+    Dropped,
+    /// Dropped because the relabelled `__name__` is not a valid metric name (never remembered:
+    /// each batch warns about it).
+    BadName(String),
+    Changed {
+        identity: SeriesKey,
+        renamed: bool,
+        first: usize,
+        /// The new family name, for a renamed series whose rename keeps its sample suffix.
+        base: Option<String>,
+    },
 }
 
 impl Filter for Relabel {
     type Config = serde_json::Value;
 
     fn init(config: serde_json::Value) -> Result<Self, Error> {
-        let rules = config::from_value(config).map_err(Error::new)?;
+        let settings = config::settings_from_value(config).map_err(Error::new)?;
         Ok(Relabel {
-            relabeler: Relabeler::new(rules),
+            relabeler: Relabeler::new(settings.rules),
+            memo: SeriesMemo::new(settings.rules_version, settings.cache),
             labels: LabelSet::new(),
             outcomes: Vec::new(),
             family_renames: Vec::new(),
-            edits: Vec::new(),
-            edit_text: String::new(),
+            edits: EditList::default(),
             identities: Vec::new(),
         })
     }
@@ -96,14 +127,20 @@ impl Filter for Relabel {
 }
 
 impl Relabel {
-    /// Runs the rules over every series (read-only), recording outcomes. Returns whether any
-    /// series changed and whether any was dropped. Hot path.
+    /// The outcome cache's counters (hits, misses, evictions).
+    pub fn cache_stats(&self) -> promrelay_sdk::memo::MemoStats {
+        self.memo.stats()
+    }
+
+    /// Runs the rules over every series (read-only), or replays what they did last time,
+    /// recording outcomes. Returns whether any series changed and whether any was dropped.
+    /// Hot path.
     fn relabel_all(&mut self, batch: &Batch<'_>) -> (bool, bool) {
         self.outcomes.clear();
         self.family_renames.clear();
         self.edits.clear();
-        self.edit_text.clear();
         self.identities.clear();
+        self.memo.begin_scrape();
         self.relabeler.begin_batch(0);
         let (mut any_changed, mut any_dropped) = (false, false);
         let mut bad_names = 0usize;
@@ -114,66 +151,60 @@ impl Relabel {
             // Some(base) while every kept series so far was renamed consistently.
             let mut rename: Option<Option<String>> = None;
             for series in family.series() {
-                labels.clear();
-                for (name, value) in series.labels() {
-                    labels.push_sorted(name, value);
-                }
-                let kept = self.relabeler.process(&mut labels);
-                let new_name = labels.get("__name__");
-                let outcome = if !kept || new_name.is_empty() {
-                    Outcome::Dropped
-                } else if !crate::text::is_metric_name(new_name) {
-                    bad_names += 1;
-                    if first_bad_name.is_empty() {
-                        first_bad_name = format!("{:?} (was {:?})", new_name, series.name());
+                let index = self.outcomes.len();
+                let key = self.memo.key_of(&series);
+                let verdict = match self.memo.get(key) {
+                    Some(remembered) => replay(remembered, &mut self.edits, family_name, &series),
+                    None => {
+                        let (verdict, remembered) = relabel_one(
+                            &mut self.relabeler,
+                            &self.memo,
+                            &mut labels,
+                            &mut self.edits,
+                            family_name,
+                            &series,
+                        );
+                        if let Some(remembered) = remembered {
+                            self.memo.insert(key, remembered);
+                        }
+                        verdict
                     }
-                    Outcome::Dropped
-                } else if labels.changed() && !labels.iter().eq(series.labels()) {
-                    let old_name = series.name();
-                    let renamed = new_name != old_name;
-                    let base = if renamed {
-                        consistent_base(family_name, old_name, new_name)
-                    } else {
-                        None
-                    };
-                    rename = Some(match rename {
-                        None => base,
-                        Some(previous) if previous == base => previous,
-                        Some(_) => None,
-                    });
-                    let first = self.edits.len();
-                    record_edits(
-                        &mut self.edits,
-                        &mut self.edit_text,
-                        series.labels(),
-                        labels.iter(),
-                    );
-                    Outcome::Changed {
-                        first,
-                        count: self.edits.len() - first,
+                };
+                let outcome = match verdict {
+                    Verdict::Dropped => Outcome::Dropped,
+                    Verdict::BadName(example) => {
+                        bad_names += 1;
+                        if first_bad_name.is_empty() {
+                            first_bad_name = example;
+                        }
+                        Outcome::Dropped
+                    }
+                    Verdict::Kept => {
+                        rename = Some(None);
+                        self.identities.push((key, index));
+                        Outcome::Kept
+                    }
+                    Verdict::Changed {
+                        identity,
                         renamed,
+                        first,
+                        base,
+                    } => {
+                        rename = Some(match rename {
+                            None => base,
+                            Some(previous) if previous == base => previous,
+                            Some(_) => None,
+                        });
+                        any_changed = true;
+                        self.identities.push((identity, index));
+                        Outcome::Changed {
+                            first,
+                            count: self.edits.len() - first,
+                            renamed,
+                        }
                     }
-                } else {
-                    rename = Some(None);
-                    Outcome::Kept
                 };
                 any_dropped |= matches!(outcome, Outcome::Dropped);
-                if matches!(outcome, Outcome::Changed { .. }) && !any_changed {
-                    any_changed = true;
-                    // From now on duplicates are possible: catch up on the series before this one.
-                    self.identities.extend(
-                        batch
-                            .series()
-                            .take(self.outcomes.len())
-                            .enumerate()
-                            .filter(|(index, _)| matches!(self.outcomes[*index], Outcome::Kept))
-                            .map(|(index, earlier)| (identity(earlier.labels()), index)),
-                    );
-                }
-                if any_changed && !matches!(outcome, Outcome::Dropped) {
-                    self.identities
-                        .push((identity(labels.iter()), self.outcomes.len()));
-                }
                 self.outcomes.push(outcome);
             }
             self.family_renames.push(rename.flatten());
@@ -217,7 +248,7 @@ impl Relabel {
             .outcomes
             .iter()
             .any(|outcome| matches!(outcome, Outcome::Changed { renamed: true, .. }));
-        let (outcomes, edits, text) = (&self.outcomes, &self.edits, &self.edit_text);
+        let (outcomes, edits) = (&self.outcomes, &self.edits);
         let mut index = 0;
         batch.retain_mut(|series| {
             let outcome = &outcomes[index];
@@ -226,10 +257,9 @@ impl Relabel {
                 Outcome::Kept => true,
                 Outcome::Dropped => false,
                 Outcome::Changed { first, count, .. } => {
-                    for edit in &edits[first..first + count] {
-                        let name = &text[edit.name.0..edit.name.1];
+                    for (name, value) in edits.range(first, count) {
                         // An empty value deletes, as in Prometheus.
-                        series.set_label(name, &text[edit.value.0..edit.value.1]);
+                        series.set_label(name, value);
                     }
                     true
                 }
@@ -241,72 +271,87 @@ impl Relabel {
     }
 }
 
-/// Appends the edits that turn `old` into `new` (both sorted by name) to `edits`. Hot path for
-/// changed series: one merge walk, strings copied into the batch's shared buffer.
-fn record_edits<'o, 'n>(
-    edits: &mut Vec<Edit>,
-    text: &mut String,
-    old: impl Iterator<Item = (&'o str, &'o str)>,
-    new: impl Iterator<Item = (&'n str, &'n str)>,
-) {
-    let mut push = |name: &str, value: &str| {
-        let name_start = text.len();
-        text.push_str(name);
-        let value_start = text.len();
-        text.push_str(value);
-        edits.push(Edit {
-            name: (name_start, value_start),
-            value: (value_start, text.len()),
-        });
-    };
-    let (mut old, mut new) = (old.peekable(), new.peekable());
-    loop {
-        match (old.peek(), new.peek()) {
-            (None, None) => break,
-            (Some(&(name, _)), None) => {
-                push(name, "");
-                old.next();
-            }
-            (None, Some(&(name, value))) => {
-                push(name, value);
-                new.next();
-            }
-            (Some(&(old_name, old_value)), Some(&(new_name, new_value))) => {
-                match old_name.cmp(new_name) {
-                    std::cmp::Ordering::Less => {
-                        push(old_name, "");
-                        old.next();
-                    }
-                    std::cmp::Ordering::Greater => {
-                        push(new_name, new_value);
-                        new.next();
-                    }
-                    std::cmp::Ordering::Equal => {
-                        if old_value != new_value {
-                            push(new_name, new_value);
-                        }
-                        old.next();
-                        new.next();
-                    }
-                }
-            }
-        }
+/// Runs the rules on one series not in the memo. Returns what became of it and what to
+/// remember (nothing for an invalid new name, which must warn in every batch). Hot path for
+/// new series.
+fn relabel_one<'a>(
+    relabeler: &mut Relabeler,
+    memo: &SeriesMemo<Remembered>,
+    labels: &mut LabelSet<'a>,
+    edits: &mut EditList,
+    family_name: &str,
+    series: &Series<'a>,
+) -> (Verdict, Option<Remembered>) {
+    labels.clear();
+    for (name, value) in series.labels() {
+        labels.push_sorted(name, value);
     }
+    let kept = relabeler.process(labels);
+    let new_name = labels.get("__name__");
+    if !kept || new_name.is_empty() {
+        return (Verdict::Dropped, Some(Remembered::Dropped));
+    }
+    if !crate::text::is_metric_name(new_name) {
+        let example = format!("{:?} (was {:?})", new_name, series.name());
+        return (Verdict::BadName(example), None);
+    }
+    if !labels.changed() || labels.iter().eq(series.labels()) {
+        return (Verdict::Kept, Some(Remembered::Kept));
+    }
+    let old_name = series.name();
+    let renamed = new_name != old_name;
+    let base = if renamed {
+        consistent_base(family_name, old_name, new_name)
+    } else {
+        None
+    };
+    let first = edits.len();
+    edits.record(series.labels(), labels.iter());
+    let identity = memo.key(labels.iter());
+    let remembered = Remembered::Changed {
+        identity,
+        renamed,
+        edits: edits.pack(first, edits.len() - first),
+    };
+    let verdict = Verdict::Changed {
+        identity,
+        renamed,
+        first,
+        base,
+    };
+    (verdict, Some(remembered))
 }
 
-/// A 128-bit hash of a sorted label set (two SipHash states with different leading salts).
-fn identity<'s>(labels: impl Iterator<Item = (&'s str, &'s str)>) -> u128 {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let (mut high, mut low) = (DefaultHasher::new(), DefaultHasher::new());
-    0u8.hash(&mut high);
-    1u8.hash(&mut low);
-    for (name, value) in labels {
-        for hasher in [&mut high, &mut low] {
-            name.hash(hasher);
-            value.hash(hasher);
+/// The verdict of a remembered series, its edits appended to this batch's. Hot path for
+/// repeated series.
+fn replay(
+    remembered: &Remembered,
+    edits: &mut EditList,
+    family_name: &str,
+    series: &Series<'_>,
+) -> Verdict {
+    match remembered {
+        Remembered::Kept => Verdict::Kept,
+        Remembered::Dropped => Verdict::Dropped,
+        Remembered::Changed {
+            identity,
+            renamed,
+            edits: packed,
+        } => {
+            let first = edits.len();
+            edits.unpack(packed);
+            let base = match (renamed, packed.value_of("__name__")) {
+                (true, Some(new_name)) => consistent_base(family_name, series.name(), new_name),
+                _ => None,
+            };
+            Verdict::Changed {
+                identity: *identity,
+                renamed: *renamed,
+                first,
+                base,
+            }
         }
     }
-    (u128::from(high.finish()) << 64) | u128::from(low.finish())
 }
 
 /// Whether a sample named `sample` belongs in a family named `family`.

@@ -4,12 +4,14 @@
 //!   compiled [`config::Rule`]s, with Prometheus' defaults and error wording.
 //! - [`engine`] applies the rules to one series' sorted label set (`__name__` included).
 //! - [`text`] holds the Go-compatible pieces: template expansion, name grammar, RE2 translation.
-//! - [`filter`] wires them into the promrelay SDK: PASS / MASK / REPLACED, family regrouping.
+//! - [`filter`] wires them into the promrelay SDK: PASS / MASK / REPLACED, family regrouping, and
+//!   the per-series outcome cache (`edits` holds the edits it replays).
 //!
 //! The relabel logic does not depend on the filter ABI, so it is tested and benchmarked natively;
 //! the filter itself runs natively too through `promrelay_sdk::testing`.
 
 pub mod config;
+mod edits;
 pub mod engine;
 pub mod filter;
 pub mod text;
@@ -18,5 +20,5 @@ pub use filter::Relabel;
 
 promrelay_sdk::export_filter!(Relabel);
 
-pub use config::{parse, Action, ConfigError, Problem, RelabelConfig, Rule};
+pub use config::{parse, Action, ConfigError, Problem, RelabelConfig, Rule, Settings};
 pub use engine::{process, Label, LabelSet, Relabeler};
