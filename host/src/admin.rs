@@ -1,5 +1,6 @@
 //! The monitor port: `/metrics` (own metrics), `/healthz`, `/readyz`, `POST /-/reload`,
-//! `GET /api/v1/filters`, and the pause state under `/api/v1/`.
+//! `GET /api/v1/filters`, and the pause state under `/api/v1/`. The actions that change
+//! something (`/-/reload`, pause, resume, flip) need `Authorization: Bearer <management.token>`.
 //!
 //! **Invariant:** handlers only read shared state or send requests to the daemon; they never
 //! touch the pipeline directly, so a slow HTTP client cannot stall scraping or publishing.
@@ -8,13 +9,15 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+
+use crate::pause::{Breaker, Change, Scope};
 
 /// A reload request from HTTP; the daemon answers with the outcome text.
 pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
@@ -26,11 +29,12 @@ pub struct AdminState {
     pub component: &'static str,
     pub ready: Arc<AtomicBool>,
     pub reload: mpsc::Sender<ReloadRequest>,
-    pub paused: watch::Sender<bool>,
+    /// The pause switches of the roles this process runs.
+    pub breaker: Breaker,
     /// Filled by the daemon with the filter engine's status.
     pub filters: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
-    /// `management.token`: the bearer token `pause`, `resume` and `flip` require. `None`: those
-    /// actions are refused (403) until a token is configured.
+    /// `management.token`: the bearer token `pause`, `resume`, `flip` and `/-/reload` require.
+    /// `None`: those actions are refused (403) until a token is configured.
     pub token: Option<crate::config::Secret>,
 }
 
@@ -85,7 +89,26 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     }
 }
 
-async fn reload(State(state): State<AdminState>) -> Response {
+/// `POST /-/reload`: needs the `management.token` bearer, as pause does, because each reload
+/// compiles, initialises and dry-runs the filter chain; SIGHUP stays the local way.
+async fn reload(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(refusal) = authorize(&state, &headers) {
+        let why = match refusal {
+            Refusal::NoToken => {
+                "reload over HTTP is off: it needs management.token in the \
+                relay's config (then send Authorization: Bearer <token>)"
+            }
+            Refusal::Missing => "reload refused: send Authorization: Bearer <management.token>",
+            Refusal::Wrong => {
+                tracing::warn!("reload request with a wrong token refused");
+                "reload refused: wrong token (Authorization: Bearer must carry management.token)"
+            }
+        };
+        let text = format!(
+            "{why}; or reload locally with SIGHUP (kill -HUP <pid>, systemctl reload promrelay)\n"
+        );
+        return (StatusCode::FORBIDDEN, text).into_response();
+    }
     let (answer, outcome) = oneshot::channel();
     if state.reload.send(answer).await.is_err() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
@@ -102,74 +125,102 @@ async fn filters(State(state): State<AdminState>) -> Response {
 }
 
 async fn info(State(state): State<AdminState>) -> Response {
-    axum::Json(serde_json::json!({
-        "identity": state.identity,
-        "component": state.component,
-        "version": env!("CARGO_PKG_VERSION"),
-        "paused": *state.paused.borrow(),
-    }))
-    .into_response()
+    let mut answer = state.breaker.status();
+    answer["identity"] = serde_json::json!(state.identity);
+    answer["component"] = serde_json::json!(state.component);
+    answer["version"] = serde_json::json!(env!("CARGO_PKG_VERSION"));
+    axum::Json(answer).into_response()
 }
 
-/// A change of the pause state requested over HTTP.
-#[derive(Debug, Clone, Copy)]
-enum Change {
-    Pause,
-    Resume,
-    Flip,
+/// `?role=poller|receiver|all` of the changing actions.
+#[derive(Debug, serde::Deserialize)]
+struct RoleQuery {
+    role: Option<String>,
 }
 
-async fn pause(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    change(state, &headers, Change::Pause)
+async fn pause(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Query(query): Query<RoleQuery>,
+) -> Response {
+    change(state, &headers, Change::Pause, query)
 }
 
-async fn resume(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    change(state, &headers, Change::Resume)
+async fn resume(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Query(query): Query<RoleQuery>,
+) -> Response {
+    change(state, &headers, Change::Resume, query)
 }
 
-async fn flip(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    change(state, &headers, Change::Flip)
+async fn flip(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Query(query): Query<RoleQuery>,
+) -> Response {
+    change(state, &headers, Change::Flip, query)
 }
 
-/// Applies `change` when the request carries `Authorization: Bearer <management.token>`;
-/// answers `{paused, identity}`.
-fn change(state: AdminState, headers: &HeaderMap, change: Change) -> Response {
-    let Some(token) = &state.token else {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "pause, resume and flip need management.token in the config",
-        );
-    };
+/// Why a request's bearer token is not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// No `management.token` is configured: the action is off.
+    NoToken,
+    /// No `Authorization: Bearer` header.
+    Missing,
+    Wrong,
+}
+
+/// Accepts a request that carries `Authorization: Bearer <management.token>`.
+fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Refusal> {
+    let token = state.token.as_ref().ok_or(Refusal::NoToken)?;
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    match given {
-        None => {
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or(Refusal::Missing)?;
+    if same_secret(given.trim(), token.expose()) {
+        Ok(())
+    } else {
+        Err(Refusal::Wrong)
+    }
+}
+
+/// Applies `change` to the role of `query` (default: the poller where one runs) when the request
+/// carries the token; answers `{paused, roles, identity}`.
+fn change(state: AdminState, headers: &HeaderMap, change: Change, query: RoleQuery) -> Response {
+    match authorize(&state, headers) {
+        Ok(()) => {}
+        Err(Refusal::NoToken) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "pause, resume and flip need management.token in the config",
+            )
+        }
+        Err(Refusal::Missing) => {
             return refuse(
                 StatusCode::UNAUTHORIZED,
                 "missing Authorization: Bearer token",
             )
         }
-        Some(given) if !same_secret(given.trim(), token.expose()) => {
+        Err(Refusal::Wrong) => {
             tracing::warn!(?change, "management request with a wrong token refused");
             return refuse(StatusCode::FORBIDDEN, "wrong token");
         }
-        Some(_) => {}
     }
-    // Only a real change notifies the daemon (gauge, log line, lifecycle event).
-    state.paused.send_if_modified(|paused| {
-        let before = *paused;
-        *paused = match change {
-            Change::Pause => true,
-            Change::Resume => false,
-            Change::Flip => !before,
-        };
-        *paused != before
-    });
-    let paused = *state.paused.borrow();
-    tracing::info!(?change, paused, "management request over HTTP");
-    axum::Json(serde_json::json!({ "paused": paused, "identity": state.identity })).into_response()
+    let scope = match query.role.as_deref().map(Scope::parse).transpose() {
+        Ok(scope) => scope,
+        Err(error) => return refuse(StatusCode::BAD_REQUEST, &format!("?role=: {error}")),
+    };
+    if let Err(error) = state.breaker.apply(change, scope) {
+        return refuse(StatusCode::BAD_REQUEST, &format!("?role=: {error}"));
+    }
+    let mut answer = state.breaker.status();
+    tracing::info!(?change, role = query.role.as_deref().unwrap_or("default"),
+        state = %answer, "management request over HTTP");
+    answer["identity"] = serde_json::json!(state.identity);
+    axum::Json(answer).into_response()
 }
 
 fn refuse(status: StatusCode, reason: &str) -> Response {
@@ -186,13 +237,14 @@ fn same_secret(given: &str, expected: &str) -> bool {
     difference == 0
 }
 
-/// Operator side of `promrelay pause|resume|info`: sends `action` to the monitor port of the
-/// relay that runs with `config` (on this machine) and returns its JSON answer. With `identity`,
-/// refuses to act on a relay of another identity.
+/// Operator side of `promrelay pause|resume|info`: sends `action` (for `role`, default the
+/// relay's) to the monitor port of the relay that runs with `config` (on this machine) and
+/// returns its JSON answer. With `identity`, refuses to act on a relay of another identity.
 pub async fn request(
     config: &crate::config::Config,
     action: &str,
     identity: Option<&str>,
+    role: Option<Scope>,
 ) -> anyhow::Result<serde_json::Value> {
     let port = config.monitor_port.ok_or_else(|| {
         anyhow::anyhow!("monitor_port is not set: the relay has no management API")
@@ -215,9 +267,16 @@ pub async fn request(
                 .management
                 .as_ref()
                 .and_then(|management| management.token.as_ref())
-                .ok_or_else(|| anyhow::anyhow!("{action} needs management.token in the config"))?;
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{action} over the monitor port needs management.token in the config; \
+                         or set management.brokers to ask over NATS (with --seed, or unsigned \
+                         to a relay with management.auth.insecure: true)"
+                    )
+                })?;
+            let query = role.map_or(String::new(), |role| format!("?role={}", role.name()));
             client
-                .post(format!("{base}/{action}"))
+                .post(format!("{base}/{action}{query}"))
                 .bearer_auth(token.expose())
         }
         other => anyhow::bail!("unknown management action {other:?}"),

@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod management;
 pub mod model;
 pub mod nats;
+pub mod pause;
 pub mod publish;
 pub mod receive;
 pub mod scrape;

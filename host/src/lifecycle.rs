@@ -1,10 +1,11 @@
 //! Choria lifecycle events: `choria.lifecycle.event.<type>.<component>` with the JSON
 //! `{protocol: "choria:lifecycle:<type>:1", identity, component, timestamp, version, ...}` the
 //! original published at startup, so Choria tooling can watch fleets. Types sent here: `startup`,
-//! `shutdown`, `paused`, `resumed`, `reload` (with `result` and `message`), `filter_load` (with
-//! `result`, `filter` and `message`: one per filter loaded anew, one per refused load) and
-//! `filter_failure` (with `filter`, `kind`, `on_error` and `message`: the first time a filter fails
-//! with a given error, so a filter failing every scrape does not flood the fleet's event stream).
+//! `shutdown`, `paused` and `resumed` (with `role`: `poller` or `receiver`), `reload` (with
+//! `result` and `message`), `filter_load` (with `result`, `filter` and `message`: one per filter
+//! loaded anew, one per refused load) and `filter_failure` (with `filter`, `kind`, `on_error` and
+//! `message`: the first time a filter fails with a given error, so a filter failing every scrape
+//! does not flood the fleet's event stream).
 //!
 //! The filter module, deep in the pipeline, sends through [`emit`]: the daemon makes its
 //! [`Events`] the process' own with [`install`].
@@ -30,8 +31,14 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum Event {
     Startup,
     Shutdown,
-    Paused,
-    Resumed,
+    /// A role (`poller`, `receiver`) was paused.
+    Paused {
+        role: &'static str,
+    },
+    /// A role was resumed.
+    Resumed {
+        role: &'static str,
+    },
     /// A reload, with whether it succeeded and what it did or why it failed.
     Reload {
         ok: bool,
@@ -59,8 +66,8 @@ impl Event {
         match self {
             Event::Startup => "startup",
             Event::Shutdown => "shutdown",
-            Event::Paused => "paused",
-            Event::Resumed => "resumed",
+            Event::Paused { .. } => "paused",
+            Event::Resumed { .. } => "resumed",
             Event::Reload { .. } => "reload",
             Event::FilterLoad { .. } => "filter_load",
             Event::FilterFailure { .. } => "filter_failure",
@@ -107,7 +114,10 @@ impl Event {
                 body["on_error"] = serde_json::json!(on_error);
                 body["message"] = serde_json::json!(message);
             }
-            Event::Startup | Event::Shutdown | Event::Paused | Event::Resumed => {}
+            Event::Paused { role } | Event::Resumed { role } => {
+                body["role"] = serde_json::json!(role);
+            }
+            Event::Startup | Event::Shutdown => {}
         }
         body
     }
@@ -199,6 +209,19 @@ mod tests {
             Event::Startup.subject("promrelay"),
             "choria.lifecycle.event.startup.promrelay"
         );
+    }
+
+    #[test]
+    fn pause_events_carry_the_role() {
+        let body = Event::Paused { role: "poller" }.body("site1", "promrelay", 1);
+        assert_eq!(body["protocol"], "choria:lifecycle:paused:1");
+        assert_eq!(body["role"], "poller");
+        let event = Event::Resumed { role: "receiver" };
+        assert_eq!(
+            event.subject("promrelay"),
+            "choria.lifecycle.event.resumed.promrelay"
+        );
+        assert_eq!(event.body("site1", "promrelay", 1)["role"], "receiver");
     }
 
     #[test]

@@ -46,11 +46,12 @@ enum Command {
     Receiver(ConfigArg),
     /// Check the config: print every problem, exit non-zero if there is one.
     CheckConfig(ConfigArg),
-    /// Pause publishing of the relay running with this config (its monitor port).
+    /// Pause the relay running with this config: its poller (or, with --role, its receiver or
+    /// both), over its monitor port or NATS.
     Pause(Manage),
-    /// Resume publishing of the relay running with this config.
+    /// Resume the relay running with this config (the same roles as pause).
     Resume(Manage),
-    /// Show the identity and pause state of the relay running with this config.
+    /// Show the identity and the pause state of each role of the relay running with this config.
     Info(Manage),
     /// Get a certificate from a Puppet CA into Puppet's ssl directory layout.
     Enroll(promrelay::enroll::EnrollArgs),
@@ -79,6 +80,14 @@ struct Manage {
     /// the local monitor port.
     #[arg(long)]
     seed: Option<PathBuf>,
+    /// What to pause or resume: poller, receiver or all. Default: the poller where one runs,
+    /// else the receiver (a paused combined relay keeps pushing its own promrelay job).
+    #[arg(long, value_parser = parse_role)]
+    role: Option<promrelay::pause::Scope>,
+}
+
+fn parse_role(text: &str) -> Result<promrelay::pause::Scope, String> {
+    promrelay::pause::Scope::parse(text)
 }
 
 fn main() -> ExitCode {
@@ -152,26 +161,37 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
 /// `pause`, `resume`, `info`: ask the running relay over its monitor port, print its answer.
 fn management(path: &Path, action: &str, manage: &Manage) -> anyhow::Result<ExitCode> {
     let config = daemon::load_config(path)?;
+    let changes = action != "info";
+    anyhow::ensure!(
+        changes || manage.role.is_none(),
+        "--role applies to pause and resume; info shows every role"
+    );
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let identity = manage.identity.as_deref();
     // Over NATS with --seed; also, unsigned, when the local monitor port cannot serve the
-    // request (no monitor_port, or another site's identity) but management.brokers is set.
-    let brokers = config
-        .management
-        .as_ref()
-        .is_some_and(|management| !management.brokers.is_empty());
+    // request (no monitor_port, another site's identity, or a change without
+    // management.token) but management.brokers is set.
+    let management = config.management.as_ref();
+    let brokers = management.is_some_and(|management| !management.brokers.is_empty());
+    let no_token = management.is_none_or(|management| management.token.is_none());
     let elsewhere = identity.is_some_and(|wanted| wanted != config.identity);
-    let over_nats =
-        manage.seed.is_some() || (brokers && (config.monitor_port.is_none() || elsewhere));
+    let over_nats = manage.seed.is_some()
+        || (brokers && (config.monitor_port.is_none() || elsewhere || (changes && no_token)));
     let answer = if over_nats {
         runtime.block_on(promrelay::management::request(
             &config,
             action,
             identity,
             manage.seed.as_deref(),
+            manage.role,
         ))?
     } else {
-        runtime.block_on(promrelay::admin::request(&config, action, identity))?
+        runtime.block_on(promrelay::admin::request(
+            &config,
+            action,
+            identity,
+            manage.role,
+        ))?
     };
     println!("{answer}");
     Ok(ExitCode::SUCCESS)

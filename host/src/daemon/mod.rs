@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family as MetricFamily;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +25,7 @@ use crate::admin::{self, AdminState, ReloadRequest};
 use crate::config::{self, Config};
 use crate::filter::{ChainPlan, Chains, FilterEngine, FilterOutcome};
 use crate::model::Scrape;
+use crate::pause::{Breaker, Role};
 use crate::scrape::{self, StateLog};
 
 use crate::{lifecycle, nats, publish, receive, wire};
@@ -52,6 +53,11 @@ struct VersionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabel {
+    role: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabel {
     job: String,
 }
@@ -59,6 +65,7 @@ struct JobLabel {
 struct DaemonMetrics {
     build_info: MetricFamily<VersionLabels, Gauge>,
     paused: Gauge,
+    paused_by_role: MetricFamily<RoleLabel, Gauge>,
     jobs: Gauge,
     targets: MetricFamily<JobLabel, Gauge>,
 }
@@ -67,6 +74,7 @@ static METRICS: LazyLock<DaemonMetrics> = LazyLock::new(|| {
     let metrics = DaemonMetrics {
         build_info: MetricFamily::default(),
         paused: Gauge::default(),
+        paused_by_role: MetricFamily::default(),
         jobs: Gauge::default(),
         targets: MetricFamily::default(),
     };
@@ -78,8 +86,13 @@ static METRICS: LazyLock<DaemonMetrics> = LazyLock::new(|| {
     );
     registry.register(
         "paused",
-        "1 while publishing is paused",
+        "1 while any role of this process (poller, receiver) is paused",
         metrics.paused.clone(),
+    );
+    registry.register(
+        "paused_by_role",
+        "1 while this role (poller, receiver) is paused; only the roles this process runs",
+        metrics.paused_by_role.clone(),
     );
     registry.register("jobs", "Scrape jobs configured", metrics.jobs.clone());
     registry.register("targets", "Scrape targets per job", metrics.targets.clone());
@@ -192,10 +205,17 @@ pub async fn run(
     lifecycle::install(Some(events.clone()));
 
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
-    let (paused_tx, paused_rx) = watch::channel(false);
+    let breaker = Breaker::new(run_poller, run_receiver);
+    for role in breaker.roles() {
+        METRICS
+            .paused_by_role
+            .get_or_create(&RoleLabel { role: role.name() })
+            .set(0);
+    }
     // Subscribed before the monitor port and management can change it: a pause in the first
     // moments is seen (gauge, event) like any other.
-    let mut paused_seen = paused_tx.subscribe();
+    let mut poller_seen = breaker.subscribe(Role::Poller);
+    let mut receiver_seen = breaker.subscribe(Role::Receiver);
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let ready = Arc::new(AtomicBool::new(false));
     // Scrapers get their own token so that they stop before the publisher drains.
@@ -208,7 +228,7 @@ pub async fn run(
             component,
             ready: ready.clone(),
             reload: reload_tx.clone(),
-            paused: paused_tx.clone(),
+            breaker: breaker.clone(),
             filters: Arc::new(crate::filter::status_json),
             token: config.management.as_ref().and_then(|m| m.token.clone()),
         };
@@ -223,12 +243,12 @@ pub async fn run(
         .filter(|management| !management.brokers.is_empty())
     {
         let identity = config.identity.clone();
-        let paused = paused_tx.clone();
+        let breaker = breaker.clone();
         let stop = pipeline_stop.clone();
         tasks.spawn(async move {
             (
                 "management",
-                crate::management::serve(management, identity, paused, stop).await,
+                crate::management::serve(management, identity, breaker, stop).await,
             )
         });
     }
@@ -267,7 +287,7 @@ pub async fn run(
             clients: JobClients::build(&config, 0)?,
             publisher: config.identity.clone(),
             output: raw_tx,
-            paused: paused_rx.clone(),
+            paused: breaker.subscribe(Role::Poller),
             states: Arc::new(StateLog::default()),
             stop: scrapers_stop.clone(),
             running: HashMap::new(),
@@ -279,7 +299,7 @@ pub async fn run(
     if run_receiver {
         let settings = receive::ReceiverSettings::from_config(&config)?;
         let stop = pipeline_stop.clone();
-        let paused = paused_rx.clone();
+        let paused = breaker.subscribe(Role::Receiver);
         tasks.spawn(async move { ("receiver", receive::run(settings, stop, paused).await) });
     }
 
@@ -307,11 +327,13 @@ pub async fn run(
                 events.send(reload_event(&outcome));
                 let _ = answer.send(outcome);
             }
-            Ok(()) = paused_seen.changed() => {
-                let paused = *paused_seen.borrow_and_update();
-                METRICS.paused.set(i64::from(paused));
-                tracing::info!(paused, "pause state changed");
-                events.send(if paused { lifecycle::Event::Paused } else { lifecycle::Event::Resumed });
+            Ok(()) = poller_seen.changed() => {
+                let paused = *poller_seen.borrow_and_update();
+                pause_changed(&breaker, Role::Poller, paused, &events);
+            }
+            Ok(()) = receiver_seen.changed() => {
+                let paused = *receiver_seen.borrow_and_update();
+                pause_changed(&breaker, Role::Receiver, paused, &events);
             }
             Some(joined) = tasks.join_next() => {
                 match joined {
@@ -356,6 +378,22 @@ pub async fn run(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Reports a role's new pause state: gauges, a log line, a lifecycle event.
+fn pause_changed(breaker: &Breaker, role: Role, paused: bool, events: &lifecycle::Events) {
+    METRICS
+        .paused_by_role
+        .get_or_create(&RoleLabel { role: role.name() })
+        .set(i64::from(paused));
+    METRICS.paused.set(i64::from(breaker.any_paused()));
+    tracing::info!(role = role.name(), paused, "pause state changed");
+    let role = role.name();
+    events.send(if paused {
+        lifecycle::Event::Paused { role }
+    } else {
+        lifecycle::Event::Resumed { role }
+    });
 }
 
 fn reload_event(outcome: &Result<String, String>) -> lifecycle::Event {
