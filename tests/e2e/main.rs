@@ -10,6 +10,7 @@ mod harness;
 mod https;
 mod management;
 mod outage;
+mod pause;
 mod pipeline;
 mod receiver;
 mod security;
