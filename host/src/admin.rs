@@ -94,8 +94,10 @@ async fn readyz(State(state): State<AdminState>) -> Response {
 async fn reload(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     if let Err(refusal) = authorize(&state, &headers) {
         let why = match refusal {
-            Refusal::NoToken => "reload over HTTP is off: it needs management.token in the \
-                relay's config (then send Authorization: Bearer <token>)",
+            Refusal::NoToken => {
+                "reload over HTTP is off: it needs management.token in the \
+                relay's config (then send Authorization: Bearer <token>)"
+            }
             Refusal::Missing => "reload refused: send Authorization: Bearer <management.token>",
             Refusal::Wrong => {
                 tracing::warn!("reload request with a wrong token refused");

@@ -426,9 +426,10 @@ mod tests {
         assert_eq!(got["roles"]["poller"]["paused"], false, "{got}");
         assert_eq!(got["paused"], true, "{got}");
 
-        let mut tampered: serde_json::Value =
-            serde_json::from_slice(&signed_request_for(subject, &seed, 1000, Some("receiver")).expect("sign"))
-                .expect("JSON");
+        let mut tampered: serde_json::Value = serde_json::from_slice(
+            &signed_request_for(subject, &seed, 1000, Some("receiver")).expect("sign"),
+        )
+        .expect("JSON");
         tampered["role"] = serde_json::json!("all");
         let tampered = serde_json::to_vec(&tampered).expect("JSON");
         let got = answer(&rules, subject, "pause", &tampered, 1000, "site1", &breaker);

@@ -263,7 +263,10 @@ mod tests {
         assert_eq!(Scope::parse("receiver"), Ok(Scope::Role(Role::Receiver)));
         assert_eq!(Scope::parse("ALL"), Ok(Scope::All));
         let error = Scope::parse("pusher").expect_err("unknown");
-        assert!(error.contains("pusher") && error.contains(Scope::NAMES), "{error}");
+        assert!(
+            error.contains("pusher") && error.contains(Scope::NAMES),
+            "{error}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod harness;
 mod https;
 mod management;
 mod outage;
+mod pause;
 mod pipeline;
 mod receiver;
 mod remote_write;

@@ -13,8 +13,8 @@ use promrelay_tests::{
     TargetServer,
 };
 
-const ARRIVAL: Duration = Duration::from_secs(90);
-const TOKEN: &str = "s3cret-token";
+pub(crate) const ARRIVAL: Duration = Duration::from_secs(90);
+pub(crate) const TOKEN: &str = "s3cret-token";
 
 /// Every message seen on the watched subjects: (subject, payload).
 pub(crate) type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
@@ -50,7 +50,7 @@ pub(crate) fn watch(url: &str, subjects: &[&str]) -> (tokio::runtime::Runtime, S
     (runtime, seen)
 }
 
-fn count(seen: &Seen, subject: &str) -> usize {
+pub(crate) fn count(seen: &Seen, subject: &str) -> usize {
     seen.lock()
         .expect("not poisoned")
         .iter()
@@ -73,7 +73,7 @@ pub(crate) fn events(seen: &Seen) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn wait_event(seen: &Seen, kind: &str) -> serde_json::Value {
+pub(crate) fn wait_event(seen: &Seen, kind: &str) -> serde_json::Value {
     poll_until(ARRIVAL, &format!("a {kind} lifecycle event"), || {
         events(seen)
             .into_iter()
@@ -81,7 +81,7 @@ fn wait_event(seen: &Seen, kind: &str) -> serde_json::Value {
     })
 }
 
-fn post(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+pub(crate) fn post(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
     let client = reqwest::blocking::Client::new();
     let mut request = client.post(url);
     if let Some(token) = token {
@@ -108,7 +108,7 @@ fn operator(relay: &Relay, action: &str, identity: &str) -> (bool, String) {
     (output.status.success(), text)
 }
 
-fn paused_gauge(relay: &Relay) -> Option<f64> {
+pub(crate) fn paused_gauge(relay: &Relay) -> Option<f64> {
     let text = relay.metrics_text().ok()?;
     text.lines()
         .find_map(|line| line.strip_prefix("promrelay_paused "))
