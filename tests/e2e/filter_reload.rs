@@ -33,7 +33,11 @@ fn metric(relay: &Relay, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 fn reloads(relay: &Relay, result: &str) -> f64 {
-    metric(relay, "promrelay_filter_reloads_total", &[("result", result)])
+    metric(
+        relay,
+        "promrelay_filter_reloads_total",
+        &[("result", result)],
+    )
 }
 
 fn lifecycle(seen: &Seen, kind: &str) -> Vec<serde_json::Value> {
@@ -47,15 +51,20 @@ fn occurrences(relay: &Relay, needle: &str) -> usize {
     relay.log().matches(needle).count()
 }
 
-/// A relay scraping `target` as job `app` through one global filter `site` (`module`).
-fn start(nats: &NatsServer, pushgateway: &Pushgateway, target: &TargetServer, module: &Path) -> Relay {
+/// A relay scraping `target` as job `app` through the job's own filter `site` (`module`): a
+/// global one would also filter the relay's own job, and its calls would not match `target`'s
+/// scrapes.
+fn start(
+    nats: &NatsServer,
+    pushgateway: &Pushgateway,
+    target: &TargetServer,
+    module: &Path,
+) -> Relay {
+    let filters = format!("filters:\n{}", filter_yaml("", "site", module, "drop", ""));
     let config = RelayConfig::pipeline(&nats.url(), &pushgateway.url())
         .monitor_port(free_port())
-        .job("app", &[("one", &target.url())])
-        .extra(&format!(
-            "management:\n  token: {TOKEN}\nfilters:\n{}",
-            filter_yaml("  ", "site", module, "drop", "")
-        ));
+        .job_with("app", &filters, &[("one", &target.url())])
+        .extra(&format!("management:\n  token: {TOKEN}\n"));
     let mut relay = Relay::start_config(&config);
     relay.wait_healthy();
     relay
@@ -63,7 +72,12 @@ fn start(nats: &NatsServer, pushgateway: &Pushgateway, target: &TargetServer, mo
 
 /// Waits until `/api/v1/filters` shows a module hash other than `old`; returns it and the time
 /// it took from `since`.
-fn wait_swapped(relay: &Relay, old: &serde_json::Value, since: Instant, what: &str) -> serde_json::Value {
+fn wait_swapped(
+    relay: &Relay,
+    old: &serde_json::Value,
+    since: Instant,
+    what: &str,
+) -> serde_json::Value {
     let hash = poll_until(SWAP, &format!("{what} to be swapped in"), || {
         let hash = filters_status(relay)["filters"][0]["hash"].clone();
         (hash != *old).then_some(hash)
@@ -90,7 +104,9 @@ fn reading_a_module_starts_no_reload_and_real_changes_still_swap() {
     let module = dir.path().join("site.wat");
     install(&wat("pass.wat"), &module);
     let mut relay = start(&nats, &pushgateway, &target, &module);
-    wait_for(&pushgateway, &mut relay, "app", "read_marker", 1.0, |_| true);
+    wait_for(&pushgateway, &mut relay, "app", "read_marker", 1.0, |_| {
+        true
+    });
     let loads = poll_until(ARRIVAL, "the filter_load event of the start", || {
         let loads = lifecycle(&seen, "filter_load");
         (!loads.is_empty()).then_some(loads.len())
@@ -104,13 +120,21 @@ fn reading_a_module_starts_no_reload_and_real_changes_still_swap() {
     }
     // Several scrapes later the watcher has long seen every event of those reads.
     scrapes_later(&target, 3);
-    let calls = metric(&relay, "promrelay_filter_calls_total", &[("filter", "site")]);
+    let calls = metric(
+        &relay,
+        "promrelay_filter_calls_total",
+        &[("filter", "site")],
+    );
     let scraped = target.requests() as f64;
     assert!(
         calls <= scraped,
         "{calls} filter calls for {scraped} scrapes: reads started dry runs"
     );
-    assert_eq!(reloads(&relay, "success"), successes, "reads started reloads");
+    assert_eq!(
+        reloads(&relay, "success"),
+        successes,
+        "reads started reloads"
+    );
     assert_eq!(reloads(&relay, "failure"), 0.0);
     assert_eq!(occurrences(&relay, "filter chains reloaded"), logged);
 
@@ -128,7 +152,11 @@ fn reading_a_module_starts_no_reload_and_real_changes_still_swap() {
     assert_eq!(reloads(&relay, "success"), successes);
     assert_eq!(occurrences(&relay, "filter chains reloaded"), logged);
     assert_eq!(lifecycle(&seen, "filter_load").len(), loads);
-    let calls_after = metric(&relay, "promrelay_filter_calls_total", &[("filter", "site")]);
+    let calls_after = metric(
+        &relay,
+        "promrelay_filter_calls_total",
+        &[("filter", "site")],
+    );
     assert!(calls_after <= target.requests() as f64, "no dry run");
 
     // Real changes: a different module renamed into place, then one rewritten in place.
@@ -157,10 +185,23 @@ fn a_refused_candidate_is_charged_to_the_reload_never_to_the_running_filter() {
     install(&wat("pass.wat"), &module);
     let mut relay = start(&nats, &pushgateway, &target, &module);
     // A scrape went through the chain: the relay has a last scrape to dry-run a candidate on.
-    wait_for(&pushgateway, &mut relay, "app", "candidate_marker", 0.0, |_| true);
+    wait_for(
+        &pushgateway,
+        &mut relay,
+        "app",
+        "candidate_marker",
+        0.0,
+        |_| true,
+    );
     let good = filters_status(&relay)["filters"][0]["hash"].clone();
-    let errors = || metric(&relay, "promrelay_filter_errors_total", &[("filter", "site")]);
-    assert_eq!(errors(), 0.0);
+    let errors = |relay: &Relay| {
+        metric(
+            relay,
+            "promrelay_filter_errors_total",
+            &[("filter", "site")],
+        )
+    };
+    assert_eq!(errors(&relay), 0.0);
     assert_eq!(reloads(&relay, "failure"), 0.0);
 
     install(&wat("trap_process.wat"), &module);
@@ -169,17 +210,31 @@ fn a_refused_candidate_is_charged_to_the_reload_never_to_the_running_filter() {
             .as_str()
             .map(str::to_owned)
     });
-    assert!(refusal.contains("dry run") && refusal.contains("trapped"), "{refusal}");
+    assert!(
+        refusal.contains("dry run") && refusal.contains("trapped"),
+        "{refusal}"
+    );
 
     // Scrapes still flow through the old chain.
     target.set_behaviour(Behaviour::Fixed("candidate_marker 1\n".into()));
-    wait_for(&pushgateway, &mut relay, "app", "candidate_marker", 1.0, |_| true);
+    wait_for(
+        &pushgateway,
+        &mut relay,
+        "app",
+        "candidate_marker",
+        1.0,
+        |_| true,
+    );
     let status = filters_status(&relay);
     let running = &status["filters"][0];
     assert_eq!(running["hash"], good, "{status}");
     assert_eq!(running["errors"], 0, "{status}");
     assert_eq!(running["last_error"], serde_json::Value::Null, "{status}");
-    assert_eq!(errors(), 0.0, "promrelay_filter_errors_total of the running filter");
+    assert_eq!(
+        errors(&relay),
+        0.0,
+        "promrelay_filter_errors_total of the running filter"
+    );
     assert_eq!(reloads(&relay, "failure"), 1.0);
     let refused: Vec<_> = lifecycle(&seen, "filter_load")
         .into_iter()
@@ -193,7 +248,10 @@ fn a_refused_candidate_is_charged_to_the_reload_never_to_the_running_filter() {
         "{:#}",
         refused[0]
     );
-    assert_eq!(lifecycle(&seen, "filter_failure"), Vec::<serde_json::Value>::new());
+    assert_eq!(
+        lifecycle(&seen, "filter_failure"),
+        Vec::<serde_json::Value>::new()
+    );
     let log = relay.log();
     assert!(!log.contains("filter call failed"), "{log}");
     assert_eq!(log.matches("filter reload refused").count(), 1, "{log}");

@@ -58,7 +58,13 @@ fn install_bytes(bytes: &[u8], target: &Path) {
 }
 
 /// One filter entry (YAML, indented for a list under `filters:` at `indent`).
-pub(crate) fn filter_yaml(indent: &str, name: &str, module: &Path, on_error: &str, config: &str) -> String {
+pub(crate) fn filter_yaml(
+    indent: &str,
+    name: &str,
+    module: &Path,
+    on_error: &str,
+    config: &str,
+) -> String {
     let mut yaml = format!(
         "{indent}- name: {name}\n{indent}  module: {module:?}\n{indent}  on_error: {on_error}\n\
          {indent}  limits: {{ time: 100ms, memory: 32MiB }}\n",

@@ -125,8 +125,8 @@ fn run<'a>(
             GuestOutput::Mask(mask) if promrelay_abi::mask_keeps_all(&mask, series_in) => Ok(None),
             GuestOutput::Mask(mask) => Ok(Some(Step::Mask(mask))),
             GuestOutput::Replaced(bytes) => {
-                let families = codec::decode(&bytes, codec::series_cap(series_in))
-                    .inspect_err(|e| {
+                let families =
+                    codec::decode(&bytes, codec::series_cap(series_in)).inspect_err(|e| {
                         if live {
                             stage.record_error(e)
                         }

@@ -303,7 +303,10 @@ async fn a_reload_that_finds_nothing_changed_does_nothing() {
     install(dir.path(), "site.wat", "guest_error.wat");
     chains.reload_modules().await.expect_err("dry run fails");
     install(dir.path(), "site.wat", "pass.wat");
-    let report = chains.reload_modules().await.expect("back to the running module");
+    let report = chains
+        .reload_modules()
+        .await
+        .expect("back to the running module");
     assert!(report.swapped && report.changed.is_empty(), "{report:?}");
     let status = chains.status_json();
     assert_eq!(status["reload"]["last_error"], serde_json::Value::Null);
@@ -325,7 +328,10 @@ async fn a_refused_candidate_is_charged_to_the_reload_not_to_the_running_filter(
     for candidate in ["trap_process.wat", "guest_error.wat", "garbage_output.wat"] {
         install(dir.path(), "site.wat", candidate);
         let error = chains.reload_modules().await.expect_err(candidate);
-        assert!(error.to_string().contains("dry run"), "{candidate}: {error}");
+        assert!(
+            error.to_string().contains("dry run"),
+            "{candidate}: {error}"
+        );
         let filter = filter_status(&chains);
         assert_eq!(filter["hash"], running["hash"], "{candidate}");
         assert_eq!(filter["calls"], 1, "{candidate}: a dry run is not a call");

@@ -26,8 +26,14 @@ fn only_content_changes_are_touches() {
     let table: [(EventKind, bool); 14] = [
         (EventKind::Access(AccessKind::Open(AccessMode::Any)), false),
         (EventKind::Access(AccessKind::Read), false),
-        (EventKind::Access(AccessKind::Close(AccessMode::Read)), false),
-        (EventKind::Access(AccessKind::Close(AccessMode::Write)), true),
+        (
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            false,
+        ),
+        (
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            true,
+        ),
         (EventKind::Create(CreateKind::File), true),
         (EventKind::Remove(RemoveKind::File), true),
         (EventKind::Modify(ModifyKind::Name(RenameMode::To)), true),
@@ -118,25 +124,33 @@ fn reads_of_a_module_are_not_forwarded_and_content_changes_are() {
     });
     assert_eq!(read, [], "reading the module forwarded events");
     let metadata = after("chmod", &|| {
-        let mut permissions = std::fs::metadata(&module).expect("stat").permissions();
-        permissions.set_readonly(false);
-        std::fs::set_permissions(&module, permissions).expect("chmod");
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&module, std::fs::Permissions::from_mode(0o640)).expect("chmod");
     });
     assert_eq!(metadata, [], "a metadata change forwarded events");
     let rewritten = after("rewrite in place", &|| {
         std::fs::write(&module, b"two").expect("rewrite module");
     });
-    assert!(rewritten.contains(&Touch::Path(module.clone())), "{rewritten:?}");
+    assert!(
+        rewritten.contains(&Touch::Path(module.clone())),
+        "{rewritten:?}"
+    );
     let renamed = after("rename into place", &|| {
         let staging = dir.path().join("site.wasm.new");
         std::fs::write(&staging, b"three").expect("write staging");
         std::fs::rename(&staging, &module).expect("rename into place");
     });
-    assert!(renamed.contains(&Touch::Path(module.clone())), "{renamed:?}");
+    assert!(
+        renamed.contains(&Touch::Path(module.clone())),
+        "{renamed:?}"
+    );
     let removed = after("remove", &|| {
         std::fs::remove_file(&module).expect("remove module");
     });
-    assert!(removed.contains(&Touch::Path(module.clone())), "{removed:?}");
+    assert!(
+        removed.contains(&Touch::Path(module.clone())),
+        "{removed:?}"
+    );
 }
 
 fn wat_bytes(name: &str) -> Vec<u8> {
@@ -181,7 +195,7 @@ fn scrape() -> Scrape {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_module_rewritten_in_place_is_swapped_in_and_reads_leave_the_chain_alone() {
+async fn a_module_rewritten_in_place_is_swapped_in_by_the_watcher() {
     let dir = tempfile::tempdir().expect("tempdir");
     let module = dir.path().join("site.wat");
     std::fs::write(&module, wat_bytes("pass.wat")).expect("write module");
