@@ -9,7 +9,8 @@
 //! - `stage`: one configured filter (module + config + instance pool + statistics).
 //! - `chain`: the global chain then the job's; [`Chains::apply`] is what the poller calls.
 //! - `reload`: hot swap, the module file watcher, the status report.
-//! - `cli`: `promrelay filter run|check|new|bench` for filter authors.
+//! - `cli`: `promrelay filter run|check|new|bench` for filter authors; `scaffold`: the crate
+//!   `filter new` writes and where it finds the SDK.
 //!
 //! **Invariant:** guest code runs only on blocking threads, never on the async executor's, and
 //! nothing a guest does — loop, allocate, trap, return garbage — takes the relay down: every
@@ -23,6 +24,7 @@ mod error;
 mod instance;
 mod metrics;
 mod reload;
+mod scaffold;
 mod stage;
 
 #[cfg(test)]
