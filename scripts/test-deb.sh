@@ -4,14 +4,16 @@
 # 1. builds the .deb with cargo-deb from the debug binary scripts/test.sh already built (a release
 #    build takes 10-20 minutes here; real packages come from `cargo deb -p promrelay`);
 # 2. installs it with `dpkg -i`;
-# 3. checks what is installed: files and modes, the promrelay user, the conffiles, the unit;
+# 3. checks what is installed: files and modes, the promrelay user, the conffiles, the unit, the
+#    filter SDK's sources (`promrelay filter new` makes crates that depend on them);
 # 4. runs `promrelay check-config` on the shipped sample, as root and as the promrelay user, and
 #    installs the package again over a changed config (an upgrade keeps it);
 # 5. runs the installed binary as the promrelay user with the sample config pointed at real
 #    nats-server, Pushgateway and node_exporter on free loopback ports, logging to
 #    /var/log/promrelay/, until node_exporter's series arrive; reloads it (SIGHUP), rotates its
 #    log with the package's logrotate file (when logrotate is installed) and stops it (SIGTERM);
-#    then runs two end-to-end tests with PROMRELAY_BIN=/usr/bin/promrelay;
+#    then runs three end-to-end tests with PROMRELAY_BIN=/usr/bin/promrelay (one builds a crate
+#    from `promrelay filter new` against the installed SDK);
 # 6. removes (`dpkg -r`) and purges (`dpkg -P`) it and checks what is left.
 #
 # Leaves the machine as it found it: the package purged, and the promrelay user (which the
@@ -215,6 +217,10 @@ expect_perms /etc/logrotate.d/promrelay "644 root:root"
 expect_perms /var/lib/promrelay "750 promrelay:promrelay"
 expect_perms /var/log/promrelay "750 promrelay:promrelay"
 expect_perms /usr/share/doc/promrelay/config.md "644 root:root"
+sdk=/usr/share/promrelay/guest-sdk
+for file in Cargo.toml ABI.md src/lib.rs examples/pass.wat abi/Cargo.toml abi/src/lib.rs; do
+    expect_perms "$sdk/$file" "644 root:root"
+done
 
 account=$(getent passwd promrelay) || fail "no promrelay user"
 IFS=: read -r _ _ uid _ _ home shell <<<"$account"
@@ -241,6 +247,12 @@ fi
 # Enabled the Debian way (recorded by deb-systemd-helper, works without systemd running).
 [[ -L /etc/systemd/system/multi-user.target.wants/promrelay.service ]] || fail "the unit is not enabled"
 /usr/bin/promrelay --version
+
+say "promrelay filter new: the crate depends on the SDK the package installed"
+(cd "$workdir" && /usr/bin/promrelay filter new deb-check >/dev/null)
+grep -qxF "promrelay-sdk = { path = \"$sdk\" }" "$workdir/deb-check/Cargo.toml" ||
+    fail "filter new did not default to $sdk: $(grep promrelay-sdk "$workdir/deb-check/Cargo.toml")"
+rm -rf "$workdir/deb-check"
 
 # --- 4. check-config on the shipped sample ------------------------------------------------------
 say "promrelay check-config on the shipped sample (root, then the promrelay user)"
@@ -363,6 +375,7 @@ say "end-to-end tests with PROMRELAY_BIN=/usr/bin/promrelay"
 e2e_tests=(
     pipeline::every_node_exporter_series_arrives_with_job_instance_and_publisher_labels_and_equal_values
     pipeline::sigterm_exits_0_after_publishing_what_was_scraped
+    filters::filter_new_writes_a_crate_that_builds_and_passes_its_own_test
 )
 if cargo nextest --version >/dev/null 2>&1; then
     filter=""
@@ -381,6 +394,7 @@ say "dpkg -r promrelay"
 dpkg -r promrelay
 [[ ! -e /usr/bin/promrelay ]] || fail "/usr/bin/promrelay is still there after dpkg -r"
 [[ ! -e "$unit" ]] || fail "$unit is still there after dpkg -r"
+[[ ! -e /usr/share/promrelay ]] || fail "/usr/share/promrelay is still there after dpkg -r"
 [[ -f "$CONFIG" ]] || fail "dpkg -r removed the conffile $CONFIG (only purge should)"
 say "dpkg -P promrelay"
 dpkg -P promrelay

@@ -204,7 +204,10 @@ fn mask_keeps_all_looks_only_at_the_series_bits() {
     assert!(mask_keeps_all(&[], 0));
     assert!(mask_keeps_all(&[0xFF], 8));
     assert!(mask_keeps_all(&[0xFF, 0b0000_0011], 10));
-    assert!(mask_keeps_all(&[0xFF, 0b1111_0011], 10), "bits past the series are ignored");
+    assert!(
+        mask_keeps_all(&[0xFF, 0b1111_0011], 10),
+        "bits past the series are ignored"
+    );
     assert!(!mask_keeps_all(&[0xFF, 0b0000_0001], 10));
     assert!(!mask_keeps_all(&[0xFE, 0xFF], 10));
     assert!(!mask_keeps_all(&[0xFF], 10), "too short");

@@ -480,13 +480,12 @@ fn target_from(
     let name = match name {
         Some(name) => name,
         None => {
-            let host = url.host_str().unwrap_or_default();
-            let Some(port) = url.port_or_known_default() else {
+            let Some(instance) = Target::default_instance(&url) else {
                 cx.problems
                     .at(key, node, "the URL has no port and no default port");
                 return None;
             };
-            format!("{host}:{port}")
+            instance
         }
     };
     Some(Target { name, url })

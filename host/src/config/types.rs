@@ -267,6 +267,16 @@ pub struct Target {
     pub url: url::Url,
 }
 
+impl Target {
+    /// The `instance` of a target without a `name`: the URL's `host:port`, the port defaulted
+    /// by scheme (`None` when the scheme has no default port).
+    pub fn default_instance(url: &url::Url) -> Option<String> {
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default()?;
+        Some(format!("{host}:{port}"))
+    }
+}
+
 /// One filter in a chain.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FilterConfig {

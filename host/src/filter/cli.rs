@@ -1,7 +1,9 @@
 //! `promrelay filter run|check|new|bench`: tools for filter authors.
 //!
-//! Every command runs the module exactly as the relay does (same engine, same checks, same
-//! limits), so a filter that passes `filter check` loads in a live relay. Blocking throughout:
+//! Every command runs the module exactly as the relay does (same engine, same checks, the same
+//! default limits — the config's constants — and the target labels `job`/`instance` added
+//! before the filter), so a filter that passes `filter run` loads and keeps its time in a live
+//! relay. `filter new` lives in `scaffold`. Blocking throughout:
 //! call [`run`] from `main`, not from inside an async task.
 
 use std::io::{Read, Write};
@@ -14,15 +16,21 @@ use anyhow::{bail, Context};
 use super::chain::{run_stages, FilterOutcome};
 use super::engine::FilterEngine;
 use super::stage::{Stage, StageStats};
-use crate::config::{FilterConfig, FilterLimits, OnError};
+use crate::config::{
+    FilterConfig, FilterLimits, OnError, Target, DEFAULT_FILTER_MEMORY, DEFAULT_FILTER_TIME,
+};
 use crate::model::{Scrape, ScrapeMeta};
 
 /// `promrelay filter ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum FilterCommand {
-    /// Runs a filter on one scrape and prints the result as Prometheus text.
+    /// Run a filter on one scrape as the relay would and print the result as Prometheus text
+    ///
+    /// The scrape gets the target labels `job` and `instance` first, as in the relay, and the
+    /// filter runs under the relay's default limits unless --time-limit / --memory-limit-mib
+    /// say otherwise (the limits are printed on stderr).
     Run {
-        /// The filter module (.wasm).
+        /// The filter module (.wasm, or .wat text).
         #[arg(long)]
         module: PathBuf,
         /// The filter's own config (YAML), as under `config:` in the relay's configuration.
@@ -32,54 +40,108 @@ pub enum FilterCommand {
         #[arg(long, default_value = "-")]
         input: String,
         #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
         limits: LimitArgs,
     },
-    /// Loads a filter, checks its imports, exports and ABI version, runs its init; reports.
+    /// Load a filter as the relay would and print what was checked, init included
+    ///
+    /// Prints the module's imports and exports, the ABI version check, the limits and the
+    /// result of its init with the given config; exits non-zero when the relay would refuse it.
     Check {
+        /// The filter module (.wasm, or .wat text).
         #[arg(long)]
         module: PathBuf,
+        /// The filter's own config (YAML), as under `config:` in the relay's configuration.
         #[arg(long)]
         config: Option<PathBuf>,
         #[command(flatten)]
         limits: LimitArgs,
     },
-    /// Writes a new filter crate that builds and passes its own test as it is.
+    /// Create a Rust filter crate that builds and passes its own test as it is
+    ///
+    /// The crate depends on the promrelay-sdk sources by path: --sdk, else the SDK shipped
+    /// beside this binary (the Debian package's /usr/share/promrelay/guest-sdk, or the
+    /// guest-sdk directory of the source checkout the binary was built in).
     New {
         /// The filter's name (letters, digits, `-`, `_`); the crate is `filter-NAME`.
         name: String,
         /// Where to create the crate directory NAME.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// Path of the promrelay-sdk crate the new filter depends on.
-        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-sdk"))]
-        sdk: PathBuf,
+        /// The promrelay-sdk crate (a guest-sdk directory) the new filter depends on [default:
+        /// the one shipped beside this binary].
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
     },
-    /// Times a filter on one scrape: time per call and series per second.
+    /// Time a filter on one scrape: time per call and series per second
     Bench {
+        /// The filter module (.wasm, or .wat text).
         #[arg(long)]
         module: PathBuf,
         /// A file, `-` or a URL, as for `run`.
         #[arg(long)]
         input: String,
+        /// The filter's own config (YAML), as under `config:` in the relay's configuration.
         #[arg(long)]
         config: Option<PathBuf>,
         /// How long to keep calling.
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         duration: Duration,
         #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
         limits: LimitArgs,
     },
 }
 
-/// Per-call limits, as `limits:` in the relay's configuration.
+/// Per-call limits, as `limits:` of a filter in the relay's configuration, with its defaults.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LimitArgs {
-    /// Time limit of one call.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    pub time_limit: Duration,
-    /// Memory limit of one instance, in MiB.
-    #[arg(long, default_value_t = 256)]
+    /// Time limit of one call (the relay's `limits.time`).
+    #[arg(long, value_name = "DURATION",
+          default_value_t = humantime::Duration::from(DEFAULT_FILTER_TIME))]
+    pub time_limit: humantime::Duration,
+    /// Memory limit of one instance in MiB (the relay's `limits.memory`).
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_FILTER_MEMORY >> 20,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub memory_limit_mib: u64,
+}
+
+impl LimitArgs {
+    fn to_config(&self) -> FilterLimits {
+        FilterLimits {
+            time: *self.time_limit,
+            memory: self.memory_limit_mib << 20,
+        }
+    }
+
+    /// One line saying which limits apply and whether they are the relay's defaults.
+    fn describe(&self) -> String {
+        let limits = self.to_config();
+        let defaults = FilterLimits::default();
+        let origin = if limits == defaults {
+            "the relay's defaults; change with --time-limit and --memory-limit-mib"
+        } else {
+            "not the relay's defaults: set the same limits: in the relay's config"
+        };
+        format!(
+            "time {} per call, memory {} MiB per instance ({origin})",
+            self.time_limit, self.memory_limit_mib
+        )
+    }
+}
+
+/// The target labels the relay adds to every series before the chain (ABI.md §4).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
+    /// The `job` label the series get before the filter runs.
+    #[arg(long, default_value = "filter-run")]
+    pub job: String,
+    /// The `instance` label the series get before the filter runs [default: host:port of an
+    /// http(s) --input, else its file name, `stdin` for -].
+    #[arg(long)]
+    pub instance: Option<String>,
 }
 
 /// Runs one `promrelay filter` command.
@@ -89,10 +151,12 @@ pub fn run(command: FilterCommand) -> anyhow::Result<()> {
             module,
             config,
             input,
+            target,
             limits,
         } => {
             let stage = load(&module, config.as_deref(), &limits)?;
-            let scrape = read_scrape(&input)?;
+            eprintln!("limits: {}", limits.describe());
+            let scrape = read_scrape(&input, &target)?;
             let scrape = apply(&stage, scrape)?;
             let mut out = Vec::new();
             crate::exposition::render(
@@ -111,16 +175,20 @@ pub fn run(command: FilterCommand) -> anyhow::Result<()> {
             config,
             limits,
         } => check(&module, config.as_deref(), &limits),
-        FilterCommand::New { name, dir, sdk } => new_filter(&name, &dir, &sdk),
+        FilterCommand::New { name, dir, sdk } => {
+            super::scaffold::new_filter(&name, &dir, sdk.as_deref())
+        }
         FilterCommand::Bench {
             module,
             input,
             config,
             duration,
+            target,
             limits,
         } => {
             let stage = load(&module, config.as_deref(), &limits)?;
-            let scrape = read_scrape(&input)?;
+            println!("limits:       {}", limits.describe());
+            let scrape = read_scrape(&input, &target)?;
             bench(&stage, &scrape, duration)
         }
     }
@@ -149,10 +217,7 @@ fn load(module: &Path, config: Option<&Path>, limits: &LimitArgs) -> anyhow::Res
             .map_or_else(|| "filter".to_owned(), |s| s.to_string_lossy().into_owned()),
         module: module.to_path_buf(),
         on_error: OnError::Fail,
-        limits: FilterLimits {
-            time: limits.time_limit,
-            memory: limits.memory_limit_mib.saturating_mul(1 << 20),
-        },
+        limits: limits.to_config(),
         config: read_config(config)?,
     };
     let engine = FilterEngine::shared();
@@ -162,24 +227,58 @@ fn load(module: &Path, config: Option<&Path>, limits: &LimitArgs) -> anyhow::Res
     Ok(Arc::new(stage))
 }
 
-fn read_scrape(input: &str) -> anyhow::Result<Scrape> {
+fn is_url(input: &str) -> bool {
+    input.starts_with("http://") || input.starts_with("https://")
+}
+
+/// The `instance` of `input` when `--instance` is not given: a URL's `host:port` (as the
+/// relay names a target without a name), a file's name, `stdin` for `-`.
+fn default_instance(input: &str) -> String {
+    if input == "-" {
+        return "stdin".to_owned();
+    }
+    if is_url(input) {
+        if let Some(instance) = url::Url::parse(input)
+            .ok()
+            .and_then(|url| Target::default_instance(&url))
+        {
+            return instance;
+        }
+    }
+    Path::new(input)
+        .file_name()
+        .map_or_else(|| input.to_owned(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Reads and parses the scrape, then adds the target labels as the relay does before the chain.
+fn read_scrape(input: &str, target: &TargetArgs) -> anyhow::Result<Scrape> {
     let bytes = if input == "-" {
         let mut bytes = Vec::new();
         std::io::stdin()
             .read_to_end(&mut bytes)
             .context("reading the scrape from stdin")?;
         bytes
-    } else if input.starts_with("http://") || input.starts_with("https://") {
+    } else if is_url(input) {
         fetch(input)?
     } else {
         std::fs::read(input).with_context(|| format!("reading the scrape from {input}"))?
     };
     let families = crate::exposition::parse(&bytes)
         .with_context(|| format!("parsing the scrape from {input}"))?;
-    Ok(Scrape {
-        meta: ScrapeMeta::default(),
+    let instance = target
+        .instance
+        .clone()
+        .unwrap_or_else(|| default_instance(input));
+    let mut scrape = Scrape {
+        meta: ScrapeMeta {
+            job: target.job.clone(),
+            instance: instance.clone(),
+            ..ScrapeMeta::default()
+        },
         families,
-    })
+    };
+    scrape.add_target_labels(&target.job, &instance);
+    Ok(scrape)
 }
 
 /// Scrapes `url` once, on a thread with its own runtime (the caller may already be in one).
@@ -249,6 +348,7 @@ fn check(module: &Path, config: Option<&Path>, limits: &LimitArgs) -> anyhow::Re
         "abi:      exports and signatures match ABI v{}",
         promrelay_abi::ABI_VERSION
     );
+    println!("limits:   {}", limits.describe());
     let started = Instant::now();
     match load(module, config, limits) {
         Ok(_) => {
@@ -292,70 +392,6 @@ fn bench(stage: &Arc<Stage>, scrape: &Scrape, duration: Duration) -> anyhow::Res
     println!(
         "throughput:   {:.0} series/s (median)",
         series as f64 / median.as_secs_f64().max(1e-9)
-    );
-    Ok(())
-}
-
-const TEMPLATE_CARGO: &str = include_str!("template/Cargo.toml.in");
-const TEMPLATE_LIB: &str = include_str!("template/lib.rs.in");
-const TEMPLATE_CONFIG: &str = include_str!("template/config.yaml.in");
-const TEMPLATE_README: &str = include_str!("template/README.md.in");
-
-fn new_filter(name: &str, dir: &Path, sdk: &Path) -> anyhow::Result<()> {
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && name.starts_with(|c: char| c.is_ascii_alphabetic());
-    if !valid {
-        bail!("filter name {name:?}: use letters, digits, '-' and '_', starting with a letter");
-    }
-    let root = dir.join(name);
-    if root.exists() {
-        bail!(
-            "{} already exists; choose another name or --dir",
-            root.display()
-        );
-    }
-    let sdk = std::fs::canonicalize(sdk).with_context(|| {
-        format!(
-            "finding the promrelay-sdk crate at {} (pass --sdk PATH)",
-            sdk.display()
-        )
-    })?;
-    let ident = name.replace('-', "_");
-    let type_name: String = name
-        .split(['-', '_'])
-        .map(|word| {
-            let mut chars = word.chars();
-            chars.next().map_or_else(String::new, |first| {
-                first.to_ascii_uppercase().to_string() + chars.as_str()
-            })
-        })
-        .collect();
-    let fill = |template: &str| {
-        template
-            .replace("{{Type}}", &type_name)
-            .replace("{{name}}", name)
-            .replace("{{ident}}", &ident)
-            .replace("{{sdk}}", &sdk.display().to_string())
-    };
-    std::fs::create_dir_all(root.join("src"))
-        .with_context(|| format!("creating {}", root.display()))?;
-    for (path, template) in [
-        ("Cargo.toml", TEMPLATE_CARGO),
-        ("src/lib.rs", TEMPLATE_LIB),
-        ("config.yaml", TEMPLATE_CONFIG),
-        ("README.md", TEMPLATE_README),
-    ] {
-        let target = root.join(path);
-        std::fs::write(&target, fill(template))
-            .with_context(|| format!("writing {}", target.display()))?;
-    }
-    println!(
-        "created {} (crate filter-{name}); next: cd {} && cargo test",
-        root.display(),
-        root.display()
     );
     Ok(())
 }

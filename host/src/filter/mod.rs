@@ -10,7 +10,8 @@
 //! - `chain`: the global chain then the job's; [`Chains::apply`] is what the poller calls.
 //! - `reload`: hot swap (a no-op when nothing changed), the status report.
 //! - `watch`: the module file watcher (content changes only, debounced).
-//! - `cli`: `promrelay filter run|check|new|bench` for filter authors.
+//! - `cli`: `promrelay filter run|check|new|bench` for filter authors; `scaffold`: the crate
+//!   `filter new` writes and where it finds the SDK.
 //!
 //! **Invariant:** guest code runs only on blocking threads, never on the async executor's, and
 //! nothing a guest does — loop, allocate, trap, return garbage — takes the relay down: every
@@ -24,6 +25,7 @@ mod error;
 mod instance;
 mod metrics;
 mod reload;
+mod scaffold;
 mod stage;
 mod watch;
 

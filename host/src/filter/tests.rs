@@ -350,7 +350,10 @@ fn bytes_that_are_neither_wasm_nor_wat_are_refused_saying_so() {
     for (bytes, shown) in [
         (&b"not wasm at all"[..], "6e 6f 74 20 77 61 73 6d"),
         (&b"\x7fELF\x02\x01\x01\0\0\0"[..], "7f 45 4c 46 02 01 01 00"),
-        (&b"  ;; a comment, then no module\nmodule"[..], "20 20 3b 3b"),
+        (
+            &b"  ;; a comment, then no module\nmodule"[..],
+            "20 20 3b 3b",
+        ),
         (&b""[..], "(empty file)"),
     ] {
         let error = FilterEngine::shared().load(bytes).expect_err("refused");
@@ -361,7 +364,10 @@ fn bytes_that_are_neither_wasm_nor_wat_are_refused_saying_so() {
                 && message.contains(shown),
             "{message}"
         );
-        assert!(!message.contains("expected '('"), "not parsed as WAT: {message}");
+        assert!(
+            !message.contains("expected '('"),
+            "not parsed as WAT: {message}"
+        );
     }
 }
 
@@ -404,8 +410,14 @@ fn a_mask_keeping_every_series_means_pass() {
     let all = stage("mask_all.wat", OnError::Fail).expect("loads");
     let pass = stage("pass.wat", OnError::Fail).expect("loads");
     assert!(same_bits(&passed(run(&[pass], scrape.clone())), &scrape));
-    assert!(same_bits(&passed(run(&[all.clone()], scrape.clone())), &scrape));
-    assert_eq!(all.stats.errors.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert!(same_bits(
+        &passed(run(std::slice::from_ref(&all), scrape.clone())),
+        &scrape
+    ));
+    assert_eq!(
+        all.stats.errors.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
     // A mask that drops some series keeps a family that had none, too.
     let even = stage("mask_even.wat", OnError::Fail).expect("loads");
     let out = passed(run(&[even], scrape));

@@ -146,7 +146,7 @@ async fn a_changed_module_file_is_swapped_in_by_the_watcher() {
 
 fn limits() -> LimitArgs {
     LimitArgs {
-        time_limit: Duration::from_secs(1),
+        time_limit: Duration::from_secs(1).into(),
         memory_limit_mib: 64,
     }
 }
@@ -180,6 +180,10 @@ fn cli_run_filters_a_file_and_fails_with_the_guest_message() {
             module: wat_path(module),
             config: None,
             input: input.clone(),
+            target: cli::TargetArgs {
+                job: "filter-run".into(),
+                instance: None,
+            },
             limits: limits(),
         })
     };
@@ -197,7 +201,7 @@ fn cli_new_writes_a_filter_crate() {
     cli::run(FilterCommand::New {
         name: "site-tagger".into(),
         dir: dir.path().to_path_buf(),
-        sdk: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk"),
+        sdk: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk")),
     })
     .expect("crate written");
     let lib = std::fs::read_to_string(dir.path().join("site-tagger/src/lib.rs")).expect("lib.rs");
@@ -209,7 +213,7 @@ fn cli_new_writes_a_filter_crate() {
     let again = FilterCommand::New {
         name: "site-tagger".into(),
         dir: dir.path().to_path_buf(),
-        sdk: PathBuf::from("."),
+        sdk: Some(PathBuf::from(".")),
     };
     assert!(cli::run(again).is_err(), "refuses to overwrite");
 }
