@@ -96,11 +96,9 @@ impl Pipeline {
 
     /// Waits until Prometheus stored at least `count` scrapes.
     fn wait_stored(&self, count: u64) {
-        poll_until(
-            SETTLE,
-            &format!("{count} up samples in Prometheus"),
-            || (self.stored() >= count).then_some(()),
-        );
+        poll_until(SETTLE, &format!("{count} up samples in Prometheus"), || {
+            (self.stored() >= count).then_some(())
+        });
     }
 
     /// The Pushgateway's `node_time_seconds` of job node: which scrape it holds.
@@ -175,7 +173,10 @@ fn a_receiver_killed_and_restarted_ten_scrapes_later_loses_no_scrape_for_remote_
     pipeline.wait_stored(5);
     pipeline.receiver.kill9();
     let killed_at = pipeline.published();
-    pipeline.wait_published(killed_at + 10, "10 scrapes published while the receiver is down");
+    pipeline.wait_published(
+        killed_at + 10,
+        "10 scrapes published while the receiver is down",
+    );
     pipeline.receiver.restart();
     pipeline.wait_published(killed_at + 20, "10 more scrapes after the restart");
     pipeline.stop_poller_and_assert_nothing_lost();
@@ -190,7 +191,10 @@ fn prometheus_down_for_twenty_scrapes_loses_none_and_the_pushgateway_keeps_getti
     let before = poll_until(SETTLE, "the Pushgateway to hold a scrape", || {
         pipeline.pushgateway_node_time()
     });
-    pipeline.wait_published(stopped_at + 20, "20 scrapes published while Prometheus is down");
+    pipeline.wait_published(
+        stopped_at + 20,
+        "20 scrapes published while Prometheus is down",
+    );
     // A remote_write endpoint being down does not hold the Pushgateway back.
     poll_until(
         SETTLE,
@@ -232,7 +236,10 @@ mod in_process {
     fn wait_stored(prometheus: &Prometheus, instance: &str, count: u64) {
         poll_until(
             WAIT * 2,
-            &format!("{count} samples of {instance} in Prometheus at {}", prometheus.url()),
+            &format!(
+                "{count} samples of {instance} in Prometheus at {}",
+                prometheus.url()
+            ),
             || (stored(prometheus, instance) == count).then_some(()),
         );
     }
@@ -264,10 +271,14 @@ mod in_process {
         wait_stored(&up, "h1", 15);
         wait_for_value(&pushgateway, "h1", 14.0);
         // Nothing is acked while one endpoint still needs it.
-        poll_until(WAIT, "15 unacked messages kept for the endpoint that is down", || {
-            rig.consumer_pending()
-                .filter(|(ack_pending, pending)| ack_pending + pending == 15)
-        });
+        poll_until(
+            WAIT,
+            "15 unacked messages kept for the endpoint that is down",
+            || {
+                rig.consumer_pending()
+                    .filter(|(ack_pending, pending)| ack_pending + pending == 15)
+            },
+        );
 
         down.start_again();
         wait_stored(&down, "h1", 15);
@@ -280,9 +291,21 @@ mod in_process {
                 .write_requests(code)
                 .expect("Prometheus' own metrics")
         };
-        assert_eq!(requests(&up, "204"), 15, "one request per scrape, no duplicates");
-        assert_eq!(requests(&up, "400"), 0, "nothing re-sent to the endpoint that stayed up");
-        assert_eq!(requests(&down, "400"), 0, "the endpoint that was down got them in order");
+        assert_eq!(
+            requests(&up, "204"),
+            15,
+            "one request per scrape, no duplicates"
+        );
+        assert_eq!(
+            requests(&up, "400"),
+            0,
+            "nothing re-sent to the endpoint that stayed up"
+        );
+        assert_eq!(
+            requests(&down, "400"),
+            0,
+            "the endpoint that was down got them in order"
+        );
         assert_eq!(rig.stat(MessageOutcome::Pushed), 15);
         wait_for_value(&pushgateway, "h1", 14.0);
     }
@@ -309,7 +332,9 @@ mod in_process {
         rig.stop();
         assert_eq!(rig.stat(MessageOutcome::Rejected), 0);
         assert_eq!(
-            prometheus.write_requests("400").expect("Prometheus' own metrics"),
+            prometheus
+                .write_requests("400")
+                .expect("Prometheus' own metrics"),
             2,
             "the two older ones answered 400 out of order (the newest is an accepted exact copy)"
         );
@@ -362,7 +387,9 @@ mod in_process {
         });
         rig.stop();
         assert_eq!(
-            prometheus.write_requests("400").expect("Prometheus' own metrics"),
+            prometheus
+                .write_requests("400")
+                .expect("Prometheus' own metrics"),
             0,
             "nothing arrived out of order"
         );

@@ -227,13 +227,7 @@ mod tests {
             let key = GroupKey::of(&batch[4]);
             ledger.record(sink, &key, 99_000, SinkResult::Delivered, sink == 1, 0);
         }
-        let decisions = decide(
-            &batch,
-            now,
-            max_age,
-            &[PUSHGATEWAY, REMOTE_WRITE],
-            &ledger,
-        );
+        let decisions = decide(&batch, now, max_age, &[PUSHGATEWAY, REMOTE_WRITE], &ledger);
         let expected: [Option<Vec<Need>>; 6] = [
             Some(vec![Nothing, Push]),
             Some(vec![Push, Push]),

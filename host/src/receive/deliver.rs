@@ -172,11 +172,7 @@ pub(super) struct SinkHealth {
 impl SinkHealth {
     /// Logs the state changes the answers of one batch show; returns, per sink, whether it
     /// asked for a retry (`Some(true)`), answered (`Some(false)`) or was not tried (`None`).
-    pub(super) fn account(
-        &mut self,
-        sinks: &[Sink],
-        deliveries: &[Delivery],
-    ) -> Vec<Option<bool>> {
+    pub(super) fn account(&mut self, sinks: &[Sink], deliveries: &[Delivery]) -> Vec<Option<bool>> {
         let mut failing_now: HashMap<usize, &str> = HashMap::new();
         let mut succeeded: HashSet<usize> = HashSet::new();
         for delivery in deliveries {

@@ -52,17 +52,16 @@ impl CrashHold {
     }
 
     /// Whether the hold is over: the deadline passed, or the consumer's ack floor reached `top`.
-    pub(super) async fn over(
-        &self,
-        consumer: &consumer::Consumer<consumer::pull::Config>,
-    ) -> bool {
+    pub(super) async fn over(&self, consumer: &consumer::Consumer<consumer::pull::Config>) -> bool {
         if Instant::now() >= self.until {
             tracing::info!("crash hold over: ack_wait passed");
             return true;
         }
         match consumer.get_info().await {
             Ok(info) if info.ack_floor.stream_sequence >= self.top => {
-                tracing::info!("crash hold over: every message of the previous receiver is settled");
+                tracing::info!(
+                    "crash hold over: every message of the previous receiver is settled"
+                );
                 true
             }
             Ok(_) => false,

@@ -126,7 +126,11 @@ impl Receiver {
     fn new(settings: ReceiverSettings, paused: PauseFlag) -> Receiver {
         Receiver {
             paused,
-            clocks: settings.sinks.iter().map(|_| SinkClock::default()).collect(),
+            clocks: settings
+                .sinks
+                .iter()
+                .map(|_| SinkClock::default())
+                .collect(),
             ledger: Ledger::default(),
             hold: None,
             health: SinkHealth::default(),
@@ -353,18 +357,15 @@ impl Receiver {
                     ack(&message).await;
                 }
                 Decision::Deliver(needs) => {
-                    groups
-                        .entry(GroupKey::of(&meta))
-                        .or_default()
-                        .push((
-                            sequence,
-                            Pending {
-                                message,
-                                meta,
-                                scrape,
-                                needs,
-                            },
-                        ));
+                    groups.entry(GroupKey::of(&meta)).or_default().push((
+                        sequence,
+                        Pending {
+                            message,
+                            meta,
+                            scrape,
+                            needs,
+                        },
+                    ));
                 }
             }
         }

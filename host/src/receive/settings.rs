@@ -132,4 +132,3 @@ fn generated_consumer_name(identity: &str) -> String {
         .collect();
     format!("promrelay-{host}-{:016x}", rand::random::<u64>())
 }
-
