@@ -126,6 +126,9 @@ fn fail(output: &mut Vec<u8>, code: i32, message: &str) -> i32 {
 
 /// Deserializes the config. A missing config arrives as `{}` (or `null`); each is tried as the
 /// other too, so both a struct whose fields all have defaults and `()` accept "no config".
+///
+/// The error is serde's own words and nothing else: the status (`BAD_CONFIG`) already says that
+/// the config is at fault, and the host prefixes "bad config: ".
 fn parse_config<C: serde::de::DeserializeOwned>(json: &[u8]) -> Result<C, Error> {
     match serde_json::from_slice::<C>(json) {
         Ok(config) => Ok(config),
@@ -133,11 +136,19 @@ fn parse_config<C: serde::de::DeserializeOwned>(json: &[u8]) -> Result<C, Error>
             let other: &[u8] = match json.trim_ascii() {
                 b"null" => b"{}",
                 b"{}" => b"null",
-                _ => return Err(Error::new(format!("config: {first}"))),
+                _ => return Err(config_error(&first)),
             };
-            serde_json::from_slice::<C>(other).map_err(|_| Error::new(format!("config: {first}")))
+            serde_json::from_slice::<C>(other).map_err(|_| config_error(&first))
         }
     }
+}
+
+/// serde's message without its position: the JSON is the host's rendering of the YAML the
+/// operator wrote, so "line 1 column 7" would point into text nobody sees.
+fn config_error(error: &serde_json::Error) -> Error {
+    let text = error.to_string();
+    let position = format!(" at line {} column {}", error.line(), error.column());
+    Error::new(text.strip_suffix(&position).unwrap_or(&text))
 }
 
 thread_local! {

@@ -290,9 +290,9 @@ fn config_errors_are_bad_config() {
         .err()
         .unwrap()
         .to_string();
-    assert!(
-        error.starts_with("bad config: config: invalid type: string"),
-        "{error}"
+    assert_eq!(
+        error,
+        "bad config: invalid type: string \"x\", expected u32"
     );
     let error = Harness::<Configured>::new(r#"{"limit": 11}"#)
         .err()

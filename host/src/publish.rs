@@ -431,9 +431,15 @@ mod tests {
         let a = buffer.take().expect("a");
         let b = buffer.take().expect("b");
         // Sent, not acked: still pending, in bytes and in number.
-        assert_eq!((buffer.len(), buffer.waiting(), buffer.bytes()), (2, 0, 2 * 1256));
+        assert_eq!(
+            (buffer.len(), buffer.waiting(), buffer.bytes()),
+            (2, 0, 2 * 1256)
+        );
         buffer.retry(b);
-        assert_eq!((buffer.len(), buffer.waiting(), buffer.bytes()), (2, 1, 2 * 1256));
+        assert_eq!(
+            (buffer.len(), buffer.waiting(), buffer.bytes()),
+            (2, 1, 2 * 1256)
+        );
         // Full with one in flight: the new scrape pushes out the oldest waiting one, never the
         // one in flight.
         assert_eq!(buffer.push_back(message("c", 1000)), 1);

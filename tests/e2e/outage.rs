@@ -90,17 +90,18 @@ fn the_outage_buffer_gauges_count_every_scrape_not_yet_acked_and_return_to_zero(
     let before = target.requests();
     // While NATS is down most pending scrapes are in flight (sent, their ack not yet timed out):
     // they are pending all the same and must show in both gauges, in every reading.
-    let (scraped, scrapes, bytes) = poll_until(WAIT, "five scrapes pending while NATS is down", || {
-        let scraped = target.requests() - before;
-        let text = relay.metrics_text().ok()?;
-        let scrapes = metric_in(&text, "promrelay_outage_buffer_scrapes")?;
-        let bytes = metric_in(&text, "promrelay_outage_buffer_bytes")?;
-        assert!(
-            (scrapes == 0.0) == (bytes == 0.0),
-            "the gauges disagree: {scrapes} scrapes in {bytes} bytes"
-        );
-        (scrapes >= 5.0).then_some((scraped, scrapes, bytes))
-    });
+    let (scraped, scrapes, bytes) =
+        poll_until(WAIT, "five scrapes pending while NATS is down", || {
+            let scraped = target.requests() - before;
+            let text = relay.metrics_text().ok()?;
+            let scrapes = metric_in(&text, "promrelay_outage_buffer_scrapes")?;
+            let bytes = metric_in(&text, "promrelay_outage_buffer_bytes")?;
+            assert!(
+                (scrapes == 0.0) == (bytes == 0.0),
+                "the gauges disagree: {scrapes} scrapes in {bytes} bytes"
+            );
+            (scrapes >= 5.0).then_some((scraped, scrapes, bytes))
+        });
     // Each scrape costs its payload plus 256 bytes of bookkeeping.
     assert!(
         bytes >= scrapes * 256.0,
@@ -117,12 +118,16 @@ fn the_outage_buffer_gauges_count_every_scrape_not_yet_acked_and_return_to_zero(
         .expect("promrelay survives NATS being down");
 
     nats.restart();
-    poll_until(WAIT, "both gauges back to 0 once the buffer drained", || {
-        let text = relay.metrics_text().ok()?;
-        let scrapes = metric_in(&text, "promrelay_outage_buffer_scrapes")?;
-        let bytes = metric_in(&text, "promrelay_outage_buffer_bytes")?;
-        (scrapes == 0.0 && bytes == 0.0).then_some(())
-    });
+    poll_until(
+        WAIT,
+        "both gauges back to 0 once the buffer drained",
+        || {
+            let text = relay.metrics_text().ok()?;
+            let scrapes = metric_in(&text, "promrelay_outage_buffer_scrapes")?;
+            let bytes = metric_in(&text, "promrelay_outage_buffer_bytes")?;
+            (scrapes == 0.0 && bytes == 0.0).then_some(())
+        },
+    );
 }
 
 #[test]

@@ -58,7 +58,10 @@ impl NatsServer {
         let store_dir = dir.path().join("jetstream");
         let monitor_port = free_port();
         let jetstream = if jetstream {
-            format!("jetstream {{\n  store_dir: \"{}\"\n}}\n", store_dir.display())
+            format!(
+                "jetstream {{\n  store_dir: \"{}\"\n}}\n",
+                store_dir.display()
+            )
         } else {
             String::new()
         };

@@ -180,6 +180,12 @@ pub async fn run(
         .with_context(|| config_path.display().to_string())?;
         nats::configure("management", security);
     }
+    // Before anything starts: a SIGHUP while the filters compile would otherwise kill the
+    // process (the default action); caught now, it is handled once the loop runs.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     LazyLock::force(&METRICS);
     let component = match (run_poller, run_receiver) {
         (true, true) => "relay",
@@ -263,7 +269,8 @@ pub async fn run(
             .context("poller_stream is required")?;
         let chains = Chains::build(FilterEngine::shared(), ChainPlan::from_config(&config))
             .await
-            .map_err(|e| anyhow::anyhow!("{}: filters: {e}", config_path.display()))?;
+            // The error names its filter ("filter global/NAME: ..."): no second prefix.
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
         chains.install();
         // The watcher stops with the scrapers: no new chain is needed once scraping ended.
         let _watcher = chains.watch(scrapers_stop.clone())?;
@@ -306,10 +313,6 @@ pub async fn run(
     }
 
     ready.store(true, Ordering::Release);
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("installing the SIGHUP handler")?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     let mut current = config;
 
     let failure = loop {
@@ -435,7 +438,7 @@ async fn reload(
     if let Some(chains) = filters {
         // A filter that fails to load keeps the old chains (and the old config) in force.
         match chains.reload(ChainPlan::from_config(&new)).await {
-            Err(e) => return Err(format!("filters: {e}; the running config stays in force")),
+            Err(e) => return Err(format!("{e}; the running config stays in force")),
             Ok(report) if report.swapped => notes.push("filters reloaded".to_owned()),
             Ok(_) => notes.push("filters unchanged".to_owned()),
         }

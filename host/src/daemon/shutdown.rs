@@ -82,7 +82,10 @@ pub(super) async fn stop(running: Running, deadlines: Deadlines) {
     } = running;
     scrapers_stop.cancel();
     if let Some(scrapers) = poller {
-        if timeout_at(deadlines.scrapers, scrapers.join()).await.is_err() {
+        if timeout_at(deadlines.scrapers, scrapers.join())
+            .await
+            .is_err()
+        {
             tracing::warn!("shutdown: some scrape tasks did not stop in time");
         }
     }

@@ -258,10 +258,7 @@ impl LiveInstance {
             .run(init, config_json)
             .map_err(|e| FilterError::load(format!("init: {e}")))?;
         if status::is_error(code) {
-            let message = live.error_text();
-            return Err(FilterError::load(format!(
-                "init refused its config (status {code}): {message}"
-            )));
+            return Err(FilterError::load(init_failure(code, &live.error_text())));
         }
         Ok(live)
     }
@@ -433,5 +430,16 @@ fn classify(store: &Store<HostState>, limits: CallLimits, error: wasmtime::Error
         None => FilterError::Trap {
             message: format!("{error:#}"),
         },
+    }
+}
+
+/// Why `init` failed, from its status and the guest's own words. The status already says what
+/// kind of failure it is, so the text is not prefixed twice (the SDK's config errors are serde's
+/// words alone).
+fn init_failure(code: i32, message: &str) -> String {
+    match code {
+        status::BAD_CONFIG => format!("bad config: {message}"),
+        status::PANIC => format!("init panicked: {message}"),
+        _ => format!("init failed (status {code}): {message}"),
     }
 }
