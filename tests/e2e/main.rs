@@ -3,6 +3,7 @@
 //! Every test starts the real servers it needs through the `promrelay_tests` harness (free loopback
 //! ports, temp dirs, killed on drop) and waits with `poll_until`, never with sleeps.
 
+mod config;
 mod demo;
 mod enroll;
 mod filters;

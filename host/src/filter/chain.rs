@@ -21,7 +21,7 @@ use super::instance::GuestOutput;
 use super::reload::{ChainPlan, ReloadStatus};
 use super::stage::Stage;
 use crate::config::OnError;
-use crate::model::Scrape;
+use crate::model::{Scrape, DEFAULT_LABEL_LIMIT};
 
 /// Every stage of one filter configuration.
 #[derive(Debug, Default)]
@@ -32,6 +32,15 @@ pub struct FilterSet {
 }
 
 impl FilterSet {
+    /// The `label_limit` of `job`, which its filters' output is held to.
+    pub fn label_limit(&self, job: &str) -> usize {
+        self.plan
+            .label_limits
+            .get(job)
+            .copied()
+            .unwrap_or(DEFAULT_LABEL_LIMIT)
+    }
+
     /// The stages a scrape of `job` runs through, in order.
     pub fn chain_for<'a>(&'a self, job: &str) -> impl Iterator<Item = &'a Arc<Stage>> + 'a {
         let own = self.jobs.get(job).map(Vec::as_slice).unwrap_or_default();
@@ -64,30 +73,43 @@ pub enum FilterOutcome {
     Failed { filter: String, error: FilterError },
 }
 
-/// Runs `scrape` through `stages`. Blocking: guest code runs on this thread.
-///
-/// Hot path: the scrape is encoded once, and again only after a filter changed it; a REPLACED
-/// output becomes the next filter's input as it is.
+/// Runs `scrape` through `stages`, holding their output to the default `label_limit`.
+/// Blocking: guest code runs on this thread.
 pub fn run_stages<'a>(
     stages: impl Iterator<Item = &'a Arc<Stage>>,
     scrape: Scrape,
 ) -> FilterOutcome {
-    run(stages, scrape, false)
+    run(stages, scrape, false, DEFAULT_LABEL_LIMIT)
 }
 
-/// Like [`run_stages`], but any filter error fails the run whatever its `on_error` says: the
-/// dry run of a reload.
+/// Runs `scrape` through `stages`, holding their output to `label_limit` (the job's).
+/// Blocking: guest code runs on this thread.
+///
+/// Hot path: the scrape is encoded once, and again only after a filter changed it; a REPLACED
+/// output becomes the next filter's input as it is.
+pub fn run_stages_with_label_limit<'a>(
+    stages: impl Iterator<Item = &'a Arc<Stage>>,
+    scrape: Scrape,
+    label_limit: usize,
+) -> FilterOutcome {
+    run(stages, scrape, false, label_limit)
+}
+
+/// Like [`run_stages_with_label_limit`], but any filter error fails the run whatever its
+/// `on_error` says: the dry run of a reload.
 pub(crate) fn run_stages_strict<'a>(
     stages: impl Iterator<Item = &'a Arc<Stage>>,
     scrape: Scrape,
+    label_limit: usize,
 ) -> FilterOutcome {
-    run(stages, scrape, true)
+    run(stages, scrape, true, label_limit)
 }
 
 fn run<'a>(
     stages: impl Iterator<Item = &'a Arc<Stage>>,
     mut scrape: Scrape,
     strict: bool,
+    label_limit: usize,
 ) -> FilterOutcome {
     let mut batch: Vec<u8> = Vec::new();
     let mut batch_valid = false;
@@ -109,7 +131,7 @@ fn run<'a>(
                 GuestOutput::Pass => Ok(None),
                 GuestOutput::Mask(mask) => Ok(Some(Step::Mask(mask))),
                 GuestOutput::Replaced(bytes) => {
-                    let families = codec::decode(&bytes, codec::series_cap(series_in))
+                    let families = codec::decode(&bytes, codec::series_cap(series_in), label_limit)
                         .inspect_err(|e| stage.record_error(e))?;
                     Ok(Some(Step::Replaced(families, bytes)))
                 }
@@ -202,8 +224,11 @@ impl Chains {
         }
         self.remember(job, &scrape);
         let job_name = job.to_owned();
-        let joined =
-            tokio::task::spawn_blocking(move || run_stages(set.chain_for(&job_name), scrape)).await;
+        let joined = tokio::task::spawn_blocking(move || {
+            let label_limit = set.label_limit(&job_name);
+            run_stages_with_label_limit(set.chain_for(&job_name), scrape, label_limit)
+        })
+        .await;
         match joined {
             Ok(outcome) => outcome,
             Err(e) => FilterOutcome::Failed {
@@ -216,7 +241,7 @@ impl Chains {
     /// The same as [`Chains::apply`] for callers already on a blocking thread (the CLI, benches).
     pub fn apply_blocking(&self, job: &str, scrape: Scrape) -> FilterOutcome {
         let set = self.current.load_full();
-        run_stages(set.chain_for(job), scrape)
+        run_stages_with_label_limit(set.chain_for(job), scrape, set.label_limit(job))
     }
 
     fn remember(&self, job: &str, scrape: &Scrape) {

@@ -30,7 +30,7 @@ mod tests;
 #[cfg(test)]
 mod tests_reload;
 
-pub use chain::{run_stages, Chains, FilterOutcome, FilterSet};
+pub use chain::{run_stages, run_stages_with_label_limit, Chains, FilterOutcome, FilterSet};
 pub use engine::{CompiledModule, FilterEngine, EPOCH_TICK, MAX_WASM_STACK};
 pub use error::FilterError;
 pub use instance::{CallLimits, GuestOutput};

@@ -30,6 +30,8 @@ use crate::model::Scrape;
 pub struct ChainPlan {
     pub global: Vec<FilterConfig>,
     pub jobs: BTreeMap<String, Vec<FilterConfig>>,
+    /// Each job's `label_limit` that is not the default; the filters' output is held to it.
+    pub label_limits: BTreeMap<String, usize>,
 }
 
 impl ChainPlan {
@@ -42,6 +44,12 @@ impl ChainPlan {
                 .iter()
                 .filter(|job| !job.filters.is_empty())
                 .map(|job| (job.name.clone(), job.filters.clone()))
+                .collect(),
+            label_limits: config
+                .jobs
+                .iter()
+                .filter(|job| job.label_limit != crate::model::DEFAULT_LABEL_LIMIT)
+                .map(|job| (job.name.clone(), job.label_limit))
                 .collect(),
         }
     }
@@ -140,7 +148,7 @@ pub(crate) fn build_set(
 fn dry_run(set: &FilterSet, last_seen: Vec<(String, Scrape)>) -> Result<(), FilterError> {
     for (job, scrape) in last_seen {
         if let FilterOutcome::Failed { filter, error } | FilterOutcome::Dropped { filter, error } =
-            run_stages_strict(set.chain_for(&job), scrape)
+            run_stages_strict(set.chain_for(&job), scrape, set.label_limit(&job))
         {
             return Err(FilterError::load(format!(
                 "dry run on the last scrape of job {job}: filter {filter}: {error}"
