@@ -124,7 +124,7 @@ fn mutate_once(mut bytes: Vec<u8>, rng: &mut Rng) -> Vec<u8> {
             bytes.truncate(at);
             bytes
         }
-        4 | 5 | 6 => {
+        4..=6 => {
             let mut lines = lines(&bytes);
             if lines.is_empty() {
                 return bytes;

@@ -8,7 +8,7 @@ use promrelay_tests::relay::check_config_bounded;
 /// The "billion laughs" of the issue (612 bytes; its 632 had more spaces): nine `lol`s, then eight levels of nine aliases each to the
 /// level before (9^9 strings once expanded: 8 GB and minutes before the bound).
 fn alias_bomb() -> String {
-    let mut text = format!("lol0: &lol0 [{}]\n", vec!["\"lol\""; 9].join(","));
+    let mut text = format!("lol0: &lol0 [{}]\n", ["\"lol\""; 9].join(","));
     for level in 1..=8 {
         let aliases = vec![format!("*lol{}", level - 1); 9].join(",");
         text.push_str(&format!("lol{level}: &lol{level} [{aliases}]\n"));

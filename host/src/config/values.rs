@@ -160,11 +160,12 @@ pub fn check_subject_prefix(prefix: &str) -> Result<(), String> {
 /// assert_eq!(edit_distance_within("unknown_key_7", "scrape_interval", 3), None);
 /// ```
 pub fn edit_distance_within(left: &str, right: &str, limit: usize) -> Option<usize> {
-    let left: Vec<char> = left.chars().collect();
-    let right: Vec<char> = right.chars().collect();
-    if left.len().abs_diff(right.len()) > limit {
+    // The distance is at least the difference in length: most candidates end here.
+    if left.chars().count().abs_diff(right.chars().count()) > limit {
         return None;
     }
+    let left: Vec<char> = left.chars().collect();
+    let right: Vec<char> = right.chars().collect();
     // Every cell holds min(distance, past): outside the band nothing is within the limit.
     let past = limit + 1;
     let mut previous: Vec<usize> = (0..=right.len()).map(|j| j.min(past)).collect();

@@ -11,7 +11,7 @@ const FULL: &str = include_str!("../../../../tests/data/config/full.yaml");
 /// The "billion laughs" of the issue (612 bytes here; the issue's 632 had more spaces): nine
 /// `lol`s, then eight levels of nine aliases each to the level before: 9^9 scalars expanded.
 fn alias_bomb() -> String {
-    let mut text = format!("lol0: &lol0 [{}]\n", vec!["\"lol\""; 9].join(","));
+    let mut text = format!("lol0: &lol0 [{}]\n", ["\"lol\""; 9].join(","));
     for level in 1..=8 {
         let aliases = vec![format!("*lol{}", level - 1); 9].join(",");
         text.push_str(&format!("lol{level}: &lol{level} [{aliases}]\n"));
@@ -141,14 +141,22 @@ fn reading_a_config_costs_a_bounded_number_of_key_comparisons_per_key() {
 
 #[test]
 fn a_config_with_100_000_unknown_keys_is_read_and_every_key_reported() {
+    // Before, 100 000 keys took 86 s (issue 11; each unknown key was compared with every
+    // other): a regression to quadratic makes this test time out. The keys are long, so the
+    // "did you mean" search (measured above with short keys) ends at the length check and a
+    // debug build stays quick.
     let mut text = String::from("scrape_interval: 60s\n");
     for index in 0..100_000 {
-        text.push_str(&format!("unknown_key_{index}: {index}\n"));
+        text.push_str(&format!("generated_by_a_tool_key_{index:06}: {index}\n"));
     }
     let problems = problems_of(&text);
     assert_eq!(problems.len(), 100_000);
     assert_eq!(problems[99_999].line, Some(100_001));
-    assert_eq!(problems[99_999].key, "unknown_key_99999");
+    assert_eq!(problems[99_999].key, "generated_by_a_tool_key_099999");
+    assert_eq!(
+        problems[0].message,
+        "unknown key \"generated_by_a_tool_key_000000\" at the top level"
+    );
 }
 
 #[test]
