@@ -42,7 +42,7 @@ fn filter(name: &str, module: PathBuf) -> FilterConfig {
 fn chains(runtime: &tokio::runtime::Runtime, filters: Vec<FilterConfig>) -> Arc<Chains> {
     let plan = ChainPlan {
         global: filters,
-        jobs: Default::default(),
+        ..ChainPlan::default()
     };
     runtime
         .block_on(Chains::build(FilterEngine::shared(), plan))

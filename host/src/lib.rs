@@ -23,3 +23,6 @@ pub mod sink;
 pub mod telemetry;
 pub mod tls;
 pub mod wire;
+
+#[cfg(test)]
+mod mutations;

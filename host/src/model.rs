@@ -126,6 +126,19 @@ pub struct Family {
     pub series: Vec<Series>,
 }
 
+/// The target labels the poller adds to every scraped series, in the order it adds them.
+pub const TARGET_LABELS: [&str; 2] = ["job", "instance"];
+
+/// The default of a job's `label_limit`: the most labels one series may carry.
+///
+/// **Definition** (the same at parse time and for filter output): a series' label count is its
+/// label pairs as a filter sees them in its batch: `__name__`, the labels the target exposed,
+/// and the [`TARGET_LABELS`] (an exposed `job` or `instance` is kept as `exported_job` /
+/// `exported_instance` and counts as one of the exposed labels). The parser counts a sample's
+/// written labels plus these three, so a scrape it accepts is accepted again when a filter
+/// hands it back unchanged.
+pub const DEFAULT_LABEL_LIMIT: usize = 1024;
+
 /// Where a scrape came from and when: the routing facts that travel in message headers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ScrapeMeta {
@@ -158,7 +171,7 @@ impl Scrape {
             for series in &mut family.series {
                 // One growth for both labels instead of one per insert (hot path: per sample).
                 series.labels.reserve(2);
-                for (name, value) in [("job", job), ("instance", instance)] {
+                for (name, value) in TARGET_LABELS.into_iter().zip([job, instance]) {
                     if let Some(old) = series.label(name).map(Str::from) {
                         let exported = format!("exported_{name}");
                         series.set_label(&exported, &old);

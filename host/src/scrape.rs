@@ -33,6 +33,9 @@ pub struct TargetSpec {
     pub timeout: Duration,
     /// Largest accepted body, after decompression.
     pub body_limit: u64,
+    /// The job's `label_limit`: a sample with more labels (counting `__name__` and the target
+    /// labels) fails the scrape at parse time.
+    pub label_limit: usize,
     /// The job that reports the relay's own metrics keeps scraping while the relay is paused.
     pub exempt_from_pause: bool,
 }
@@ -213,7 +216,11 @@ pub async fn scrape_once(
                     job: target.job.clone(),
                 })
                 .inc_by(body.len() as u64);
-            exposition::parse(&body).map_err(ScrapeError::from)
+            let limit = exposition::LabelLimit {
+                limit: target.label_limit,
+                added: &crate::model::TARGET_LABELS,
+            };
+            exposition::parse_with_label_limit(&body, limit).map_err(ScrapeError::from)
         }
         Err(e) => Err(e),
     };

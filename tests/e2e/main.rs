@@ -4,6 +4,7 @@
 //! ports, temp dirs, killed on drop) and waits with `poll_until`, never with sleeps.
 
 mod authoring;
+mod config;
 mod demo;
 mod diagnostics;
 mod enroll;

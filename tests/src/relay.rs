@@ -459,6 +459,49 @@ pub fn wait_up(
     )
 }
 
+/// What a bounded `check-config` run did.
+#[derive(Debug)]
+pub struct BoundedCheck {
+    /// The exit status, `None` when it was still running at the deadline (and was killed).
+    pub status: Option<ExitStatus>,
+    /// Everything it printed, stdout and stderr.
+    pub output: String,
+}
+
+/// Runs `promrelay check-config` on `yaml` with its address space capped at `memory_bytes`
+/// (`ulimit -v`), killing it if it has not exited within `deadline`: for configs meant to make
+/// it run away, which must neither hang the suite nor take the machine's memory.
+pub fn check_config_bounded(yaml: &str, memory_bytes: u64, deadline: Duration) -> BoundedCheck {
+    let dir = tempfile::tempdir().expect("temp dir for the config");
+    let path = dir.path().join("promrelay.yaml");
+    std::fs::write(&path, yaml).expect("write the config");
+    let args = [
+        "-c".to_string(),
+        format!(
+            "ulimit -v {} && exec \"$0\" check-config --config \"$1\"",
+            memory_bytes / 1024
+        ),
+        relay_binary().display().to_string(),
+        path.display().to_string(),
+    ];
+    let mut process = ServerProcess::spawn(
+        "promrelay check-config",
+        "/bin/sh",
+        &args,
+        &[],
+        dir.path().join("check-config.log"),
+    )
+    .expect("start promrelay check-config");
+    let status = process.wait_exit(deadline);
+    if status.is_none() {
+        process.kill9();
+    }
+    BoundedCheck {
+        status,
+        output: process.log(),
+    }
+}
+
 /// Runs `promrelay check-config` on `yaml`: (success, what it printed on stdout).
 pub fn check_config(yaml: &str) -> (bool, String) {
     let dir = tempfile::tempdir().expect("temp dir for the config");

@@ -4,6 +4,7 @@
 //!
 //! It must never return a half-valid config: one problem anywhere and the result is `Err`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -380,6 +381,11 @@ fn job(
     let scrape_body_limit = cx
         .read(&mut fields, "scrape_body_limit", positive_bytes)
         .unwrap_or(defaults.body_limit);
+    let label_limit = cx
+        .read(&mut fields, "label_limit", |p, k, n| {
+            p.integer(k, n, MIN_LABEL_LIMIT as u64, MAX_LABEL_LIMIT as u64)
+        })
+        .map_or(crate::model::DEFAULT_LABEL_LIMIT, |limit| limit as usize);
     let targets = match fields.take("targets") {
         Some(node) => targets(cx, &fields.key("targets"), node),
         None => {
@@ -417,6 +423,7 @@ fn job(
         scrape_interval,
         scrape_timeout,
         scrape_body_limit,
+        label_limit,
         targets,
         filters,
         http,
@@ -431,6 +438,9 @@ fn targets(cx: &mut Builder<'_>, key: &str, node: &Node) -> Vec<Target> {
         cx.problems.at(key, node, "a job needs at least one target");
     }
     let mut targets: Vec<Target> = Vec::new();
+    // Instance → index of the item that named it first: a job may have tens of thousands of
+    // targets, so no scan per target.
+    let mut instances: HashMap<String, usize> = HashMap::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let key = format!("{key}[{index}]");
         let target = if item.scalar().is_some() {
@@ -453,7 +463,7 @@ fn targets(cx: &mut Builder<'_>, key: &str, node: &Node) -> Vec<Target> {
             url.and_then(|url| target_from(cx, &key, item, name, url))
         };
         let Some(target) = target else { continue };
-        if let Some(first) = targets.iter().position(|t| t.name == target.name) {
+        if let Some(&first) = instances.get(&target.name) {
             cx.problems.at(
                 &key,
                 item,
@@ -465,6 +475,7 @@ fn targets(cx: &mut Builder<'_>, key: &str, node: &Node) -> Vec<Target> {
             );
             continue;
         }
+        instances.insert(target.name.clone(), index);
         targets.push(target);
     }
     targets

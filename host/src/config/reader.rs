@@ -255,6 +255,7 @@ thread_local! {
 
 /// Keys match case-insensitively, as the original's YAML-to-JSON decoding did.
 fn same_key(key: &Node, name: &str) -> bool {
+    super::yaml::count_comparison();
     key.scalar()
         .is_some_and(|key| key.eq_ignore_ascii_case(name))
 }
@@ -334,19 +335,31 @@ impl<'a> Fields<'a> {
     }
 
     /// Reports every key not read as unknown, suggesting the nearest key that was asked for.
+    ///
+    /// Cost: linear in the number of keys; each unread key is compared with the keys read (at
+    /// most the names asked for, a few dozen), never with every other key.
     pub fn finish(self, problems: &mut Problems) {
+        let read: Vec<&Node> = self
+            .entries
+            .iter()
+            .zip(&self.used)
+            .filter(|(_, used)| **used)
+            .map(|((key, _), _)| key)
+            .collect();
+        // `all()` marks every key read: nothing to report, and `read` is not small then.
+        if read.len() == self.entries.len() {
+            return;
+        }
+        // A name asked twice (a required key is taken, then read) is one candidate.
+        let mut asked: Vec<&String> = self.asked.iter().collect();
+        asked.sort_unstable();
+        asked.dedup();
         for ((key, _), used) in self.entries.iter().zip(&self.used) {
             if *used {
                 continue;
             }
             let name = key.scalar().unwrap_or("?");
-            if let Some(first) = self
-                .entries
-                .iter()
-                .zip(&self.used)
-                .find(|((other, _), used)| **used && same_key(other, name))
-                .map(|((other, _), _)| other)
-            {
+            if let Some(first) = read.iter().find(|other| same_key(other, name)) {
                 problems.add(
                     &self.key(name),
                     Some(key.line),
@@ -359,11 +372,13 @@ impl<'a> Fields<'a> {
                 );
                 continue;
             }
-            let suggestion = self
-                .asked
+            let within = 2.max(name.len() / 4);
+            let suggestion = asked
                 .iter()
-                .map(|candidate| (values::edit_distance(name, candidate), candidate))
-                .filter(|(distance, _)| *distance <= 2.max(name.len() / 4))
+                .filter_map(|candidate| {
+                    values::edit_distance_within(name, candidate, within)
+                        .map(|distance| (distance, candidate))
+                })
                 .min()
                 .map(|(_, candidate)| format!("; did you mean {candidate}?"))
                 .unwrap_or_default();

@@ -25,6 +25,11 @@ pub const DEFAULT_FILTER_MEMORY: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_SINK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default Puppet SSL directory (as root).
 pub const DEFAULT_PUPPET_SSL_DIR: &str = "/etc/puppetlabs/puppet/ssl";
+/// Largest `label_limit` a job may set: it also bounds the label records a filter's output can
+/// make the host walk per series.
+pub const MAX_LABEL_LIMIT: usize = 16_384;
+/// Smallest `label_limit`: `__name__` and the target labels `job` and `instance`.
+pub const MIN_LABEL_LIMIT: usize = 1 + crate::model::TARGET_LABELS.len();
 /// Name of the job the poller adds for its own metrics when `monitor_port` is set.
 pub const SELF_JOB: &str = "promrelay";
 
@@ -250,6 +255,10 @@ pub struct JobConfig {
     pub scrape_timeout: Duration,
     /// `scrape_body_limit`: default the top-level one.
     pub scrape_body_limit: u64,
+    /// `label_limit`: most labels one series may carry, counted as `model::DEFAULT_LABEL_LIMIT`
+    /// says (its default); a scrape with a series over it fails at parse time, naming the line,
+    /// and a filter output with one is invalid.
+    pub label_limit: usize,
     /// `targets`: at least one; instances are unique within the job.
     pub targets: Vec<Target>,
     /// `filters`: this job's own chain, run after the global one.

@@ -144,17 +144,51 @@ pub fn check_subject_prefix(prefix: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Levenshtein distance, for "did you mean" suggestions on unknown keys.
-pub fn edit_distance(left: &str, right: &str) -> usize {
-    let right: Vec<char> = right.chars().collect();
-    let mut previous: Vec<usize> = (0..=right.len()).collect();
-    for (i, l) in left.chars().enumerate() {
-        let mut current = vec![i + 1; right.len() + 1];
-        for (j, r) in right.iter().enumerate() {
-            let substitution = previous[j] + usize::from(l != *r);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        previous = current;
+/// Levenshtein distance between `left` and `right` if it is at most `limit`, else `None`: for
+/// "did you mean" suggestions on unknown keys, where only near misses matter.
+///
+/// Cost: O(len × limit). Only the diagonal band of width `2 × limit + 1` can hold a distance
+/// within the limit, and a row whose every cell is past it ends the search early: a config with
+/// 100 000 unknown keys compares each with a few dozen candidates, so this runs millions of
+/// times.
+///
+/// ```
+/// use promrelay::config::values::edit_distance_within;
+///
+/// assert_eq!(edit_distance_within("scrape_intervall", "scrape_interval", 2), Some(1));
+/// assert_eq!(edit_distance_within("stie", "site", 2), Some(2));
+/// assert_eq!(edit_distance_within("unknown_key_7", "scrape_interval", 3), None);
+/// ```
+pub fn edit_distance_within(left: &str, right: &str, limit: usize) -> Option<usize> {
+    // The distance is at least the difference in length: most candidates end here.
+    if left.chars().count().abs_diff(right.chars().count()) > limit {
+        return None;
     }
-    previous[right.len()]
+    let left: Vec<char> = left.chars().collect();
+    let right: Vec<char> = right.chars().collect();
+    // Every cell holds min(distance, past): outside the band nothing is within the limit.
+    let past = limit + 1;
+    let mut previous: Vec<usize> = (0..=right.len()).map(|j| j.min(past)).collect();
+    let mut current = vec![past; right.len() + 1];
+    for (i, l) in left.iter().enumerate() {
+        let row = i + 1;
+        current.fill(past);
+        current[0] = row.min(past);
+        let mut best = current[0];
+        for j in row.saturating_sub(limit).max(1)..=(row + limit).min(right.len()) {
+            let substitution = previous[j - 1] + usize::from(*l != right[j - 1]);
+            let cell = substitution
+                .min(previous[j] + 1)
+                .min(current[j - 1] + 1)
+                .min(past);
+            current[j] = cell;
+            best = best.min(cell);
+        }
+        if best > limit {
+            return None;
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    let distance = previous[right.len()];
+    (distance <= limit).then_some(distance)
 }

@@ -5,10 +5,11 @@
 //! It owns YAML syntax only (anchors, aliases, merge keys `<<`, duplicate keys, scalar typing);
 //! it must never know what a key means.
 
-use std::collections::HashMap;
+mod builder;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use yaml_rust2::parser::Parser;
+
+use builder::Builder;
 
 /// One node with the line (1-based) where it starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,6 +140,31 @@ fn plain_scalar_json(text: &str) -> serde_json::Value {
     Value::String(text.to_string())
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Key comparisons made on this thread (duplicate checks here, key lookups in `reader`):
+    /// the scale tests check that reading a config costs a bounded number per key.
+    pub static KEY_COMPARISONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts one key comparison (a no-op outside tests).
+pub(super) fn count_comparison() {
+    #[cfg(test)]
+    KEY_COMPARISONS.with(|count| count.set(count.get() + 1));
+}
+
+/// How many nodes (scalars, lists, mappings) anchors and aliases may copy in one document, in
+/// total, or [`COPY_RATIO`] times the nodes written so far when that is more. Each `*alias`
+/// copies its anchor's node and each `&anchor` keeps a copy of its own, so a node of size S
+/// written once and referred to N times costs (N + 1) × S. Plenty for 20 000 jobs that each
+/// merge a defaults mapping of 40 nodes; a YAML alias bomb (each anchor a list of aliases to the
+/// previous one) passes it after a few levels, long before it costs memory: memory stays linear
+/// in the size of the file. `docs/config.md` states the same numbers.
+pub const COPY_LIMIT: usize = 1_000_000;
+/// See [`COPY_LIMIT`]: a large file written out by hand or by a generator may copy ten times
+/// what it writes.
+pub const COPY_RATIO: usize = 10;
+
 /// A parsed document: its root (`None` for an empty input) and the problems that did not stop
 /// the parse (duplicate keys, bad merge keys), which the caller reports with its own.
 pub struct Document {
@@ -148,17 +174,35 @@ pub struct Document {
     pub problems: Vec<SyntaxError>,
 }
 
-/// Parses one YAML document. A syntax error or a second document is `Err`; duplicate keys are
-/// reported in [`Document::problems`] so that validation still runs and reports the rest.
+/// Parses one YAML document. A syntax error, a second document or anchors and aliases that would
+/// copy more than [`COPY_LIMIT`] nodes (or [`COPY_RATIO`] times the nodes written) are `Err`;
+/// duplicate keys are reported in [`Document::problems`] so that validation still runs and
+/// reports the rest.
+///
+/// Cost: linear in the size of the text plus the nodes anchors and aliases copy.
 pub fn parse(text: &str) -> Result<Document, Vec<SyntaxError>> {
-    let mut builder = Builder::default();
+    parse_with_copy_limits(text, COPY_LIMIT, COPY_RATIO)
+}
+
+/// [`parse`] with other bounds than [`COPY_LIMIT`] and [`COPY_RATIO`], for tests of the bound.
+pub(super) fn parse_with_copy_limits(
+    text: &str,
+    copy_limit: usize,
+    copy_ratio: usize,
+) -> Result<Document, Vec<SyntaxError>> {
+    let mut builder = Builder::new(text, copy_limit, copy_ratio);
     let mut parser = Parser::new_from_str(text);
     if let Err(error) = parser.load(&mut builder, true) {
         builder.errors.push(SyntaxError {
             key: String::new(),
-            line: error.marker().line(),
+            // The scanner marks a few errors at its initial position (line 0) and some at the
+            // end of input one line past the last: name a line the file has.
+            line: error.marker().line().clamp(1, last_line(text)),
             message: format!("YAML syntax: {}", error.info()),
         });
+        return Err(builder.errors);
+    }
+    if builder.aborted {
         return Err(builder.errors);
     }
     if builder.documents.len() > 1 {
@@ -175,216 +219,7 @@ pub fn parse(text: &str) -> Result<Document, Vec<SyntaxError>> {
     })
 }
 
-enum Frame {
-    Sequence {
-        line: usize,
-        anchor: usize,
-        items: Vec<Node>,
-    },
-    Mapping {
-        line: usize,
-        anchor: usize,
-        entries: Vec<(Node, Node)>,
-        key: Option<Node>,
-        merges: Vec<Node>,
-    },
-}
-
-#[derive(Default)]
-struct Builder {
-    stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
-    documents: Vec<Node>,
-    errors: Vec<SyntaxError>,
-}
-
-impl Builder {
-    /// The dotted path of the node being built, from the open frames.
-    fn path(&self) -> String {
-        let mut path = String::new();
-        for frame in &self.stack {
-            match frame {
-                Frame::Mapping { key: Some(key), .. } => {
-                    if !path.is_empty() {
-                        path.push('.');
-                    }
-                    path.push_str(key.scalar().unwrap_or("?"));
-                }
-                Frame::Mapping { key: None, .. } => {}
-                Frame::Sequence { items, .. } => path.push_str(&format!("[{}]", items.len())),
-            }
-        }
-        path
-    }
-
-    fn push(&mut self, node: Node) {
-        let path = self.path();
-        match self.stack.last_mut() {
-            None => self.documents.push(node),
-            Some(Frame::Sequence { items, .. }) => items.push(node),
-            Some(Frame::Mapping {
-                entries,
-                key,
-                merges,
-                ..
-            }) => match key.take() {
-                None => *key = Some(node),
-                Some(name) => {
-                    if name.kind
-                        == (Kind::Scalar {
-                            text: "<<".to_string(),
-                            quoted: false,
-                        })
-                    {
-                        merges.push(node);
-                    } else if let Some((first, _)) =
-                        entries.iter().find(|(k, _)| k.kind == name.kind)
-                    {
-                        self.errors.push(SyntaxError {
-                            key: path,
-                            line: name.line,
-                            message: format!(
-                                "duplicate key {} (first at line {})",
-                                name.describe(),
-                                first.line
-                            ),
-                        });
-                    } else {
-                        entries.push((name, node));
-                    }
-                }
-            },
-        }
-    }
-
-    fn finish_mapping(&mut self, entries: &mut Vec<(Node, Node)>, merges: Vec<Node>) {
-        // Merge keys: explicit entries win, then earlier merged mappings over later ones.
-        for merge in merges {
-            let sources = match merge.kind {
-                Kind::Mapping(source) => vec![source],
-                Kind::Sequence(items) => {
-                    let mut sources = Vec::new();
-                    for item in items {
-                        match item.kind {
-                            Kind::Mapping(source) => sources.push(source),
-                            _ => self.errors.push(SyntaxError {
-                                key: self.path(),
-                                line: item.line,
-                                message: "a merge key `<<` takes a mapping or a list of mappings"
-                                    .to_string(),
-                            }),
-                        }
-                    }
-                    sources
-                }
-                Kind::Scalar { .. } => {
-                    self.errors.push(SyntaxError {
-                        key: self.path(),
-                        line: merge.line,
-                        message: "a merge key `<<` takes a mapping or a list of mappings"
-                            .to_string(),
-                    });
-                    Vec::new()
-                }
-            };
-            for source in sources {
-                for (key, value) in source {
-                    if !entries.iter().any(|(k, _)| k.kind == key.kind) {
-                        entries.push((key, value));
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn is_string_tag(tag: &Option<Tag>) -> bool {
-    tag.as_ref().is_some_and(|tag| {
-        tag.suffix == "str" && matches!(tag.handle.as_str(), "!!" | "tag:yaml.org,2002:")
-    })
-}
-
-impl MarkedEventReceiver for Builder {
-    fn on_event(&mut self, event: Event, mark: Marker) {
-        let line = mark.line();
-        match event {
-            Event::Scalar(text, style, anchor, tag) => {
-                let quoted = style != TScalarStyle::Plain || is_string_tag(&tag);
-                let node = Node {
-                    line,
-                    kind: Kind::Scalar { text, quoted },
-                };
-                if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
-                }
-                self.push(node);
-            }
-            Event::Alias(anchor) => match self.anchors.get(&anchor) {
-                Some(node) => {
-                    let mut node = node.clone();
-                    node.line = line;
-                    self.push(node);
-                }
-                None => self.errors.push(SyntaxError {
-                    key: self.path(),
-                    line,
-                    message: "alias to an unknown anchor".to_string(),
-                }),
-            },
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Sequence {
-                line,
-                anchor,
-                items: Vec::new(),
-            }),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Mapping {
-                line,
-                anchor,
-                entries: Vec::new(),
-                key: None,
-                merges: Vec::new(),
-            }),
-            Event::SequenceEnd => {
-                if let Some(Frame::Sequence {
-                    line,
-                    anchor,
-                    items,
-                }) = self.stack.pop()
-                {
-                    let node = Node {
-                        line,
-                        kind: Kind::Sequence(items),
-                    };
-                    if anchor > 0 {
-                        self.anchors.insert(anchor, node.clone());
-                    }
-                    self.push(node);
-                }
-            }
-            Event::MappingEnd => {
-                if let Some(Frame::Mapping {
-                    line,
-                    anchor,
-                    mut entries,
-                    merges,
-                    ..
-                }) = self.stack.pop()
-                {
-                    self.finish_mapping(&mut entries, merges);
-                    let node = Node {
-                        line,
-                        kind: Kind::Mapping(entries),
-                    };
-                    if anchor > 0 {
-                        self.anchors.insert(anchor, node.clone());
-                    }
-                    self.push(node);
-                }
-            }
-            Event::Nothing
-            | Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentStart
-            | Event::DocumentEnd => {}
-        }
-    }
+/// The number of the file's last line (1 for an empty file).
+fn last_line(text: &str) -> usize {
+    text.lines().count().max(1)
 }

@@ -29,6 +29,7 @@ pub fn target_specs(config: &Config) -> Vec<TargetSpec> {
                 interval: job.scrape_interval,
                 timeout: job.scrape_timeout,
                 body_limit: job.scrape_body_limit,
+                label_limit: job.label_limit,
                 exempt_from_pause: false,
             });
         }
@@ -43,6 +44,7 @@ pub fn target_specs(config: &Config) -> Vec<TargetSpec> {
                 interval: config.scrape_interval,
                 timeout: config.scrape_timeout,
                 body_limit: config.scrape_body_limit,
+                label_limit: crate::model::DEFAULT_LABEL_LIMIT,
                 exempt_from_pause: true,
             });
         }

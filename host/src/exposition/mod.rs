@@ -6,7 +6,10 @@
 //! crates on the registry parse at a tenth of the speed (see `BENCHMARKS.md`).
 //!
 //! **Invariant:** a malformed input fails as a whole with the 1-based line number and the reason;
-//! [`parse`] never returns half a scrape. Every `Series` it returns has its labels sorted by name,
+//! [`parse`] never returns half a scrape. [`parse_with_label_limit`] (what the poller uses) also
+//! fails a sample with more labels than the job's `label_limit`, naming its line: the one place
+//! the limit is applied to a scrape (filter output is held to the same count, see
+//! `model::DEFAULT_LABEL_LIMIT`). Every `Series` it returns has its labels sorted by name,
 //! without `__name__` and without duplicates (the `model` invariant).
 //!
 //! This module owns the text syntax only. It never adds or drops series by policy (target labels
@@ -42,11 +45,13 @@ mod render;
 mod scan;
 
 #[cfg(test)]
+mod error_tests;
+#[cfg(test)]
 mod roundtrip_tests;
 #[cfg(test)]
 mod tests;
 
-pub use parse::parse;
+pub use parse::{parse, parse_with_label_limit, LabelLimit};
 pub use render::{render, render_to_string};
 
 /// Why an exposition could not be parsed: where and what.

@@ -19,8 +19,39 @@ const SUFFIXES: [&str; 8] = [
     "_bucket", "_sum", "_count", "_created", "_total", "_info", "_gsum", "_gcount",
 ];
 
-/// Parses a whole exposition. Fails as a whole on the first malformed line.
+/// Parses a whole exposition. Fails as a whole on the first malformed line. No label limit:
+/// for text that was already held to one (the receiver's, the tools').
 pub fn parse(input: &[u8]) -> Result<Vec<Family>, ParseError> {
+    parse_text(input, None)
+}
+
+/// The label limit a scrape is parsed under (Prometheus' `label_limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabelLimit {
+    /// Most labels one series may carry, counting `__name__` and `added`.
+    pub limit: usize,
+    /// Labels the caller adds to every series after the parse (the target labels): counted now,
+    /// so that the limit still holds once they are there.
+    pub added: &'static [&'static str],
+}
+
+/// Parses a scrape like [`parse`], and fails it on the first sample with more labels than
+/// `limit` allows: its written labels, plus `__name__`, plus `limit.added`.
+///
+/// ```
+/// use promrelay::exposition::{parse_with_label_limit, LabelLimit};
+///
+/// let limit = LabelLimit { limit: 5, added: &["job", "instance"] };
+/// assert!(parse_with_label_limit(b"a{x=\"1\",y=\"2\"} 1\n", limit).is_ok());
+/// let error = parse_with_label_limit(b"a 1\nb{x=\"1\",y=\"2\",z=\"3\"} 1\n", limit)
+///     .expect_err("six labels");
+/// assert_eq!(error.line, 2);
+/// ```
+pub fn parse_with_label_limit(input: &[u8], limit: LabelLimit) -> Result<Vec<Family>, ParseError> {
+    parse_text(input, Some(limit))
+}
+
+fn parse_text(input: &[u8], limit: Option<LabelLimit>) -> Result<Vec<Family>, ParseError> {
     let text = std::str::from_utf8(input).map_err(|error| {
         let before = &input[..error.valid_up_to()];
         ParseError {
@@ -28,7 +59,12 @@ pub fn parse(input: &[u8]) -> Result<Vec<Family>, ParseError> {
             reason: "invalid UTF-8".to_string(),
         }
     })?;
-    Parser::new(text).run()
+    let mut parser = Parser::new(text);
+    if let Some(limit) = limit {
+        parser.written_labels = limit.limit.saturating_sub(1 + limit.added.len());
+        parser.limit = Some(limit);
+    }
+    parser.run()
 }
 
 /// What the model does not record about a family while it is being parsed.
@@ -56,6 +92,10 @@ struct Parser<'a> {
     /// it was written sorted.
     order: Vec<usize>,
     after_eof: bool,
+    /// The label limit, for its message.
+    limit: Option<LabelLimit>,
+    /// Most labels a sample may write between its braces under `limit`.
+    written_labels: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -73,6 +113,8 @@ impl<'a> Parser<'a> {
             sorted: Vec::with_capacity(16),
             order: Vec::with_capacity(16),
             after_eof: false,
+            limit: None,
+            written_labels: usize::MAX,
         }
     }
 
@@ -280,6 +322,9 @@ impl<'a> Parser<'a> {
                 &mut self.scratch,
             )?;
             position = skip_blanks(bytes, position);
+            if self.scratch.len() > self.written_labels {
+                return Err(self.too_many_labels(name));
+            }
         }
         let value_end = token_end(bytes, position);
         if value_end == position {
@@ -319,6 +364,28 @@ impl<'a> Parser<'a> {
             timestamp_ms,
         });
         Ok(())
+    }
+
+    /// The message for a sample over the label limit (cold: at most once per parse).
+    #[cold]
+    fn too_many_labels(&self, metric: &str) -> String {
+        let written = self.scratch.len();
+        let Some(limit) = self.limit else {
+            return format!("sample {metric} has {written} labels");
+        };
+        let mut counted = vec!["__name__"];
+        counted.extend_from_slice(limit.added);
+        let counted = match counted.split_last() {
+            Some((last, [])) => last.to_string(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        format!(
+            "sample {metric} has {written} labels, {} with {counted}: more than the label_limit \
+             of {} (raise the job's label_limit, or drop labels at the target)",
+            written + 1 + limit.added.len(),
+            limit.limit
+        )
     }
 
     /// Hot path: moves the scratch labels into an exactly sized, sorted, duplicate-free vector,

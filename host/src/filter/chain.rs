@@ -21,7 +21,7 @@ use super::instance::GuestOutput;
 use super::reload::{ChainPlan, ReloadStatus};
 use super::stage::Stage;
 use crate::config::OnError;
-use crate::model::Scrape;
+use crate::model::{Scrape, DEFAULT_LABEL_LIMIT};
 
 /// Every stage of one filter configuration.
 #[derive(Debug, Default)]
@@ -32,6 +32,15 @@ pub struct FilterSet {
 }
 
 impl FilterSet {
+    /// The `label_limit` of `job`, which its filters' output is held to.
+    pub fn label_limit(&self, job: &str) -> usize {
+        self.plan
+            .label_limits
+            .get(job)
+            .copied()
+            .unwrap_or(DEFAULT_LABEL_LIMIT)
+    }
+
     /// The stages a scrape of `job` runs through, in order.
     pub fn chain_for<'a>(&'a self, job: &str) -> impl Iterator<Item = &'a Arc<Stage>> + 'a {
         let own = self.jobs.get(job).map(Vec::as_slice).unwrap_or_default();
@@ -64,25 +73,37 @@ pub enum FilterOutcome {
     Failed { filter: String, error: FilterError },
 }
 
-/// Runs `scrape` through `stages`. Blocking: guest code runs on this thread.
-///
-/// Hot path: the scrape is encoded once, and again only after a filter changed it; a REPLACED
-/// output becomes the next filter's input as it is.
+/// Runs `scrape` through `stages`, holding their output to the default `label_limit`.
+/// Blocking: guest code runs on this thread.
 pub fn run_stages<'a>(
     stages: impl Iterator<Item = &'a Arc<Stage>>,
     scrape: Scrape,
 ) -> FilterOutcome {
-    run(stages, scrape, Mode::Live)
+    run(stages, scrape, Mode::Live, DEFAULT_LABEL_LIMIT)
 }
 
-/// The dry run of a reload: like [`run_stages`], but any filter error fails the run whatever
-/// its `on_error` says, and nothing is counted, logged or reported as a filter's: a refused
-/// candidate's errors belong to the reload that refused it, never to the running filter.
+/// Runs `scrape` through `stages`, holding their output to `label_limit` (the job's).
+/// Blocking: guest code runs on this thread.
+///
+/// Hot path: the scrape is encoded once, and again only after a filter changed it; a REPLACED
+/// output becomes the next filter's input as it is.
+pub fn run_stages_with_label_limit<'a>(
+    stages: impl Iterator<Item = &'a Arc<Stage>>,
+    scrape: Scrape,
+    label_limit: usize,
+) -> FilterOutcome {
+    run(stages, scrape, Mode::Live, label_limit)
+}
+
+/// The dry run of a reload: like [`run_stages_with_label_limit`], but any filter error fails the
+/// run whatever its `on_error` says, and nothing is counted, logged or reported as a filter's: a
+/// refused candidate's errors belong to the reload that refused it, never to the running filter.
 pub(crate) fn dry_run_stages<'a>(
     stages: impl Iterator<Item = &'a Arc<Stage>>,
     scrape: Scrape,
+    label_limit: usize,
 ) -> FilterOutcome {
-    run(stages, scrape, Mode::DryRun)
+    run(stages, scrape, Mode::DryRun, label_limit)
 }
 
 /// Whose run it is: a live scrape's (counted, `on_error` applies) or a reload's dry run.
@@ -96,6 +117,7 @@ fn run<'a>(
     stages: impl Iterator<Item = &'a Arc<Stage>>,
     mut scrape: Scrape,
     mode: Mode,
+    label_limit: usize,
 ) -> FilterOutcome {
     let live = mode == Mode::Live;
     let mut batch: Vec<u8> = Vec::new();
@@ -125,8 +147,8 @@ fn run<'a>(
             GuestOutput::Mask(mask) if promrelay_abi::mask_keeps_all(&mask, series_in) => Ok(None),
             GuestOutput::Mask(mask) => Ok(Some(Step::Mask(mask))),
             GuestOutput::Replaced(bytes) => {
-                let families =
-                    codec::decode(&bytes, codec::series_cap(series_in)).inspect_err(|e| {
+                let families = codec::decode(&bytes, codec::series_cap(series_in), label_limit)
+                    .inspect_err(|e| {
                         if live {
                             stage.record_error(e)
                         }
@@ -227,8 +249,11 @@ impl Chains {
         }
         self.remember(job, &scrape);
         let job_name = job.to_owned();
-        let joined =
-            tokio::task::spawn_blocking(move || run_stages(set.chain_for(&job_name), scrape)).await;
+        let joined = tokio::task::spawn_blocking(move || {
+            let label_limit = set.label_limit(&job_name);
+            run_stages_with_label_limit(set.chain_for(&job_name), scrape, label_limit)
+        })
+        .await;
         match joined {
             Ok(outcome) => outcome,
             Err(e) => FilterOutcome::Failed {
@@ -241,7 +266,7 @@ impl Chains {
     /// The same as [`Chains::apply`] for callers already on a blocking thread (the CLI, benches).
     pub fn apply_blocking(&self, job: &str, scrape: Scrape) -> FilterOutcome {
         let set = self.current.load_full();
-        run_stages(set.chain_for(job), scrape)
+        run_stages_with_label_limit(set.chain_for(job), scrape, set.label_limit(job))
     }
 
     fn remember(&self, job: &str, scrape: &Scrape) {

@@ -263,7 +263,13 @@ fn read_scrape(input: &str, target: &TargetArgs) -> anyhow::Result<Scrape> {
     } else {
         std::fs::read(input).with_context(|| format!("reading the scrape from {input}"))?
     };
-    let families = crate::exposition::parse(&bytes)
+    // The relay's default label_limit, counted as the poller counts it, so that what parses here
+    // also passes the output check of a filter that hands it back.
+    let limit = crate::exposition::LabelLimit {
+        limit: crate::model::DEFAULT_LABEL_LIMIT,
+        added: &crate::model::TARGET_LABELS,
+    };
+    let families = crate::exposition::parse_with_label_limit(&bytes, limit)
         .with_context(|| format!("parsing the scrape from {input}"))?;
     let instance = target
         .instance

@@ -4,8 +4,8 @@
 //! becomes a label at its sorted place on the way in and `Series::name` on the way out.
 //! Everything decoded is untrusted guest output: the ABI reader checks structure, bounds,
 //! indices and UTF-8; `check_names` checks name syntax, sorting, duplicates and `__name__`; this
-//! module adds the caps (series, labels per series) that keep a hostile batch from costing more
-//! than its size.
+//! module adds the caps (series, and the job's `label_limit` per series) that keep a hostile batch
+//! from costing more than its size.
 //!
 //! Hot path: [`encode_into`] and [`decode`] run once per filter per scrape; they allocate per
 //! distinct string (writer) or per series label vector (model), never per label otherwise.
@@ -19,8 +19,6 @@ use crate::model::{Family, Label, MetricType, Scrape, Series, Str};
 
 /// Hard cap on the series of any batch read back, whatever the input size.
 pub const MAX_SERIES: usize = 1_000_000;
-/// Labels one series may carry (including `__name__`).
-pub const MAX_LABELS_PER_SERIES: u32 = 1024;
 
 /// The series cap for a filter's output given its input: four times the input, at least 1024,
 /// at most [`MAX_SERIES`].
@@ -109,8 +107,15 @@ fn invalid(e: promrelay_abi::BatchError) -> FilterError {
     FilterError::invalid(e.to_string())
 }
 
-/// Validates a batch from a guest and decodes it into families.
-pub fn decode(bytes: &[u8], series_cap: usize) -> Result<Vec<Family>, FilterError> {
+/// Validates a batch from a guest and decodes it into families. `label_limit` is the job's
+/// `label_limit`, counted as the parser counts it (every label record of a series, `__name__`
+/// and the target labels included; see `model::DEFAULT_LABEL_LIMIT`), so a batch handed back
+/// unchanged always passes.
+pub fn decode(
+    bytes: &[u8],
+    series_cap: usize,
+    label_limit: usize,
+) -> Result<Vec<Family>, FilterError> {
     let reader = BatchReader::new(bytes).map_err(invalid)?;
     let series_count = reader.series_count() as usize;
     if series_count > series_cap {
@@ -122,9 +127,10 @@ pub fn decode(bytes: &[u8], series_cap: usize) -> Result<Vec<Family>, FilterErro
     // before anything walks them.
     for index in 0..reader.series_count() {
         let series = reader.series(index).map_err(invalid)?;
-        if series.label_count > MAX_LABELS_PER_SERIES {
+        if series.label_count as usize > label_limit {
             return Err(FilterError::invalid(format!(
-                "series {index} has {} labels, more than {MAX_LABELS_PER_SERIES}",
+                "series {index} has {} labels (counting __name__ and the target labels), more \
+                 than the job's label_limit of {label_limit}",
                 series.label_count
             )));
         }

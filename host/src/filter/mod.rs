@@ -36,7 +36,7 @@ mod tests_reload;
 #[cfg(test)]
 mod tests_watch;
 
-pub use chain::{run_stages, Chains, FilterOutcome, FilterSet};
+pub use chain::{run_stages, run_stages_with_label_limit, Chains, FilterOutcome, FilterSet};
 pub use engine::{CompiledModule, FilterEngine, EPOCH_TICK, MAX_WASM_STACK};
 pub use error::FilterError;
 pub use instance::{CallLimits, GuestOutput};

@@ -33,6 +33,8 @@ use crate::model::Scrape;
 pub struct ChainPlan {
     pub global: Vec<FilterConfig>,
     pub jobs: BTreeMap<String, Vec<FilterConfig>>,
+    /// Each job's `label_limit` that is not the default; the filters' output is held to it.
+    pub label_limits: BTreeMap<String, usize>,
 }
 
 impl ChainPlan {
@@ -45,6 +47,12 @@ impl ChainPlan {
                 .iter()
                 .filter(|job| !job.filters.is_empty())
                 .map(|job| (job.name.clone(), job.filters.clone()))
+                .collect(),
+            label_limits: config
+                .jobs
+                .iter()
+                .filter(|job| job.label_limit != crate::model::DEFAULT_LABEL_LIMIT)
+                .map(|job| (job.name.clone(), job.label_limit))
                 .collect(),
         }
     }
@@ -147,7 +155,7 @@ pub(crate) fn build_set(
 fn dry_run(set: &FilterSet, last_seen: Vec<(String, Scrape)>) -> Result<(), FilterError> {
     for (job, scrape) in last_seen {
         if let FilterOutcome::Failed { filter, error } | FilterOutcome::Dropped { filter, error } =
-            dry_run_stages(set.chain_for(&job), scrape)
+            dry_run_stages(set.chain_for(&job), scrape, set.label_limit(&job))
         {
             return Err(FilterError::load(format!(
                 "dry run on the last scrape of job {job}: filter {filter}: {error}"

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::{FilterConfig, FilterLimits, OnError};
-use crate::model::{Family, Label, MetricType, Scrape, ScrapeMeta, Series};
+use crate::model::{
+    Family, Label, MetricType, Scrape, ScrapeMeta, Series, DEFAULT_LABEL_LIMIT, TARGET_LABELS,
+};
 
 fn wat_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -136,7 +138,7 @@ fn same_bits(a: &Scrape, b: &Scrape) -> bool {
 fn codec_round_trips_values_bit_for_bit() {
     let scrape = sample_scrape();
     let batch = codec::encode(&scrape).expect("encodes");
-    let families = codec::decode(&batch, 1024).expect("decodes");
+    let families = codec::decode(&batch, 1024, DEFAULT_LABEL_LIMIT).expect("decodes");
     assert!(same_bits(
         &Scrape {
             families,
@@ -149,7 +151,7 @@ fn codec_round_trips_values_bit_for_bit() {
 #[test]
 fn codec_refuses_series_past_the_cap() {
     let batch = codec::encode(&sample_scrape()).expect("encodes");
-    let error = codec::decode(&batch, 2).expect_err("4 series > cap 2");
+    let error = codec::decode(&batch, 2, DEFAULT_LABEL_LIMIT).expect_err("4 series > cap 2");
     assert_eq!(error.kind(), "invalid_output");
 }
 
@@ -183,6 +185,102 @@ fn replaced_output_is_decoded_bit_for_bit() {
     assert!(same_bits(&out, &sample_scrape()));
     let out = passed(run(&[copy, mask], sample_scrape()));
     assert_eq!(out.sample_count(), 2);
+}
+
+/// A scrape as the poller builds it: `text` parsed under `label_limit`, target labels added.
+fn scraped(text: &str, label_limit: usize) -> Result<Scrape, crate::exposition::ParseError> {
+    let limit = crate::exposition::LabelLimit {
+        limit: label_limit,
+        added: &TARGET_LABELS,
+    };
+    let mut scrape = Scrape {
+        meta: ScrapeMeta {
+            job: "node".into(),
+            instance: "h:9100".into(),
+            ..ScrapeMeta::default()
+        },
+        families: crate::exposition::parse_with_label_limit(text.as_bytes(), limit)?,
+    };
+    scrape.add_target_labels("node", "h:9100");
+    Ok(scrape)
+}
+
+/// `up 1` then one sample with `count` labels, two of them the target's own `job`/`instance`.
+fn wide_scrape_text(count: usize) -> String {
+    let mut labels: Vec<String> = (2..count).map(|i| format!("l{i}=\"v\"")).collect();
+    labels.push("job=\"exposed\"".into());
+    labels.push("instance=\"exposed\"".into());
+    format!("up 1\nwide{{{}}} 1\n", labels.join(","))
+}
+
+#[test]
+fn whatever_the_parser_accepts_a_filter_may_hand_back_unchanged() {
+    // Before, the parser took any number of labels and the output check refused past 1024:
+    // a sample of 1025 labels passed a PASS filter and lost the scrape through copy.wat.
+    let copy = stage("copy.wat", OnError::Fail).expect("loads");
+    let mut accepted = 0;
+    for written in [1, 500, 1020, 1021, 1022, 1025, 2000] {
+        let Ok(scrape) = scraped(&wide_scrape_text(written), DEFAULT_LABEL_LIMIT) else {
+            continue;
+        };
+        accepted += 1;
+        let outcome = run_stages_with_label_limit(
+            std::iter::once(&copy),
+            scrape.clone(),
+            DEFAULT_LABEL_LIMIT,
+        );
+        assert!(
+            same_bits(&passed(outcome), &scrape),
+            "{written} written labels"
+        );
+    }
+    assert_eq!(
+        accepted, 4,
+        "1021 written labels + __name__, job, instance = 1024 fit"
+    );
+    let error = scraped(&wide_scrape_text(1022), DEFAULT_LABEL_LIMIT).expect_err("1025 labels");
+    assert_eq!(error.line, 2, "the parser names the sample's line");
+}
+
+#[test]
+fn filter_output_is_held_to_the_jobs_label_limit() {
+    // `wide` has __name__, l2, exported_instance, exported_job, instance, job: 6 labels.
+    let scrape = scraped(&wide_scrape_text(3), 6).expect("6 labels fit a limit of 6");
+    let copy = stage("copy.wat", OnError::Fail).expect("loads");
+    let outcome = run_stages_with_label_limit(std::iter::once(&copy), scrape.clone(), 6);
+    assert!(same_bits(&passed(outcome), &scrape));
+    match run_stages_with_label_limit(std::iter::once(&copy), scrape, 5) {
+        FilterOutcome::Failed { error, .. } => {
+            assert_eq!(error.kind(), "invalid_output");
+            let text = error.to_string();
+            assert!(
+                text.contains(
+                    "series 1 has 6 labels (counting __name__ and the target labels), more than \
+                     the job's label_limit of 5"
+                ),
+                "{text}"
+            );
+        }
+        other => panic!("expected invalid output, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_jobs_label_limit_reaches_its_filter_set() {
+    let config = crate::config::parse(
+        "scrape_interval: 60s\npoller_stream: {cluster_id: s, urls: nats://127.0.0.1:4222}\n\
+         jobs:\n  node: {label_limit: 200, targets: [http://127.0.0.1:9100/metrics]}\n  \
+         app: {targets: [http://127.0.0.1:9101/metrics]}\n",
+        "test.yaml",
+    )
+    .expect("valid");
+    let set = FilterSet {
+        plan: reload::ChainPlan::from_config(&config),
+        ..FilterSet::default()
+    };
+    assert_eq!(set.label_limit("node"), 200);
+    assert_eq!(set.label_limit("app"), DEFAULT_LABEL_LIMIT);
+    assert_eq!(set.label_limit("promrelay"), DEFAULT_LABEL_LIMIT);
 }
 
 #[test]

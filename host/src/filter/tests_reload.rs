@@ -36,6 +36,7 @@ fn plan(module: &Path, on_error: OnError) -> ChainPlan {
             config: serde_json::json!({}),
         }],
         jobs: Default::default(),
+        label_limits: Default::default(),
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::*;
 
 mod problems;
+mod scale;
 mod sections;
 
 const ORIGINAL: &str = include_str!("../../../../tests/data/config/original.yaml");
