@@ -173,6 +173,7 @@ fn plan(module: &Path) -> ChainPlan {
             config: serde_json::json!({}),
         }],
         jobs: Default::default(),
+        label_limits: Default::default(),
     }
 }
 
