@@ -78,8 +78,13 @@ fn every_histogram_bound_on_the_relays_metrics_is_a_short_decimal() {
     let bounds: Vec<(&str, &str)> = text
         .lines()
         .filter_map(|line| {
-            let name = line.split(['{', ' ']).next()?;
-            let bound = line.split_once("le=\"")?.1.split('"').next()?;
+            let (name, labels) = line.split_once('{')?;
+            // The `le` label itself, not a label whose name ends in "le" (`role`).
+            let bound = labels
+                .split(',')
+                .find_map(|label| label.strip_prefix("le=\""))?
+                .split('"')
+                .next()?;
             Some((name, bound))
         })
         .collect();
