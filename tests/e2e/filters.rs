@@ -18,14 +18,14 @@ use promrelay_tests::{
 
 /// Long enough for a debug-built relay to start, compile its filters, scrape, publish, consume
 /// and push on a loaded two-core machine; only reached when something is broken.
-const ARRIVAL: Duration = Duration::from_secs(120);
+pub(crate) const ARRIVAL: Duration = Duration::from_secs(120);
 
 fn wat(name: &str) -> PathBuf {
     workspace_root().join("tests/wat").join(name)
 }
 
 /// `target/filters/{identity,relabel}.wasm`, built by `scripts/build-filters.sh` if missing.
-fn shipped(name: &str) -> PathBuf {
+pub(crate) fn shipped(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     let dir = workspace_root().join("target/filters");
     BUILT.get_or_init(|| {

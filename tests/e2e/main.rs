@@ -6,6 +6,7 @@
 mod demo;
 mod enroll;
 mod filters;
+mod filters_large;
 mod harness;
 mod https;
 mod management;

@@ -1,7 +1,10 @@
 //! Native relabel throughput over a node_exporter-shaped scrape of 500 and of 100 000 series:
 //! `relabel_native/*` times the engine alone (ten typical rules from `typical_rules.yaml`, with and
 //! without the per-batch regex memo; three rules that never match), `filter_native/*` the whole
-//! filter as the relay drives it through the SDK (REPLACED, MASK and PASS answers).
+//! filter as the relay drives it through the SDK (REPLACED, MASK and PASS answers), and
+//! `scrape_cache/*` the ten typical rules on a 5 000-series scrape whose series repeat (one
+//! instance, answered from its outcome cache), on all-new series (a fresh instance per call), with
+//! the cache off, and the SDK's own share (a filter that changes nothing) as the baseline.
 //!
 //! Run: `cd filters && cargo bench -p filter-relabel -- --warm-up-time 1 --measurement-time 3`.
 
@@ -163,6 +166,60 @@ relabel_configs:
         }
     }
     group.finish();
+
+    // Per-sample cost of the ten typical rules, cached and not, against the SDK's own share.
+    let mut group = c.benchmark_group("scrape_cache");
+    group.sample_size(20);
+    let size = 5_000usize;
+    let text = exposition(&corpus(size));
+    let input = testing::batch_from_text(&text).expect("bench scrape encodes");
+    group.throughput(Throughput::Elements(size as u64));
+    let typical_json: serde_json::Value = serde_yaml_ng::from_str(typical).expect("rules parse");
+    let config = |cache: Option<serde_json::Value>| {
+        let mut config = typical_json.clone();
+        if let Some(cache) = cache {
+            config["cache"] = cache;
+        }
+        config.to_string()
+    };
+    let mut sdk_only = Harness::<Unchanged>::new("null").expect("init");
+    group.bench_function(BenchmarkId::new("sdk_baseline", size), |b| {
+        b.iter(|| sdk_only.process(&input).expect("process"))
+    });
+    let mut repeated = Harness::<Relabel>::new(&config(None)).expect("rules valid");
+    group.bench_function(BenchmarkId::new("typical10_repeated", size), |b| {
+        b.iter(|| repeated.process(&input).expect("process"))
+    });
+    group.bench_function(BenchmarkId::new("typical10_all_new", size), |b| {
+        b.iter_batched(
+            || Harness::<Relabel>::new(&config(None)).expect("rules valid"),
+            // The instance is returned so that freeing it is not timed.
+            |mut fresh| (fresh.process(&input).expect("process"), fresh),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    // Main's filter has no `cache` key: then this variant is skipped.
+    if let Ok(mut off) =
+        Harness::<Relabel>::new(&config(Some(serde_json::json!({"max_series": 0}))))
+    {
+        group.bench_function(BenchmarkId::new("typical10_cache_off", size), |b| {
+            b.iter(|| off.process(&input).expect("process"))
+        });
+    }
+    group.finish();
+}
+
+/// A filter that looks at nothing and answers PASS: the SDK's share of every call.
+struct Unchanged;
+
+impl promrelay_sdk::Filter for Unchanged {
+    type Config = serde::de::IgnoredAny;
+    fn init(_: Self::Config) -> Result<Self, promrelay_sdk::Error> {
+        Ok(Unchanged)
+    }
+    fn process(&mut self, _: &mut promrelay_sdk::Batch<'_>) -> Result<(), promrelay_sdk::Error> {
+        Ok(())
+    }
 }
 
 const DROP_GO: &str = "

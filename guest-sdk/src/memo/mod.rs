@@ -251,7 +251,10 @@ impl<V> SeriesMemo<V> {
             return self.overflow.insert(value);
         }
         let scrape = self.scrape;
-        let entry = self.entries.entry(key).insert_entry(Entry { value, seen: scrape });
+        let entry = self.entries.entry(key).insert_entry(Entry {
+            value,
+            seen: scrape,
+        });
         &entry.into_mut().value
     }
 
