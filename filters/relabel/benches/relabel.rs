@@ -207,6 +207,59 @@ relabel_configs:
         });
     }
     group.finish();
+    if std::env::var_os("RELABEL_BENCH_CPU").is_some() {
+        on_cpu_report(&config, &input, size);
+    }
+}
+
+/// On-CPU time of this thread (`/proc/thread-self/schedstat`), in nanoseconds: unlike wall
+/// clock it leaves out the time spent waiting for a core on a shared machine.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Median on-CPU µs per sample of each `scrape_cache` variant (set `RELABEL_BENCH_CPU=1`): 11
+/// rounds of 20 calls each, so that the scheduler's accounting granularity averages out.
+fn on_cpu_report(config: &dyn Fn(Option<serde_json::Value>) -> String, input: &[u8], size: usize) {
+    const CALLS: usize = 20;
+    let per_sample = |mut round: Box<dyn FnMut() -> u64 + '_>| {
+        let mut times: Vec<u64> = (0..11).map(|_| round()).collect();
+        times.sort_unstable();
+        times[times.len() / 2] as f64 / 1000.0 / (CALLS * size) as f64
+    };
+    let repeat = |harness: &mut dyn FnMut()| {
+        let start = thread_cpu_ns();
+        for _ in 0..CALLS {
+            harness();
+        }
+        thread_cpu_ns() - start
+    };
+    let mut sdk_only = Harness::<Unchanged>::new("null").expect("init");
+    let baseline = per_sample(Box::new(|| repeat(&mut || drop(sdk_only.process(input)))));
+    let mut repeated = Harness::<Relabel>::new(&config(None)).expect("rules valid");
+    let warm = per_sample(Box::new(|| repeat(&mut || drop(repeated.process(input)))));
+    let all_new = per_sample(Box::new(|| {
+        let mut fresh: Vec<Harness<Relabel>> = (0..CALLS)
+            .map(|_| Harness::<Relabel>::new(&config(None)).expect("rules valid"))
+            .collect();
+        let start = thread_cpu_ns();
+        for harness in &mut fresh {
+            drop(harness.process(input));
+        }
+        thread_cpu_ns() - start
+    }));
+    println!("on-CPU µs per sample, {size} series: sdk_baseline {baseline:.3}");
+    println!("  typical10_repeated {warm:.3} (+{:.3})", warm - baseline);
+    println!("  typical10_all_new {all_new:.3} (+{:.3})", all_new - baseline);
+    if let Ok(mut off) =
+        Harness::<Relabel>::new(&config(Some(serde_json::json!({"max_series": 0}))))
+    {
+        let uncached = per_sample(Box::new(|| repeat(&mut || drop(off.process(input)))));
+        println!("  typical10_cache_off {uncached:.3} (+{:.3})", uncached - baseline);
+    }
 }
 
 /// A filter that looks at nothing and answers PASS: the SDK's share of every call.

@@ -206,7 +206,7 @@ fn repeated_and_changed_scrapes_answer_as_an_uncached_instance_does() {
     // The captured node_exporter scrape, with `job`/`instance` as the relay adds them.
     let scrape = include_str!("../../../tests/data/node_exporter.prom")
         .lines()
-        .map(|line| with_target_labels(line))
+        .map(with_target_labels)
         .collect::<String>();
     let rules = include_str!("../benches/typical_rules.yaml");
     let next = next_scrape(&scrape);
