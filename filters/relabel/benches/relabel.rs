@@ -253,12 +253,18 @@ fn on_cpu_report(config: &dyn Fn(Option<serde_json::Value>) -> String, input: &[
     }));
     println!("on-CPU µs per sample, {size} series: sdk_baseline {baseline:.3}");
     println!("  typical10_repeated {warm:.3} (+{:.3})", warm - baseline);
-    println!("  typical10_all_new {all_new:.3} (+{:.3})", all_new - baseline);
+    println!(
+        "  typical10_all_new {all_new:.3} (+{:.3})",
+        all_new - baseline
+    );
     if let Ok(mut off) =
         Harness::<Relabel>::new(&config(Some(serde_json::json!({"max_series": 0}))))
     {
         let uncached = per_sample(Box::new(|| repeat(&mut || drop(off.process(input)))));
-        println!("  typical10_cache_off {uncached:.3} (+{:.3})", uncached - baseline);
+        println!(
+            "  typical10_cache_off {uncached:.3} (+{:.3})",
+            uncached - baseline
+        );
     }
 }
 
