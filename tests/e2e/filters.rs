@@ -25,7 +25,7 @@ pub(crate) fn wat(name: &str) -> PathBuf {
 }
 
 /// `target/filters/{identity,relabel}.wasm`, built by `scripts/build-filters.sh` if missing.
-fn shipped(name: &str) -> PathBuf {
+pub(crate) fn shipped(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     let dir = workspace_root().join("target/filters");
     BUILT.get_or_init(|| {

@@ -10,6 +10,7 @@ mod diagnostics;
 mod enroll;
 mod filter_reload;
 mod filters;
+mod filters_large;
 mod harness;
 mod https;
 mod management;

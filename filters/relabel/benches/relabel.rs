@@ -1,7 +1,10 @@
 //! Native relabel throughput over a node_exporter-shaped scrape of 500 and of 100 000 series:
 //! `relabel_native/*` times the engine alone (ten typical rules from `typical_rules.yaml`, with and
 //! without the per-batch regex memo; three rules that never match), `filter_native/*` the whole
-//! filter as the relay drives it through the SDK (REPLACED, MASK and PASS answers).
+//! filter as the relay drives it through the SDK (REPLACED, MASK and PASS answers), and
+//! `scrape_cache/*` the ten typical rules on a 5 000-series scrape whose series repeat (one
+//! instance, answered from its outcome cache), on all-new series (a fresh instance per call), with
+//! the cache off, and the SDK's own share (a filter that changes nothing) as the baseline.
 //!
 //! Run: `cd filters && cargo bench -p filter-relabel -- --warm-up-time 1 --measurement-time 3`.
 
@@ -163,6 +166,119 @@ relabel_configs:
         }
     }
     group.finish();
+
+    // Per-sample cost of the ten typical rules, cached and not, against the SDK's own share.
+    let mut group = c.benchmark_group("scrape_cache");
+    group.sample_size(20);
+    let size = 5_000usize;
+    let text = exposition(&corpus(size));
+    let input = testing::batch_from_text(&text).expect("bench scrape encodes");
+    group.throughput(Throughput::Elements(size as u64));
+    let typical_json: serde_json::Value = serde_yaml_ng::from_str(typical).expect("rules parse");
+    let config = |cache: Option<serde_json::Value>| {
+        let mut config = typical_json.clone();
+        if let Some(cache) = cache {
+            config["cache"] = cache;
+        }
+        config.to_string()
+    };
+    let mut sdk_only = Harness::<Unchanged>::new("null").expect("init");
+    group.bench_function(BenchmarkId::new("sdk_baseline", size), |b| {
+        b.iter(|| sdk_only.process(&input).expect("process"))
+    });
+    let mut repeated = Harness::<Relabel>::new(&config(None)).expect("rules valid");
+    group.bench_function(BenchmarkId::new("typical10_repeated", size), |b| {
+        b.iter(|| repeated.process(&input).expect("process"))
+    });
+    group.bench_function(BenchmarkId::new("typical10_all_new", size), |b| {
+        b.iter_batched(
+            || Harness::<Relabel>::new(&config(None)).expect("rules valid"),
+            // The instance is returned so that freeing it is not timed.
+            |mut fresh| (fresh.process(&input).expect("process"), fresh),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    // Main's filter has no `cache` key: then this variant is skipped.
+    if let Ok(mut off) =
+        Harness::<Relabel>::new(&config(Some(serde_json::json!({"max_series": 0}))))
+    {
+        group.bench_function(BenchmarkId::new("typical10_cache_off", size), |b| {
+            b.iter(|| off.process(&input).expect("process"))
+        });
+    }
+    group.finish();
+    if std::env::var_os("RELABEL_BENCH_CPU").is_some() {
+        on_cpu_report(&config, &input, size);
+    }
+}
+
+/// On-CPU time of this thread (`/proc/thread-self/schedstat`), in nanoseconds: unlike wall
+/// clock it leaves out the time spent waiting for a core on a shared machine.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Median on-CPU µs per sample of each `scrape_cache` variant (set `RELABEL_BENCH_CPU=1`): 11
+/// rounds of 20 calls each, so that the scheduler's accounting granularity averages out.
+fn on_cpu_report(config: &dyn Fn(Option<serde_json::Value>) -> String, input: &[u8], size: usize) {
+    const CALLS: usize = 20;
+    let per_sample = |mut round: Box<dyn FnMut() -> u64 + '_>| {
+        let mut times: Vec<u64> = (0..11).map(|_| round()).collect();
+        times.sort_unstable();
+        times[times.len() / 2] as f64 / 1000.0 / (CALLS * size) as f64
+    };
+    let repeat = |harness: &mut dyn FnMut()| {
+        let start = thread_cpu_ns();
+        for _ in 0..CALLS {
+            harness();
+        }
+        thread_cpu_ns() - start
+    };
+    let mut sdk_only = Harness::<Unchanged>::new("null").expect("init");
+    let baseline = per_sample(Box::new(|| repeat(&mut || drop(sdk_only.process(input)))));
+    let mut repeated = Harness::<Relabel>::new(&config(None)).expect("rules valid");
+    let warm = per_sample(Box::new(|| repeat(&mut || drop(repeated.process(input)))));
+    let all_new = per_sample(Box::new(|| {
+        let mut fresh: Vec<Harness<Relabel>> = (0..CALLS)
+            .map(|_| Harness::<Relabel>::new(&config(None)).expect("rules valid"))
+            .collect();
+        let start = thread_cpu_ns();
+        for harness in &mut fresh {
+            drop(harness.process(input));
+        }
+        thread_cpu_ns() - start
+    }));
+    println!("on-CPU µs per sample, {size} series: sdk_baseline {baseline:.3}");
+    println!("  typical10_repeated {warm:.3} (+{:.3})", warm - baseline);
+    println!(
+        "  typical10_all_new {all_new:.3} (+{:.3})",
+        all_new - baseline
+    );
+    if let Ok(mut off) =
+        Harness::<Relabel>::new(&config(Some(serde_json::json!({"max_series": 0}))))
+    {
+        let uncached = per_sample(Box::new(|| repeat(&mut || drop(off.process(input)))));
+        println!(
+            "  typical10_cache_off {uncached:.3} (+{:.3})",
+            uncached - baseline
+        );
+    }
+}
+
+/// A filter that looks at nothing and answers PASS: the SDK's share of every call.
+struct Unchanged;
+
+impl promrelay_sdk::Filter for Unchanged {
+    type Config = serde::de::IgnoredAny;
+    fn init(_: Self::Config) -> Result<Self, promrelay_sdk::Error> {
+        Ok(Unchanged)
+    }
+    fn process(&mut self, _: &mut promrelay_sdk::Batch<'_>) -> Result<(), promrelay_sdk::Error> {
+        Ok(())
+    }
 }
 
 const DROP_GO: &str = "

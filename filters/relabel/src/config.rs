@@ -263,7 +263,8 @@ pub fn settings_from_value(top: serde_json::Value) -> Result<Settings, ConfigErr
     let cache = cache_limits(cache).map_err(whole)?;
     // The same configuration always gives the same text, hence the same version.
     let rules_text = list.to_string();
-    let rules_version = SeriesKey::of(0, [("relabel_configs", rules_text.as_str())]).as_u128() as u64;
+    let rules_version =
+        SeriesKey::of(0, [("relabel_configs", rules_text.as_str())]).as_u128() as u64;
     let rules = compile_list(list)?;
     Ok(Settings {
         rules,

@@ -163,9 +163,17 @@ mod tests {
     fn packed_edits_replay_as_recorded() {
         let mut list = EditList::default();
         let old = [("__name__", "a"), ("fstype", "ext4"), ("instance", "h:1")];
-        let new = [("__name__", "b"), ("host", "h"), ("instance", "h:1"), ("ü", "é")];
+        let new = [
+            ("__name__", "b"),
+            ("host", "h"),
+            ("instance", "h:1"),
+            ("ü", "é"),
+        ];
         list.record(old.into_iter(), new.into_iter());
-        let recorded: Vec<_> = list.range(0, list.len()).map(|(n, v)| (n.to_owned(), v.to_owned())).collect();
+        let recorded: Vec<_> = list
+            .range(0, list.len())
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect();
         assert_eq!(
             recorded,
             [("__name__", "b"), ("fstype", ""), ("host", "h"), ("ü", "é")]

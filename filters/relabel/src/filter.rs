@@ -141,6 +141,10 @@ impl Relabel {
         self.edits.clear();
         self.identities.clear();
         self.memo.begin_scrape();
+        if self.memo.is_empty() {
+            // A fresh instance: every series is new, grow the table once.
+            self.memo.reserve(batch.series_count());
+        }
         self.relabeler.begin_batch(0);
         let (mut any_changed, mut any_dropped) = (false, false);
         let mut bad_names = 0usize;

@@ -102,7 +102,10 @@ fn every_relabel_fixture_gives_the_same_answer_twice_through_the_cache() {
                 (None, false) => vec![case.input.clone()],
             };
             if stated != expected {
-                failures.push(format!("{}: engine {expected:?}, fixture {stated:?}", case.name));
+                failures.push(format!(
+                    "{}: engine {expected:?}, fixture {stated:?}",
+                    case.name
+                ));
             }
         }
         let mut filter = match Relabel::init(config) {
@@ -203,21 +206,34 @@ fn repeated_and_changed_scrapes_answer_as_an_uncached_instance_does() {
     // The captured node_exporter scrape, with `job`/`instance` as the relay adds them.
     let scrape = include_str!("../../../tests/data/node_exporter.prom")
         .lines()
-        .map(|line| with_target_labels(line))
+        .map(with_target_labels)
         .collect::<String>();
     let rules = include_str!("../benches/typical_rules.yaml");
     let next = next_scrape(&scrape);
     let mut cached = harness(rules, serde_json::Value::Null);
     let mut off = harness(rules, serde_json::json!({ "max_series": 0 }));
-    let mut tiny = harness(rules, serde_json::json!({ "max_series": 40, "max_idle_scrapes": 1 }));
-    for (round, text) in [&scrape, &scrape, &next, &scrape, &next, &next].into_iter().enumerate() {
+    let mut tiny = harness(
+        rules,
+        serde_json::json!({ "max_series": 40, "max_idle_scrapes": 1 }),
+    );
+    for (round, text) in [&scrape, &scrape, &next, &scrape, &next, &next]
+        .into_iter()
+        .enumerate()
+    {
         let input = testing::batch_from_text(text).expect("scrape encodes");
         let fresh = harness(rules, serde_json::Value::Null)
             .process(&input)
             .expect("fresh instance");
-        for (name, instance) in [("cached", &mut cached), ("off", &mut off), ("tiny", &mut tiny)] {
+        for (name, instance) in [
+            ("cached", &mut cached),
+            ("off", &mut off),
+            ("tiny", &mut tiny),
+        ] {
             let answer = instance.process(&input).expect("process");
-            assert_eq!(answer, fresh, "round {round}: {name} instance differs from a fresh one");
+            assert_eq!(
+                answer, fresh,
+                "round {round}: {name} instance differs from a fresh one"
+            );
         }
     }
 }
@@ -272,11 +288,17 @@ fn cache_settings_are_checked_at_init() {
         }
     };
     let message = refused(serde_json::json!({ "max_entries": 5 }));
-    assert!(message.contains("cache: unknown field `max_entries`"), "{message}");
+    assert!(
+        message.contains("cache: unknown field `max_entries`"),
+        "{message}"
+    );
     let message = refused(serde_json::json!({ "max_series": -1 }));
     assert!(message.contains("cache:"), "{message}");
     let message = refused(serde_json::json!({ "max_idle_scrapes": 0 }));
-    assert!(message.contains("cache.max_idle_scrapes: must be at least 1"), "{message}");
+    assert!(
+        message.contains("cache.max_idle_scrapes: must be at least 1"),
+        "{message}"
+    );
     let off = serde_json::json!({ "relabel_configs": [], "cache": { "max_series": 0 } });
     assert!(Relabel::init(off).is_ok());
 }

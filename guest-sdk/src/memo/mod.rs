@@ -205,6 +205,13 @@ impl<V> SeriesMemo<V> {
         self.overflow = None;
     }
 
+    /// Makes room for `series` more entries without growing the table one step at a time
+    /// (never past `max_series`). Call it before a batch of series not seen before.
+    pub fn reserve(&mut self, series: usize) {
+        let room = self.limits.max_series.saturating_sub(self.entries.len());
+        self.entries.reserve(series.min(room));
+    }
+
     /// Starts a scrape: call it once at the top of [`crate::Filter::process`]. Entries idle for
     /// more than `max_idle_scrapes` scrapes are evicted (in a sweep every half of that, so the
     /// cost per scrape stays small).
@@ -251,7 +258,10 @@ impl<V> SeriesMemo<V> {
             return self.overflow.insert(value);
         }
         let scrape = self.scrape;
-        let entry = self.entries.entry(key).insert_entry(Entry { value, seen: scrape });
+        let entry = self.entries.entry(key).insert_entry(Entry {
+            value,
+            seen: scrape,
+        });
         &entry.into_mut().value
     }
 

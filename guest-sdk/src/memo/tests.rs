@@ -79,7 +79,10 @@ fn a_full_memo_evicts_the_least_recently_seen_and_never_grows_past_its_limit() {
     // Scrape 3 alone has more series than the limit: the excess is computed, not stored.
     memo.begin_scrape();
     for series in 2000..2150 {
-        assert_eq!(*memo.get_or_insert_with(key(&memo, series), || series), series);
+        assert_eq!(
+            *memo.get_or_insert_with(key(&memo, series), || series),
+            series
+        );
         assert!(memo.len() <= 100);
     }
     assert!(memo.stats().not_stored >= 50, "{:?}", memo.stats());
