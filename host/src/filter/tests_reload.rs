@@ -23,7 +23,8 @@ fn install(dir: &Path, file: &str, from: &str) -> PathBuf {
     target
 }
 
-fn plan(module: &Path, on_error: OnError) -> ChainPlan {
+/// A one-filter global chain of `module` (also used by `tests_watch`).
+pub(super) fn plan(module: &Path, on_error: OnError) -> ChainPlan {
     ChainPlan {
         global: vec![FilterConfig {
             name: "site".into(),
@@ -40,7 +41,8 @@ fn plan(module: &Path, on_error: OnError) -> ChainPlan {
     }
 }
 
-fn scrape() -> Scrape {
+/// Three `requests_total` series of job `node`.
+pub(super) fn scrape() -> Scrape {
     let series = |code: &str| Series {
         name: "requests_total".into(),
         labels: vec![Label::new("code", code), Label::new("job", "node")],

@@ -11,10 +11,10 @@ use notify::event::{
 };
 use notify::{Event, RecursiveMode, Watcher};
 
+use super::tests_reload::{plan, scrape};
 use super::watch::{touches, Touch};
 use super::*;
-use crate::config::{FilterConfig, FilterLimits, OnError};
-use crate::model::{Family, Label, MetricType, Scrape, Series};
+use crate::config::OnError;
 
 /// Bound on waiting for an event the test has caused; reached only when something is broken.
 const EVENT_WAIT: Duration = Duration::from_secs(10);
@@ -160,47 +160,12 @@ fn wat_bytes(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
-fn plan(module: &Path) -> ChainPlan {
-    ChainPlan {
-        global: vec![FilterConfig {
-            name: "site".into(),
-            module: module.to_path_buf(),
-            on_error: OnError::Fail,
-            limits: FilterLimits {
-                time: Duration::from_millis(200),
-                memory: 16 << 20,
-            },
-            config: serde_json::json!({}),
-        }],
-        jobs: Default::default(),
-        label_limits: Default::default(),
-    }
-}
-
-fn scrape() -> Scrape {
-    let series = |code: &str| Series {
-        name: "requests_total".into(),
-        labels: vec![Label::new("code", code), Label::new("job", "node")],
-        value: 1.0,
-        timestamp_ms: None,
-    };
-    Scrape {
-        families: vec![Family {
-            name: "requests".into(),
-            kind: MetricType::Counter,
-            series: vec![series("200"), series("404"), series("500")],
-            ..Family::default()
-        }],
-        ..Scrape::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_module_rewritten_in_place_is_swapped_in_by_the_watcher() {
     let dir = tempfile::tempdir().expect("tempdir");
     let module = dir.path().join("site.wat");
     std::fs::write(&module, wat_bytes("pass.wat")).expect("write module");
-    let chains = Chains::build(FilterEngine::shared(), plan(&module))
+    let chains = Chains::build(FilterEngine::shared(), plan(&module, OnError::Fail))
         .await
         .expect("loads");
     let shutdown = tokio_util::sync::CancellationToken::new();
