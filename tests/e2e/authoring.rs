@@ -371,16 +371,7 @@ fn filter_new_uses_the_sdk_shipped_beside_an_installed_binary() {
         "depends on the SDK beside the binary:\n{manifest}"
     );
     // The shipped files are the whole SDK: the new crate builds against them alone.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(cargo)
-        .args(["test", "--offline", "--quiet"])
-        .current_dir(&crate_dir)
-        .env(
-            "CARGO_TARGET_DIR",
-            workspace_root().join("target/filter-new-test"),
-        )
-        .output()
-        .expect("run cargo test in the new crate");
+    let output = crate::filters::cargo_test_new_crate(&crate_dir);
     assert!(
         output.status.success(),
         "cargo test against the packaged SDK failed:\n{}\n{}",

@@ -317,20 +317,26 @@ fn filter_new_writes_a_crate_that_builds_and_passes_its_own_test() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(cargo)
-        .args(["test", "--offline", "--quiet"])
-        .current_dir(dir.path().join("site-tagger"))
-        .env(
-            "CARGO_TARGET_DIR",
-            workspace_root().join("target/filter-new-test"),
-        )
-        .output()
-        .expect("run cargo test in the new crate");
+    let output = cargo_test_new_crate(&dir.path().join("site-tagger"));
     assert!(
         output.status.success(),
         "cargo test in the new filter crate failed:\n{}\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Runs `cargo test` (offline) in a crate made by `promrelay filter new`, in a target dir shared
+/// by every such test so the SDK is compiled once.
+pub(crate) fn cargo_test_new_crate(crate_dir: &std::path::Path) -> std::process::Output {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    Command::new(cargo)
+        .args(["test", "--offline", "--quiet"])
+        .current_dir(crate_dir)
+        .env(
+            "CARGO_TARGET_DIR",
+            workspace_root().join("target/filter-new-test"),
+        )
+        .output()
+        .expect("run cargo test in the new crate")
 }
