@@ -257,6 +257,7 @@ pub async fn request(
         );
     }
     let base = format!("http://127.0.0.1:{port}/api/v1");
+    crate::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()?;

@@ -102,8 +102,7 @@ fn main() -> ExitCode {
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
-    // async-nats uses ring, reqwest aws-lc-rs: TLS panics unless one provider is chosen.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    promrelay::tls::install_crypto_provider();
     let default = PathBuf::from(DEFAULT_CONFIG);
     let pick = |arg: &ConfigArg| {
         arg.config

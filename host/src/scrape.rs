@@ -145,6 +145,7 @@ pub fn register_metrics() {
 /// Builds the HTTP client of a job's targets: shared by all jobs without `tls_config`,
 /// `basic_auth` or `authorization`, one per job with them (files are read now).
 pub fn http_client(http: &crate::config::HttpClientConfig) -> anyhow::Result<reqwest::Client> {
+    crate::tls::install_crypto_provider();
     let builder = reqwest::Client::builder()
         .user_agent(concat!("promrelay/", env!("CARGO_PKG_VERSION")))
         .gzip(true)

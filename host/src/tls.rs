@@ -65,6 +65,13 @@ pub struct ClientTls {
 }
 
 /// Reads and checks the files of `tls` and builds a client config for mutual TLS.
+/// Makes ring the process' rustls crypto provider (idempotent). Every TLS client of the relay (NATS,
+/// HTTP targets, sinks, the CA) uses ring, so only one provider is compiled; call this before
+/// building a `reqwest` client, which otherwise refuses to build.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub fn client_config(tls: &TlsConfig) -> Result<ClientTls, TlsError> {
     let files = tls.files();
     let (ca_what, cert_what, key_what) = match tls.scheme() {

@@ -141,6 +141,7 @@ fn reading_a_module_starts_no_reload_and_real_changes_still_swap() {
     // SIGHUP and POST /-/reload with nothing changed: quiet no-ops for the filter chain.
     relay.sighup();
     relay.wait_for_log("filters unchanged", ARRIVAL);
+    promrelay::tls::install_crypto_provider();
     let answer = reqwest::blocking::Client::new()
         .post(format!("{}/-/reload", relay.monitor_url()))
         .bearer_auth(TOKEN)

@@ -96,6 +96,7 @@ fn client(pki: &Pki, leaf: &Leaf) -> reqwest::blocking::Client {
     let ca = reqwest::Certificate::from_pem(pki.ca_pem().as_bytes()).expect("CA certificate");
     let mut pem = std::fs::read(&leaf.cert).expect("read the client certificate");
     pem.extend(std::fs::read(&leaf.key).expect("read the client key"));
+    promrelay::tls::install_crypto_provider();
     reqwest::blocking::Client::builder()
         .tls_certs_only([ca])
         .identity(reqwest::Identity::from_pem(&pem).expect("client identity"))
@@ -153,6 +154,7 @@ fn an_https_target_with_client_certificate_and_basic_auth_is_scraped() {
     );
     // The job's settings were needed: node_exporter refuses a client without the CA and a
     // client certificate.
+    promrelay::tls::install_crypto_provider();
     assert!(reqwest::blocking::get(node.url("/metrics")).is_err());
     let log = relay.log();
     assert!(

@@ -82,6 +82,7 @@ pub(crate) fn wait_event(seen: &Seen, kind: &str) -> serde_json::Value {
 }
 
 pub(crate) fn post(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    promrelay::tls::install_crypto_provider();
     let client = reqwest::blocking::Client::new();
     let mut request = client.post(url);
     if let Some(token) = token {

@@ -32,6 +32,7 @@ fn operator(relay: &Relay, args: &[&str]) -> Result<serde_json::Value, String> {
 
 /// `POST url` with an optional bearer token: (status, body text).
 fn post_text(url: &str, token: Option<&str>) -> (u16, String) {
+    promrelay::tls::install_crypto_provider();
     let mut request = reqwest::blocking::Client::new().post(url);
     if let Some(token) = token {
         request = request.bearer_auth(token);

@@ -87,6 +87,7 @@ impl PuppetServer {
     }
 
     fn wait_running(&mut self) -> anyhow::Result<()> {
+        promrelay::tls::install_crypto_provider();
         let client = reqwest::blocking::Client::builder()
             .tls_danger_accept_invalid_certs(true)
             .timeout(Duration::from_secs(10))
@@ -126,6 +127,7 @@ impl PuppetServer {
         identity.extend(std::fs::read(
             ssl.join(format!("private_keys/{SERVER_NAME}.pem")),
         )?);
+        promrelay::tls::install_crypto_provider();
         Ok(reqwest::blocking::Client::builder()
             .tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca)?)
             .identity(reqwest::Identity::from_pem(&identity)?)

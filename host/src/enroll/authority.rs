@@ -160,6 +160,7 @@ impl Authority {
 }
 
 fn builder() -> reqwest::ClientBuilder {
+    crate::tls::install_crypto_provider();
     reqwest::Client::builder()
         .user_agent(concat!("promrelay/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(CONNECT_TIMEOUT)

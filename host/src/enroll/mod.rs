@@ -271,9 +271,7 @@ fn own_key(layout: &Layout) -> anyhow::Result<(rcgen::KeyPair, bool)> {
             Ok((key, true))
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let key =
-                rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
-                    .map_err(|error| anyhow::anyhow!("generating an RSA key: {error}"))?;
+            let key = new_rsa_key()?;
             layout::write_new(
                 &layout.key,
                 key.serialize_pem().as_bytes(),
@@ -283,6 +281,19 @@ fn own_key(layout: &Layout) -> anyhow::Result<(rcgen::KeyPair, bool)> {
         }
         Err(error) => Err(error).with_context(|| format!("reading {}", layout.key.display())),
     }
+}
+
+/// A new RSA-2048 key. ring (the relay's only crypto provider) signs with RSA keys but cannot
+/// make them, so the `rsa` crate generates it and rcgen loads its PKCS#8 form.
+fn new_rsa_key() -> anyhow::Result<rcgen::KeyPair> {
+    use rsa::pkcs8::EncodePrivateKey as _;
+    let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048)
+        .map_err(|error| anyhow::anyhow!("generating an RSA key: {error}"))?;
+    let pem = key
+        .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+        .map_err(|error| anyhow::anyhow!("encoding the new RSA key: {error}"))?;
+    rcgen::KeyPair::from_pem(&pem)
+        .map_err(|error| anyhow::anyhow!("loading the new RSA key: {error}"))
 }
 
 /// A PEM CSR whose subject is only `CN = identity` (what the Puppet CA expects).

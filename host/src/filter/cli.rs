@@ -295,6 +295,7 @@ fn fetch(url: &str) -> anyhow::Result<Vec<u8>> {
             .enable_all()
             .build()?;
         runtime.block_on(async {
+            crate::tls::install_crypto_provider();
             let response = reqwest::Client::new()
                 .get(&url)
                 .timeout(Duration::from_secs(30))

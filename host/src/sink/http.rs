@@ -103,6 +103,7 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 fn builder(timeout: Duration) -> reqwest::ClientBuilder {
+    crate::tls::install_crypto_provider();
     reqwest::Client::builder()
         .user_agent(concat!("promrelay/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(timeout.min(Duration::from_secs(10)))

@@ -213,6 +213,7 @@ mod tests {
                 ..Family::default()
             }],
         };
+        crate::tls::install_crypto_provider();
         let sink = Pushgateway::with_client(base(), true, reqwest::Client::new());
         let body = String::from_utf8(sink.body(&scrape)).expect("utf-8");
         let samples: Vec<&str> = body.lines().filter(|l| !l.starts_with('#')).collect();
