@@ -341,10 +341,11 @@ const INTERESTING_U32: &[u32] = &[
 impl Mutator {
     fn mutate(&self, base: &[u8], other: &[u8], rng: &mut Rng) -> Vec<u8> {
         let mut input = base.to_vec();
+        let cap = self.max_len.max(base.len());
         for _ in 0..1 + rng.below(4) {
             self.once(&mut input, other, rng);
+            input.truncate(cap);
         }
-        input.truncate(self.max_len.max(base.len()));
         input
     }
 
@@ -385,7 +386,7 @@ impl Mutator {
             }
             7 => replace_number(input, rng),
             8 if len > 0 => input.truncate(rng.below(len)),
-            9 => repeat_line(input, rng),
+            9 => repeat_line(input, self.max_len, rng),
             10 if len >= 4 => {
                 let i = rng.below(len - 3) & !3;
                 let value = INTERESTING_U32[rng.below(INTERESTING_U32.len())];
@@ -423,8 +424,9 @@ fn replace_number(input: &mut Vec<u8>, rng: &mut Rng) {
     input.splice(start..end, number.iter().copied());
 }
 
-/// Repeats one line of the input 2–300 times (long families, many labels, deep nesting).
-fn repeat_line(input: &mut Vec<u8>, rng: &mut Rng) {
+/// Repeats one line of the input 2–300 times (long families, many labels, deep nesting), as
+/// far as `max_len` allows.
+fn repeat_line(input: &mut Vec<u8>, max_len: usize, rng: &mut Rng) {
     let starts: Vec<usize> = std::iter::once(0)
         .chain(memchr_all(input).map(|i| i + 1))
         .filter(|&i| i < input.len())
@@ -438,7 +440,10 @@ fn repeat_line(input: &mut Vec<u8>, rng: &mut Rng) {
         .position(|&b| b == b'\n')
         .map_or(input.len(), |p| start + p + 1);
     let line = input[start..end].to_vec();
-    let times = 2 + rng.below(300);
+    let times = (2 + rng.below(300)).min(max_len / line.len().max(1));
+    if times < 2 {
+        return;
+    }
     let mut repeated = Vec::with_capacity(line.len() * times);
     for _ in 0..times {
         repeated.extend_from_slice(&line);
