@@ -265,6 +265,19 @@ fn check_combinations(
         );
     }
     if let (Some(poller), Some(receiver)) = (&config.poller_stream, &config.receiver_stream) {
+        if !receiver.sources.is_empty() && poller.stream == receiver.stream {
+            problems.add(
+                "receiver_stream.cluster_id",
+                receiver_line,
+                format!(
+                    "the hub stream {:?} (receiver_stream with sources) has the name of this \
+                     poller's site stream (poller_stream.cluster_id): the hub stream has no \
+                     subjects and only copies site streams, so give it a name of its own \
+                     (for example PROM_ALL)",
+                    receiver.stream
+                ),
+            );
+        }
         let same_servers = poller.urls.iter().any(|url| receiver.urls.contains(url));
         if same_servers && poller.stream == receiver.stream {
             let mut differences = Vec::new();

@@ -67,7 +67,7 @@ pub async fn run(
     // Register the metrics now, so /metrics lists them before the first message.
     std::sync::LazyLock::force(&METRICS);
     let client = crate::nats::connect(&settings.urls, "receiver", &settings.identity).await?;
-    let js = jetstream::new(client);
+    let js = wire::stream::context(client, &settings.stream);
     let mut receiver = Receiver::new(settings, paused);
     let mut backoff = Backoff::default();
     let mut last_problem: Option<String> = None;
