@@ -68,7 +68,7 @@ const MISTAKES: &[(&str, &str, &str, usize)] = &[
         "  cluster_id: PROM_ALL\n  urls: nats://127.0.0.1:4222\n  domain: hub\n  sources:\n    - stream: PROM_SITE1\n",
         "receiver_stream.sources[0].domain",
         "the site's JetStream domain",
-        6,
+        7,
     ),
     (
         "  cluster_id: PROM_ALL\n  urls: nats://127.0.0.1:4222\n  domain: hub\n  sources:\n    - {stream: PROM_SITE1, domain: hub}\n",
