@@ -28,12 +28,13 @@ pub struct Site {
     pub identity: String,
 }
 
-/// The poller's config at site `index` of `topology`.
+/// The poller's config at site `index` of `topology`: its own topic, so no other site's stream
+/// stores its messages (leaf nodes carry them everywhere).
 fn site_yaml(nats: &NatsServer, index: usize, stream: &str, target: &TargetServer) -> String {
     let domain = LeafTopology::site_domain(index);
     format!(
         "identity: {domain}\nscrape_interval: 1s\npoller_stream:\n  cluster_id: {stream}\n  \
-         urls: {}\n  domain: {domain}\n  retention: 5m\njobs:\n  app:\n    targets:\n      \
+         urls: {}\n  domain: {domain}\n  topic: prometheus.{domain}\n  retention: 5m\njobs:\n  app:\n    targets:\n      \
          - name: {domain}\n        url: {:?}\n",
         nats.url(),
         target.url()
@@ -162,6 +163,18 @@ fn two_leaf_sites_arrive_at_the_hub_pushgateway_through_a_hub_stream_sourcing_bo
     expected.sort();
     assert_eq!(source_names(&info), expected);
     assert_eq!(info["config"]["retention"], "limits", "{info}");
+
+    // Every scrape once at the hub: the hub stream ends up with exactly the site streams' messages.
+    let mut sites = [site1, site2];
+    let mut published = 0;
+    for (index, site) in sites.iter_mut().enumerate() {
+        published += stop_and_count(site, &topology.sites[index]).1;
+    }
+    poll_until(SETTLE, "the hub stream holding each site message once", || {
+        let hub = topology.hub.stream_messages(&hub_stream).unwrap_or(0);
+        assert!(hub <= published, "{hub} hub messages for {published} site messages");
+        (hub == published).then_some(())
+    });
 }
 
 /// Scrape counts of one site, once its poller stopped: (served, in the site stream).

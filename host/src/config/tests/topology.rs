@@ -23,10 +23,23 @@ fn hub(receiver_stream: &str) -> String {
 
 #[test]
 fn a_site_poller_publishes_in_its_domain() {
-    let config = load_text(SITE);
+    let config = load_text(&SITE.replace("  domain: site1\n", "  domain: site1\n  topic: prometheus.site1\n"));
     let poller = config.poller_stream.as_ref().expect("poller_stream");
     assert_eq!(poller.domain.as_deref(), Some("site1"));
     assert!(poller.sources.is_empty());
+    assert!(config.warnings().is_empty(), "{:#?}", config.warnings());
+}
+
+#[test]
+fn a_site_on_the_shared_default_topic_is_warned_about() {
+    let warnings = load_text(SITE).warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert_eq!(warnings[0].key, "poller_stream.topic");
+    assert!(
+        warnings[0].message.contains("e.g. prometheus.site1"),
+        "{}",
+        warnings[0].message
+    );
 }
 
 #[test]
