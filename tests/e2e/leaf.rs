@@ -88,20 +88,24 @@ fn pushgateway_sink(pushgateway: &Pushgateway) -> String {
 
 /// Waits until the Pushgateway holds `up 1` of job app from publisher `identity`.
 fn wait_pushed(pushgateway: &Pushgateway, receiver: &mut Relay, identity: &str) {
-    poll_until(SETTLE, &format!("job app of {identity} in the Pushgateway"), || {
-        if let Err(error) = receiver.ensure_running() {
-            panic!("{error:#}");
-        }
-        pushgateway
-            .pushed_series_for("app")
-            .iter()
-            .any(|sample| {
-                sample.name == "up"
-                    && sample.value == 1.0
-                    && sample.label("publisher") == Some(identity)
-            })
-            .then_some(())
-    });
+    poll_until(
+        SETTLE,
+        &format!("job app of {identity} in the Pushgateway"),
+        || {
+            if let Err(error) = receiver.ensure_running() {
+                panic!("{error:#}");
+            }
+            pushgateway
+                .pushed_series_for("app")
+                .iter()
+                .any(|sample| {
+                    sample.name == "up"
+                        && sample.value == 1.0
+                        && sample.label("publisher") == Some(identity)
+                })
+                .then_some(())
+        },
+    );
 }
 
 /// The hub stream as the hub's `/jsz` reports it, with its config.
@@ -149,7 +153,9 @@ fn two_leaf_sites_arrive_at_the_hub_pushgateway_through_a_hub_stream_sourcing_bo
     // Each site stream lives in its site's domain only; the hub stream has no subjects.
     for (index, site) in [&site1, &site2].iter().enumerate() {
         assert!(
-            topology.sites[index].stream_messages(&site.stream).is_some(),
+            topology.sites[index]
+                .stream_messages(&site.stream)
+                .is_some(),
             "{} is in site{}'s JetStream",
             site.stream,
             index + 1
@@ -170,11 +176,18 @@ fn two_leaf_sites_arrive_at_the_hub_pushgateway_through_a_hub_stream_sourcing_bo
     for (index, site) in sites.iter_mut().enumerate() {
         published += stop_and_count(site, &topology.sites[index]).1;
     }
-    poll_until(SETTLE, "the hub stream holding each site message once", || {
-        let hub = topology.hub.stream_messages(&hub_stream).unwrap_or(0);
-        assert!(hub <= published, "{hub} hub messages for {published} site messages");
-        (hub == published).then_some(())
-    });
+    poll_until(
+        SETTLE,
+        "the hub stream holding each site message once",
+        || {
+            let hub = topology.hub.stream_messages(&hub_stream).unwrap_or(0);
+            assert!(
+                hub <= published,
+                "{hub} hub messages for {published} site messages"
+            );
+            (hub == published).then_some(())
+        },
+    );
 }
 
 /// Scrape counts of one site, once its poller stopped: (served, in the site stream).
@@ -245,27 +258,32 @@ fn scrapes_published_at_a_site_while_the_hub_is_down_all_arrive_when_it_is_back(
 
     // The hub goes away (SIGKILL: the leaf link is cut too); the site keeps every scrape.
     topology.hub.kill9();
-    let before = topology.sites[0]
-        .stream_messages(&site.stream)
-        .unwrap_or(0);
-    poll_until(SETTLE, "5 scrapes published at site1 while the hub is down", || {
-        let now = topology.sites[0]
-            .stream_messages(&site.stream)
-            .unwrap_or(0);
-        (now >= before + 5).then_some(())
-    });
+    let before = topology.sites[0].stream_messages(&site.stream).unwrap_or(0);
+    poll_until(
+        SETTLE,
+        "5 scrapes published at site1 while the hub is down",
+        || {
+            let now = topology.sites[0].stream_messages(&site.stream).unwrap_or(0);
+            (now >= before + 5).then_some(())
+        },
+    );
     topology.hub.restart();
     topology.wait_leaves(1);
     poll_until(SETTLE, "3 more scrapes after the hub is back", || {
-        let now = topology.sites[0]
-            .stream_messages(&site.stream)
-            .unwrap_or(0);
+        let now = topology.sites[0].stream_messages(&site.stream).unwrap_or(0);
         (now >= before + 8).then_some(())
     });
 
     let (served, published) = stop_and_count(&mut site, &topology.sites[0]);
-    assert!(published >= 10, "only {published} scrapes ({served} served)");
+    assert!(
+        published >= 10,
+        "only {published} scrapes ({served} served)"
+    );
     wait_stored_exactly(&prometheus, "site1", published);
+    eprintln!(
+        "hub down: {served} scrapes served at site1, {published} in the site stream, {published} \
+         stored in Prometheus through the hub, 0 lost"
+    );
     if let Err(error) = receiver.ensure_running() {
         panic!("{error:#}");
     }
@@ -279,7 +297,13 @@ fn a_source_added_on_reload_flows_without_recreating_the_hub_stream() {
     let site2 = start_site(&topology, 1);
     let hub_stream = promrelay_tests::relay::unique_name("PROM_ALL");
     let sinks = pushgateway_sink(&pushgateway);
-    let one = hub_yaml(&topology.hub, &hub_stream, "hub_receiver", &[&site1], &sinks);
+    let one = hub_yaml(
+        &topology.hub,
+        &hub_stream,
+        "hub_receiver",
+        &[&site1],
+        &sinks,
+    );
     let mut receiver = Relay::start_command(&["receiver"], &one);
     wait_pushed(&pushgateway, &mut receiver, "site1");
     let before = hub_stream_info(&topology.hub, &hub_stream);

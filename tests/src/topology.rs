@@ -169,9 +169,18 @@ impl Cluster {
                         ("127.0.0.1:4222", format!("127.0.0.1:{port}")),
                         ("127.0.0.1:8222", format!("127.0.0.1:{monitor}")),
                         // Routes first (they name every node), then this node's own listener.
-                        ("nats-route://127.0.0.1:6222", format!("@route1@:{}", routes[0])),
-                        ("nats-route://127.0.0.1:6223", format!("@route2@:{}", routes[1])),
-                        ("nats-route://127.0.0.1:6224", format!("@route3@:{}", routes[2])),
+                        (
+                            "nats-route://127.0.0.1:6222",
+                            format!("@route1@:{}", routes[0]),
+                        ),
+                        (
+                            "nats-route://127.0.0.1:6223",
+                            format!("@route2@:{}", routes[1]),
+                        ),
+                        (
+                            "nats-route://127.0.0.1:6224",
+                            format!("@route3@:{}", routes[2]),
+                        ),
                         ("127.0.0.1:6222", format!("127.0.0.1:{}", routes[index])),
                         ("@route1@", "nats-route://127.0.0.1".to_string()),
                         ("@route2@", "nats-route://127.0.0.1".to_string()),

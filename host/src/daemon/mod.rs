@@ -467,7 +467,10 @@ async fn reload(
 }
 
 /// Whether two `receiver_stream` sections differ at most in `sources` (which a reload applies).
-fn same_but_sources(new: &Option<config::StreamConfig>, old: &Option<config::StreamConfig>) -> bool {
+fn same_but_sources(
+    new: &Option<config::StreamConfig>,
+    old: &Option<config::StreamConfig>,
+) -> bool {
     let strip = |section: &Option<config::StreamConfig>| {
         section.clone().map(|mut section| {
             section.sources.clear();

@@ -43,7 +43,9 @@ pub(super) async fn follow(
                 }
                 Err(error) => {
                     if !backoff.failing() {
-                        tracing::warn!("updating the hub stream's sources failed, retrying: {error:#}");
+                        tracing::warn!(
+                            "updating the hub stream's sources failed, retrying: {error:#}"
+                        );
                     }
                     tokio::select! {
                         _ = shutdown.cancelled() => return,

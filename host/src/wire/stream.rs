@@ -310,7 +310,10 @@ pub fn check_compatible(
             match present.iter().find(|source| source.name == wanted.stream) {
                 None => missing.push(wanted.to_source()),
                 Some(source) => {
-                    let api = source.external.as_ref().map(|external| external.api_prefix.as_str());
+                    let api = source
+                        .external
+                        .as_ref()
+                        .map(|external| external.api_prefix.as_str());
                     if api != Some(prefix.as_str()) {
                         problems.push(format!(
                             "its source {:?} reads from {} but the config says domain {:?} \

@@ -23,7 +23,10 @@ fn hub(receiver_stream: &str) -> String {
 
 #[test]
 fn a_site_poller_publishes_in_its_domain() {
-    let config = load_text(&SITE.replace("  domain: site1\n", "  domain: site1\n  topic: prometheus.site1\n"));
+    let config = load_text(&SITE.replace(
+        "  domain: site1\n",
+        "  domain: site1\n  topic: prometheus.site1\n",
+    ));
     let poller = config.poller_stream.as_ref().expect("poller_stream");
     assert_eq!(poller.domain.as_deref(), Some("site1"));
     assert!(poller.sources.is_empty());
@@ -153,7 +156,9 @@ fn a_hub_stream_named_like_the_site_stream_is_refused() {
     assert_eq!(problems.len(), 1, "{problems:#?}");
     assert_eq!(problems[0].key, "receiver_stream.cluster_id");
     assert!(
-        problems[0].message.contains("has the name of this poller's site stream"),
+        problems[0]
+            .message
+            .contains("has the name of this poller's site stream"),
         "{}",
         problems[0].message
     );
