@@ -307,7 +307,7 @@ fn a_source_added_on_reload_flows_without_recreating_the_hub_stream() {
     let mut receiver = Relay::start_command(&["receiver"], &one);
     wait_pushed(&pushgateway, &mut receiver, "site1");
     let before = hub_stream_info(&topology.hub, &hub_stream);
-    assert_eq!(source_names(&before), [site1.stream.clone()]);
+    assert_eq!(source_names(&before), std::slice::from_ref(&site1.stream));
     assert!(
         !pushgateway
             .pushed_series_for("app")

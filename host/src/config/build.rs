@@ -277,6 +277,21 @@ fn check_combinations(
                     receiver.stream
                 ),
             );
+        } else if poller.stream == receiver.stream && poller.domain != receiver.domain {
+            problems.add(
+                "receiver_stream.cluster_id",
+                receiver_line,
+                format!(
+                    "poller_stream and receiver_stream both name the stream {:?} but in different \
+                     JetStream domains ({} and {}): these are two streams, and the receiver's would \
+                     only see the poller's messages while the leaf link is up. To carry a site \
+                     stream to the hub, give the hub stream its own name and list the site stream \
+                     in receiver_stream.sources",
+                    receiver.stream,
+                    poller.domain.as_deref().unwrap_or("the poller server's own"),
+                    receiver.domain.as_deref().unwrap_or("the receiver server's own")
+                ),
+            );
         }
         let same_servers = poller.urls.iter().any(|url| receiver.urls.contains(url));
         if same_servers && poller.stream == receiver.stream {

@@ -163,3 +163,20 @@ fn a_hub_stream_named_like_the_site_stream_is_refused() {
         problems[0].message
     );
 }
+
+#[test]
+fn one_stream_name_in_two_domains_without_sources_is_refused() {
+    let text = format!(
+        "{SITE}receiver_stream:\n  cluster_id: PROM_SITE1\n  urls: nats://127.0.0.1:4222\n  domain: hub\npush_gateway:\n  url: http://127.0.0.1:9091\n"
+    );
+    let problems = problems_of(&text);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems[0].key, "receiver_stream.cluster_id");
+    assert!(
+        problems[0]
+            .message
+            .contains("list the site stream in receiver_stream.sources"),
+        "{}",
+        problems[0].message
+    );
+}
