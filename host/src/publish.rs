@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
+use async_nats::jetstream::{context::PublishErrorKind, message::PublishMessage};
 use futures::stream::{FuturesUnordered, StreamExt};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -231,7 +231,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     register_metrics();
     let client = crate::nats::connect(&settings.urls, "poller", &settings.identity).await?;
-    let js = jetstream::new(client);
+    let js = wire::stream::context(client, &settings.stream);
     let mut buffer = OutageBuffer::new(settings.outage_buffer);
     let mut in_flight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
     let mut backoff = Backoff::default();

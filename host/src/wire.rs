@@ -18,7 +18,7 @@
 
 pub mod stream;
 
-pub use stream::{ensure_stream, StreamSettings};
+pub use stream::{ensure_stream, SourceSettings, StreamSettings};
 
 use std::io::Read;
 

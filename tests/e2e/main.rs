@@ -4,6 +4,7 @@
 //! ports, temp dirs, killed on drop) and waits with `poll_until`, never with sleeps.
 
 mod authoring;
+mod cluster;
 mod config;
 mod demo;
 mod diagnostics;
@@ -13,6 +14,7 @@ mod filters;
 mod filters_large;
 mod harness;
 mod https;
+mod leaf;
 mod management;
 mod outage;
 mod pause;

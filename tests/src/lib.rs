@@ -24,6 +24,7 @@ pub mod pushgateway;
 pub mod relay;
 pub mod target;
 pub mod text;
+pub mod topology;
 
 use std::collections::HashSet;
 use std::future::Future;

@@ -51,11 +51,8 @@ impl NatsServer {
     }
 
     fn spawn_from(port: u16, jetstream: bool, extra: &str) -> NatsServer {
-        let dir = tempfile::Builder::new()
-            .prefix("nats-")
-            .tempdir()
-            .expect("create a temp dir for nats-server");
-        let store_dir = dir.path().join("jetstream");
+        let dir = NatsServer::temp_dir();
+        let store_dir = NatsServer::store_dir_in(dir.path());
         let monitor_port = free_port();
         let jetstream = if jetstream {
             format!(
@@ -68,6 +65,15 @@ impl NatsServer {
         let config = format!(
             "listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{monitor_port}\n{jetstream}{extra}\n"
         );
+        NatsServer::spawn_in(dir, port, monitor_port, &config)
+    }
+
+    /// Starts nats-server from the whole config text `config`, which must listen on `port`, serve
+    /// monitoring on `monitor_port` and store JetStream under `dir/jetstream` (see
+    /// [`store_dir_in`](Self::store_dir_in)). Does not wait: call
+    /// [`wait_healthy`](Self::wait_healthy).
+    pub fn spawn_in(dir: TempDir, port: u16, monitor_port: u16, config: &str) -> NatsServer {
+        let store_dir = NatsServer::store_dir_in(dir.path());
         let config_path = dir.path().join("nats.conf");
         std::fs::write(&config_path, config).expect("write the nats-server config file");
         let args = ["-c".to_string(), config_path.display().to_string()];
@@ -86,6 +92,19 @@ impl NatsServer {
             store_dir,
             dir,
         }
+    }
+
+    /// The JetStream store directory of a server whose temp directory is `dir`.
+    pub fn store_dir_in(dir: &Path) -> PathBuf {
+        dir.join("jetstream")
+    }
+
+    /// A fresh temp directory for one server's config, log and store.
+    pub fn temp_dir() -> TempDir {
+        tempfile::Builder::new()
+            .prefix("nats-")
+            .tempdir()
+            .expect("create a temp dir for nats-server")
     }
 
     /// Like [`spawn_with_config`](Self::spawn_with_config) on a free port, then waits until healthy.
@@ -151,6 +170,15 @@ impl NatsServer {
         serde_json::from_str(&body).expect("nats-server /jsz is JSON")
     }
 
+    /// Like [`jsz`](Self::jsz), for a server that may be down or electing.
+    pub fn try_jsz(&self) -> anyhow::Result<serde_json::Value> {
+        let body = http::get_ok(&format!(
+            "{}/jsz?streams=true&consumers=true",
+            self.monitor_url()
+        ))?;
+        Ok(serde_json::from_str(&body)?)
+    }
+
     /// The number of messages in stream `name` (from `/jsz`), `None` if there is no such stream.
     pub fn stream_messages(&self, name: &str) -> Option<u64> {
         let jsz = self.jsz();
@@ -171,6 +199,17 @@ impl NatsServer {
     /// Stops the server cleanly (SIGTERM).
     pub fn stop(&mut self) {
         self.process.stop(Duration::from_secs(10));
+    }
+
+    /// The config file the server runs with.
+    pub fn config_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats.conf")).expect("read nats.conf")
+    }
+
+    /// Starts the server again on the same ports and store without waiting (a cluster member is
+    /// healthy only once enough peers are back).
+    pub fn respawn(&mut self) {
+        self.process.respawn().expect("restart nats-server");
     }
 
     /// Starts the server again on the same ports and store, waiting until healthy.

@@ -265,6 +265,34 @@ fn check_combinations(
         );
     }
     if let (Some(poller), Some(receiver)) = (&config.poller_stream, &config.receiver_stream) {
+        if !receiver.sources.is_empty() && poller.stream == receiver.stream {
+            problems.add(
+                "receiver_stream.cluster_id",
+                receiver_line,
+                format!(
+                    "the hub stream {:?} (receiver_stream with sources) has the name of this \
+                     poller's site stream (poller_stream.cluster_id): the hub stream has no \
+                     subjects and only copies site streams, so give it a name of its own \
+                     (for example PROM_ALL)",
+                    receiver.stream
+                ),
+            );
+        } else if poller.stream == receiver.stream && poller.domain != receiver.domain {
+            problems.add(
+                "receiver_stream.cluster_id",
+                receiver_line,
+                format!(
+                    "poller_stream and receiver_stream both name the stream {:?} but in different \
+                     JetStream domains ({} and {}): these are two streams, and the receiver's would \
+                     only see the poller's messages while the leaf link is up. To carry a site \
+                     stream to the hub, give the hub stream its own name and list the site stream \
+                     in receiver_stream.sources",
+                    receiver.stream,
+                    poller.domain.as_deref().unwrap_or("the poller server's own"),
+                    receiver.domain.as_deref().unwrap_or("the receiver server's own")
+                ),
+            );
+        }
         let same_servers = poller.urls.iter().any(|url| receiver.urls.contains(url));
         if same_servers && poller.stream == receiver.stream {
             let mut differences = Vec::new();

@@ -94,7 +94,31 @@ pub(super) fn stream(
         None => top_tls.cloned(),
     };
     let auth = nats_auth(cx, &mut fields);
+    let domain = cx.read(&mut fields, "domain", domain_name);
+    let sources_line = fields.key_line("sources");
+    let sources = match fields.take("sources") {
+        Some(node) if key == "receiver_stream" => sources(cx, &fields.key("sources"), node),
+        Some(node) => {
+            cx.problems.at(
+                &fields.key("sources"),
+                node,
+                "sources belongs in receiver_stream: the hub's receiver sources the site \
+                 streams; a poller only publishes to its own stream (set its domain instead)",
+            );
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    let sources_key = fields.key("sources");
     fields.finish(&mut cx.problems);
+    check_sources(
+        cx,
+        &sources_key,
+        sources_line,
+        &sources,
+        domain.as_deref(),
+        stream.as_deref(),
+    );
     Some(StreamConfig {
         stream: stream?,
         urls: urls?,
@@ -105,7 +129,128 @@ pub(super) fn stream(
         replicas,
         tls,
         auth,
+        domain,
+        sources,
     })
+}
+
+/// The mistakes of a hub's `sources` that only show beside its own `domain` and name.
+fn check_sources(
+    cx: &mut Builder<'_>,
+    key: &str,
+    line: Option<usize>,
+    sources: &[StreamSource],
+    hub_domain: Option<&str>,
+    hub_stream: Option<&str>,
+) {
+    if sources.is_empty() {
+        return;
+    }
+    let Some(hub_domain) = hub_domain else {
+        cx.problems.add(
+            key,
+            line,
+            "sources needs receiver_stream.domain, the hub's JetStream domain (its nats-server's \
+             jetstream { domain: ... }): the hub stream is created there and sources each site \
+             stream from the site's own domain across the leaf node",
+        );
+        return;
+    };
+    for source in sources {
+        if source.domain == hub_domain {
+            cx.problems.add(
+                key,
+                line,
+                format!(
+                    "source {:?} is in domain {:?}, the hub's own: a source here is a site stream \
+                     in a leaf site's domain (its poller_stream.domain); a stream of the hub's \
+                     domain is consumed directly, not sourced",
+                    source.stream, source.domain
+                ),
+            );
+        }
+        if Some(source.stream.as_str()) == hub_stream {
+            cx.problems.add(
+                key,
+                line,
+                format!(
+                    "source {:?} has the hub stream's own name (receiver_stream.cluster_id): give \
+                     the hub stream a name of its own (for example PROM_ALL)",
+                    source.stream
+                ),
+            );
+        }
+    }
+}
+
+/// A JetStream domain: it becomes a subject token of `$JS.<domain>.API`.
+fn domain_name(problems: &mut Problems, key: &str, node: &Node) -> Option<String> {
+    let domain = problems.nonempty(key, node)?;
+    match values::check_subject_token(&domain) {
+        Ok(()) => Some(domain),
+        Err(reason) => {
+            problems.at(
+                key,
+                node,
+                format!("{reason}; a JetStream domain is one subject token, as in the server's jetstream {{ domain: ... }}"),
+            );
+            None
+        }
+    }
+}
+
+/// `receiver_stream.sources`: a list of `{stream, domain}`, each site stream named once.
+fn sources(cx: &mut Builder<'_>, key: &str, node: &Node) -> Vec<StreamSource> {
+    let Some(items) = cx.problems.sequence(key, node) else {
+        return Vec::new();
+    };
+    let mut list: Vec<StreamSource> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let item_key = format!("{key}[{index}]");
+        let Some(mut fields) = cx.problems.mapping(&item_key, item) else {
+            continue;
+        };
+        let stream = cx.required(
+            &mut fields,
+            "stream",
+            "the site stream's name (the site poller's poller_stream.cluster_id)",
+            |problems, key, node| {
+                let name = problems.nonempty(key, node)?;
+                match values::check_stream_name(&name) {
+                    Ok(()) => Some(name),
+                    Err(reason) => {
+                        problems.at(key, node, reason);
+                        None
+                    }
+                }
+            },
+        );
+        let domain = cx.required(
+            &mut fields,
+            "domain",
+            "the site's JetStream domain (the site poller's poller_stream.domain): a hub sources \
+             a site stream across its leaf node through $JS.<domain>.API",
+            domain_name,
+        );
+        let line = fields.line();
+        fields.finish(&mut cx.problems);
+        if let (Some(stream), Some(domain)) = (stream, domain) {
+            let source = StreamSource { stream, domain };
+            if list.contains(&source) {
+                cx.problems.add(
+                    &item_key,
+                    Some(line),
+                    format!(
+                        "stream {:?} in domain {:?} is listed twice; list each site stream once",
+                        source.stream, source.domain
+                    ),
+                );
+            } else {
+                list.push(source);
+            }
+        }
+    }
+    list
 }
 
 /// NATS server URLs: one, a comma-separated string or a list; `nats://` added when no scheme.

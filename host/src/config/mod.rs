@@ -206,6 +206,24 @@ impl Config {
                 "there is no receiver_stream: nothing will be pushed",
             );
         }
+        if let Some(poller) = self
+            .poller_stream
+            .as_ref()
+            .filter(|poller| poller.domain.is_some() && poller.topic == DEFAULT_TOPIC)
+        {
+            warn(
+                "poller_stream.topic",
+                &format!(
+                    "the site stream of domain {:?} takes the shared default topic {DEFAULT_TOPIC:?}: \
+                     leaf nodes carry each site's messages to every other site, so every site \
+                     stream on {DEFAULT_TOPIC}.> also stores the other sites' scrapes and the hub \
+                     gets each of them several times; give each site its own topic, e.g. \
+                     {DEFAULT_TOPIC}.{}",
+                    poller.domain.as_deref().unwrap_or_default(),
+                    poller.domain.as_deref().unwrap_or_default()
+                ),
+            );
+        }
         if let (Some(receiver), Some(max_age)) = (&self.receiver_stream, self.max_age) {
             if receiver.retention < max_age {
                 warn(

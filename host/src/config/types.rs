@@ -145,6 +145,21 @@ pub struct StreamConfig {
     pub tls: Option<TlsConfig>,
     /// NATS credentials: `user`/`password`, `token`, `nkey` (seed file) or `creds` (file).
     pub auth: NatsAuth,
+    /// `domain`: the JetStream domain the stream lives in (a leaf site's or the hub's, as in the
+    /// server's `jetstream { domain: ... }`). `None`: the connected server's own JetStream.
+    pub domain: Option<String>,
+    /// `sources` (`receiver_stream` only): the site streams the hub stream sources. Not empty: the
+    /// receiver's stream has no subjects of its own and copies each of these.
+    pub sources: Vec<StreamSource>,
+}
+
+/// One entry of `receiver_stream.sources`: a site stream in another JetStream domain.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StreamSource {
+    /// `stream`: the site stream's name (the site poller's `poller_stream.cluster_id`).
+    pub stream: String,
+    /// `domain`: the site's JetStream domain (the site poller's `poller_stream.domain`).
+    pub domain: String,
 }
 
 impl StreamConfig {

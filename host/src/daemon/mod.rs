@@ -304,9 +304,13 @@ pub async fn run(
         poller = Some(scrapers);
     }
 
+    let mut receiver_sources = None;
     if run_receiver {
         let mut settings = receive::ReceiverSettings::from_config(&config)?;
         settings.drain_timeout = shutdown::DRAIN_TIMEOUT;
+        let (sources_tx, sources_rx) = tokio::sync::watch::channel(settings.stream.sources.clone());
+        settings.source_updates = Some(sources_rx);
+        receiver_sources = Some(sources_tx);
         let stop = pipeline_stop.token();
         let paused = breaker.subscribe(Role::Receiver);
         tasks.spawn(async move { ("receiver", receive::run(settings, stop, paused).await) });
@@ -323,12 +327,12 @@ pub async fn run(
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", config_path.display());
                 let outcome =
-                    reload(&config_path, &mut current, poller.as_mut(), filters.as_deref()).await;
+                    reload(&config_path, &mut current, poller.as_mut(), filters.as_deref(), receiver_sources.as_ref()).await;
                 events.send(reload_event(&outcome));
             }
             Some(answer) = reload_rx.recv() => {
                 let outcome =
-                    reload(&config_path, &mut current, poller.as_mut(), filters.as_deref()).await;
+                    reload(&config_path, &mut current, poller.as_mut(), filters.as_deref(), receiver_sources.as_ref()).await;
                 events.send(reload_event(&outcome));
                 let _ = answer.send(outcome);
             }
@@ -406,6 +410,7 @@ async fn reload(
     current: &mut Config,
     poller: Option<&mut Scrapers>,
     filters: Option<&Chains>,
+    receiver_sources: Option<&tokio::sync::watch::Sender<Vec<crate::wire::SourceSettings>>>,
 ) -> Result<String, String> {
     let new = match load_config(path) {
         Ok(c) => c,
@@ -428,12 +433,17 @@ async fn reload(
     };
     let mut notes = Vec::new();
     if new.poller_stream != current.poller_stream
-        || new.receiver_stream != current.receiver_stream
+        || !same_but_sources(&new.receiver_stream, &current.receiver_stream)
         || new.push_gateway != current.push_gateway
         || new.monitor_port != current.monitor_port
     {
         notes.push("stream, push_gateway and monitor_port changes need a restart".to_owned());
         tracing::warn!("reload: stream, push_gateway and monitor_port changes need a restart");
+    }
+    if let (Some(sender), Some(stream)) = (receiver_sources, new.receiver_stream.as_ref()) {
+        if let Some(note) = sources_reload(sender, stream, current.receiver_stream.as_ref()) {
+            notes.push(note);
+        }
     }
     if let Some(chains) = filters {
         // A filter that fails to load keeps the old chains (and the old config) in force.
@@ -454,6 +464,55 @@ async fn reload(
     let text = format!("reloaded: {}", notes.join("; "));
     tracing::info!("{text}");
     Ok(text)
+}
+
+/// Whether two `receiver_stream` sections differ at most in `sources` (which a reload applies).
+fn same_but_sources(
+    new: &Option<config::StreamConfig>,
+    old: &Option<config::StreamConfig>,
+) -> bool {
+    let strip = |section: &Option<config::StreamConfig>| {
+        section.clone().map(|mut section| {
+            section.sources.clear();
+            section
+        })
+    };
+    strip(new) == strip(old)
+}
+
+/// Hands a changed `receiver_stream.sources` to the receiver, which adds the new ones to the hub
+/// stream; a source removed from the config stays on the stream (said in the note).
+fn sources_reload(
+    sender: &tokio::sync::watch::Sender<Vec<crate::wire::SourceSettings>>,
+    new: &config::StreamConfig,
+    old: Option<&config::StreamConfig>,
+) -> Option<String> {
+    let old_sources = old.map(|old| old.sources.as_slice()).unwrap_or_default();
+    if new.sources == old_sources {
+        return None;
+    }
+    let added: Vec<String> = new
+        .sources
+        .iter()
+        .filter(|source| !old_sources.contains(source))
+        .map(|source| format!("{} (domain {})", source.stream, source.domain))
+        .collect();
+    let removed: Vec<String> = old_sources
+        .iter()
+        .filter(|source| !new.sources.contains(source))
+        .map(|source| source.stream.clone())
+        .collect();
+    sender.send_replace(crate::wire::StreamSettings::from_config(new).sources);
+    let mut note = format!("hub stream sources: adding {}", added.join(", "));
+    if !removed.is_empty() {
+        note.push_str(&format!(
+            "; {} left the config but stay sources of the stream (remove them with nats stream \
+             edit if that is meant)",
+            removed.join(", ")
+        ));
+        tracing::warn!("reload: {note}");
+    }
+    Some(note)
 }
 
 /// Runs every scrape through the filter chains, several at a time, and forwards what passes.

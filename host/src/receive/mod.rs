@@ -30,11 +30,13 @@ mod hold;
 mod ledger;
 mod metrics;
 mod settings;
+mod sources;
 
 pub use batch::{is_aged, plan, Decision, GroupKey, Item, Need, SinkState};
 pub use ledger::{Ledger, SinkResult};
 pub use metrics::{MessageOutcome, Stats};
 pub use settings::ReceiverSettings;
+pub use sources::SourceUpdates;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -67,7 +69,16 @@ pub async fn run(
     // Register the metrics now, so /metrics lists them before the first message.
     std::sync::LazyLock::force(&METRICS);
     let client = crate::nats::connect(&settings.urls, "receiver", &settings.identity).await?;
-    let js = jetstream::new(client);
+    let js = wire::stream::context(client, &settings.stream);
+    if let Some(updates) = settings.source_updates.clone() {
+        let follower = sources::follow(
+            js.clone(),
+            settings.stream.clone(),
+            updates,
+            shutdown.clone(),
+        );
+        tokio::spawn(follower);
+    }
     let mut receiver = Receiver::new(settings, paused);
     let mut backoff = Backoff::default();
     let mut last_problem: Option<String> = None;

@@ -43,6 +43,8 @@ pub struct ReceiverSettings {
     pub drain_timeout: Duration,
     /// Outcome counters of this receiver (also in the process-wide metrics).
     pub stats: Arc<Stats>,
+    /// New `receiver_stream.sources` lists from reloads, added to the hub stream as they come.
+    pub source_updates: Option<super::SourceUpdates>,
 }
 
 impl ReceiverSettings {
@@ -76,6 +78,7 @@ impl ReceiverSettings {
             ack_wait: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(10),
             stats: Arc::new(Stats::default()),
+            source_updates: None,
         }
     }
 

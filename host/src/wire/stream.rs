@@ -3,12 +3,20 @@
 //! Shared by the publisher and the receiver so both sides agree on one definition: subjects
 //! `<topic>.>`, the configured retention as the stream's `max_age`, the configured storage and
 //! replicas, JetStream's de-duplication window (two minutes, shortened to the retention when that
-//! is shorter).
+//! is shorter), limits retention.
 //!
-//! **Invariant:** an existing stream is never modified. If it is incompatible (does not carry
-//! `<topic>.>`, other storage) the caller gets an error saying what differs and what to do; a
-//! different retention or replica count is only logged, because an operator may have changed it
-//! on purpose with the `nats` CLI.
+//! A hub's stream (`receiver_stream.sources`) is the other shape: no subjects of its own, one
+//! source per site stream, read across the leaf node through the site domain's API prefix
+//! `$JS.<domain>.API`. Both live in their configured JetStream domain ([`context`]).
+//!
+//! **Invariant:** an existing stream is never deleted, re-created or changed, with one exception:
+//! a hub stream gets the configured sources it lacks added (a reload adds a site). A re-created
+//! site stream silently stalls the hub's source of it (nats-server#6206), and work-queue or
+//! interest retention loses sourced data during leaf outages (nats-server#3207): a stream with
+//! such retention is refused, naming why. If a stream is incompatible (does not carry
+//! `<topic>.>`, other storage, subjects on a hub stream) the caller gets an error saying what
+//! differs and what to do; a different retention or replica count is only logged, because an
+//! operator may have changed it on purpose with the `nats` CLI.
 
 use std::time::Duration;
 
@@ -31,6 +39,45 @@ pub struct StreamSettings {
     pub storage: stream::StorageType,
     /// Stream replicas.
     pub replicas: usize,
+    /// The JetStream domain the stream lives in; `None`: the connected server's.
+    pub domain: Option<String>,
+    /// Site streams this (hub) stream sources; not empty: the stream has no subjects.
+    pub sources: Vec<SourceSettings>,
+}
+
+/// One site stream a hub stream sources, from another JetStream domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSettings {
+    /// The site stream's name.
+    pub stream: String,
+    /// The site's JetStream domain.
+    pub domain: String,
+}
+
+impl SourceSettings {
+    /// `$JS.<domain>.API`: where the hub reaches the site's JetStream across the leaf node.
+    pub fn api_prefix(&self) -> String {
+        format!("$JS.{}.API", self.domain)
+    }
+
+    fn to_source(&self) -> stream::Source {
+        stream::Source {
+            name: self.stream.clone(),
+            external: Some(stream::External {
+                api_prefix: self.api_prefix(),
+                delivery_prefix: None,
+            }),
+            ..stream::Source::default()
+        }
+    }
+}
+
+/// The JetStream context of the stream's domain (the plain one without a domain).
+pub fn context(client: async_nats::Client, settings: &StreamSettings) -> jetstream::Context {
+    match &settings.domain {
+        Some(domain) => jetstream::with_domain(client, domain),
+        None => jetstream::new(client),
+    }
 }
 
 impl StreamSettings {
@@ -42,6 +89,8 @@ impl StreamSettings {
             retention: Duration::from_secs(600),
             storage: stream::StorageType::File,
             replicas: 1,
+            domain: None,
+            sources: Vec::new(),
         }
     }
 
@@ -56,6 +105,34 @@ impl StreamSettings {
                 crate::config::Storage::Memory => stream::StorageType::Memory,
             },
             replicas: section.replicas.max(1),
+            domain: section.domain.clone(),
+            sources: section
+                .sources
+                .iter()
+                .map(|source| SourceSettings {
+                    stream: source.stream.clone(),
+                    domain: source.domain.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether this is a hub stream: no subjects, sources.
+    pub fn is_hub(&self) -> bool {
+        !self.sources.is_empty()
+    }
+
+    /// What the stream carries, for messages: its subjects, or what it sources.
+    fn describe(&self) -> String {
+        if self.is_hub() {
+            let sources: Vec<String> = self
+                .sources
+                .iter()
+                .map(|source| format!("{} from {}", source.stream, source.api_prefix()))
+                .collect();
+            format!("sources {}", sources.join(", "))
+        } else {
+            format!("subjects {}", self.subject_filter())
         }
     }
 
@@ -65,9 +142,17 @@ impl StreamSettings {
     }
 
     fn stream_config(&self) -> stream::Config {
+        let (subjects, sources) = if self.is_hub() {
+            let sources = self.sources.iter().map(SourceSettings::to_source).collect();
+            (Vec::new(), Some(sources))
+        } else {
+            (vec![self.subject_filter()], None)
+        };
         stream::Config {
             name: self.name.clone(),
-            subjects: vec![self.subject_filter()],
+            subjects,
+            sources,
+            retention: stream::RetentionPolicy::Limits,
             max_age: self.retention,
             storage: self.storage,
             num_replicas: self.replicas,
@@ -81,29 +166,25 @@ impl StreamSettings {
     }
 }
 
-/// Returns the stream named in `settings`, creating it when it does not exist.
+/// Returns the stream named in `settings`, creating it when it does not exist (in the
+/// settings' domain: pass the [`context`] of that domain).
 ///
-/// An existing stream that does not carry `<topic>.>` or uses another storage is an error that
-/// names the difference.
+/// An existing stream that does not carry `<topic>.>` (a hub stream: has subjects), uses another
+/// storage, or has work-queue/interest retention is an error that names the difference. A hub
+/// stream missing some of the configured sources gets them added, nothing else changed.
 pub async fn ensure_stream(
     js: &jetstream::Context,
     settings: &StreamSettings,
 ) -> anyhow::Result<stream::Stream> {
     match js.get_stream(&settings.name).await {
-        Ok(mut existing) => {
-            let info = existing
-                .info()
-                .await
-                .with_context(|| format!("reading JetStream stream {:?}", settings.name))?;
-            check_compatible(&info.config, settings)?;
-            Ok(existing)
-        }
+        Ok(existing) => reconcile(js, existing, settings).await,
         Err(error) if is_not_found(&error) => {
             match js.create_stream(settings.stream_config()).await {
                 Ok(created) => {
                     tracing::info!(
                         stream = %settings.name,
-                        subjects = %settings.subject_filter(),
+                        domain = settings.domain.as_deref().unwrap_or("-"),
+                        carries = %settings.describe(),
                         retention = ?settings.retention,
                         "created JetStream stream"
                     );
@@ -112,38 +193,83 @@ pub async fn ensure_stream(
                 // Another process may have created it between our look-up and create (the
                 // server accepts an identical create; a different one fails): check it.
                 Err(create_error) => match js.get_stream(&settings.name).await {
-                    Ok(mut existing) => {
-                        let info = existing.info().await.with_context(|| {
-                            format!("reading JetStream stream {:?}", settings.name)
-                        })?;
-                        check_compatible(&info.config, settings)?;
-                        Ok(existing)
-                    }
+                    Ok(existing) => reconcile(js, existing, settings).await,
                     Err(_) => Err(anyhow::anyhow!(
-                        "creating JetStream stream {:?} (subjects {}): {create_error}",
+                        "creating JetStream stream {:?} ({}{}): {create_error}",
                         settings.name,
-                        settings.subject_filter()
+                        settings.describe(),
+                        in_domain(settings)
                     )),
                 },
             }
         }
         Err(error) if is_no_responders(&error) => {
             let server = js.client().server_info();
+            let hint = match &settings.domain {
+                Some(domain) => format!(
+                    "nothing answers the JetStream API of domain {domain:?} through the NATS \
+                     server {:?} (version {}). Check that a server of that domain runs JetStream \
+                     with jetstream {{ domain: {domain} }} and, across a leaf node, that the leaf \
+                     connection is up",
+                    server.server_name, server.version
+                ),
+                None => format!(
+                    "JetStream is not enabled on the NATS server {:?} (version {}): nothing \
+                     answers its JetStream API. Start nats-server with -js, or add \
+                     `jetstream {{}}` to its config (with accounts, enable JetStream for this \
+                     connection's account)",
+                    server.server_name, server.version
+                ),
+            };
             Err(anyhow::anyhow!(
-                "looking up JetStream stream {:?}: JetStream is not enabled on the NATS server \
-                 {:?} (version {}): nothing answers its JetStream API. Start nats-server with \
-                 -js, or add `jetstream {{}}` to its config (with accounts, enable JetStream for \
-                 this connection's account)",
-                settings.name,
-                server.server_name,
-                server.version
+                "looking up JetStream stream {:?}: {hint}",
+                settings.name
             ))
         }
         Err(error) => Err(anyhow::anyhow!(
-            "looking up JetStream stream {:?}: {error}",
-            settings.name
+            "looking up JetStream stream {:?}{}: {error}",
+            settings.name,
+            in_domain(settings)
         )),
     }
+}
+
+fn in_domain(settings: &StreamSettings) -> String {
+    settings
+        .domain
+        .as_ref()
+        .map(|domain| format!(" in JetStream domain {domain:?}"))
+        .unwrap_or_default()
+}
+
+/// Checks an existing stream and adds the hub sources it lacks.
+async fn reconcile(
+    js: &jetstream::Context,
+    mut existing: stream::Stream,
+    settings: &StreamSettings,
+) -> anyhow::Result<stream::Stream> {
+    let info = existing
+        .info()
+        .await
+        .with_context(|| format!("reading JetStream stream {:?}", settings.name))?;
+    let missing = check_compatible(&info.config, settings)?;
+    if missing.is_empty() {
+        return Ok(existing);
+    }
+    let mut config = info.config.clone();
+    let names: Vec<String> = missing.iter().map(|source| source.name.clone()).collect();
+    config.sources.get_or_insert_with(Vec::new).extend(missing);
+    js.update_stream(&config).await.map_err(|error| {
+        anyhow::anyhow!(
+            "adding sources {names:?} to JetStream stream {:?}{}: {error}",
+            settings.name,
+            in_domain(settings)
+        )
+    })?;
+    tracing::info!(stream = %settings.name, added = ?names, "added sources to the hub stream");
+    js.get_stream(&settings.name)
+        .await
+        .map_err(|error| anyhow::anyhow!("reading JetStream stream {:?}: {error}", settings.name))
 }
 
 /// Whether nothing answered the JetStream API request: a server (or account) without JetStream.
@@ -163,21 +289,55 @@ fn is_not_found(error: &jetstream::context::GetStreamError) -> bool {
 }
 
 /// Refuses a stream that cannot carry our messages as configured; logs softer differences.
+/// Returns the configured sources a hub stream lacks (always empty for a site stream).
 pub fn check_compatible(
     existing: &stream::Config,
     settings: &StreamSettings,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<stream::Source>> {
     let mut problems = Vec::new();
-    let wanted = settings.subject_filter();
-    if !existing
-        .subjects
-        .iter()
-        .any(|subject| subject_covers(subject, &wanted))
-    {
-        problems.push(format!(
-            "its subjects are {:?} but promrelay publishes on {wanted:?}",
-            existing.subjects
-        ));
+    let mut missing = Vec::new();
+    if settings.is_hub() {
+        if !existing.subjects.is_empty() {
+            problems.push(format!(
+                "it has the subjects {:?} but a hub stream (receiver_stream.sources) has none: \
+                 messages on subjects it shares with a source would be stored twice",
+                existing.subjects
+            ));
+        }
+        let present = existing.sources.as_deref().unwrap_or_default();
+        for wanted in &settings.sources {
+            let prefix = wanted.api_prefix();
+            match present.iter().find(|source| source.name == wanted.stream) {
+                None => missing.push(wanted.to_source()),
+                Some(source) => {
+                    let api = source
+                        .external
+                        .as_ref()
+                        .map(|external| external.api_prefix.as_str());
+                    if api != Some(prefix.as_str()) {
+                        problems.push(format!(
+                            "its source {:?} reads from {} but the config says domain {:?} \
+                             ({prefix})",
+                            wanted.stream,
+                            api.unwrap_or("its own domain"),
+                            wanted.domain
+                        ));
+                    }
+                }
+            }
+        }
+    } else {
+        let wanted = settings.subject_filter();
+        if !existing
+            .subjects
+            .iter()
+            .any(|subject| subject_covers(subject, &wanted))
+        {
+            problems.push(format!(
+                "its subjects are {:?} but promrelay publishes on {wanted:?}",
+                existing.subjects
+            ));
+        }
     }
     if existing.storage != settings.storage {
         problems.push(format!(
@@ -185,11 +345,22 @@ pub fn check_compatible(
             existing.storage, settings.storage
         ));
     }
+    if existing.retention != stream::RetentionPolicy::Limits {
+        problems.push(format!(
+            "its retention is {:?}, but promrelay needs limits retention (with max_age): a \
+             work-queue or interest stream deletes messages once consumed, and sourced across a \
+             leaf node it loses data during outages (nats-server#3207); use a new stream name, \
+             never re-create a sourced stream under its old name (nats-server#6206)",
+            existing.retention
+        ));
+    }
     if !problems.is_empty() {
         anyhow::bail!(
-            "JetStream stream {:?} exists with incompatible settings: {}; change the config's \
-             topic/storage or fix the stream with the nats CLI (nats stream edit / rm)",
+            "JetStream stream {:?}{} exists with incompatible settings: {}; change the config or \
+             use a new stream name (promrelay never re-creates a stream: a re-created site stream \
+             silently stalls the hub's source of it)",
             settings.name,
+            in_domain(settings),
             problems.join("; ")
         );
     }
@@ -209,7 +380,7 @@ pub fn check_compatible(
             "JetStream stream exists with another replica count; keeping the stream's"
         );
     }
-    Ok(())
+    Ok(missing)
 }
 
 /// Whether subject filter `pattern` matches every subject `wanted` matches (both may end in `>`).
@@ -258,5 +429,86 @@ mod tests {
             .to_string();
         assert!(error.contains("metrics.>"), "{error}");
         assert!(error.contains("Memory"), "{error}");
+    }
+
+    fn hub() -> StreamSettings {
+        let mut settings = StreamSettings::new("PROM_ALL", "promrelay");
+        settings.domain = Some("hub".into());
+        settings.sources = vec![
+            SourceSettings {
+                stream: "PROM_SITE1".into(),
+                domain: "site1".into(),
+            },
+            SourceSettings {
+                stream: "PROM_SITE2".into(),
+                domain: "site2".into(),
+            },
+        ];
+        settings
+    }
+
+    #[test]
+    fn hub_stream_has_no_subjects_and_sources_each_site_through_its_domain_api() {
+        let config = hub().stream_config();
+        assert!(config.subjects.is_empty());
+        assert_eq!(config.retention, stream::RetentionPolicy::Limits);
+        let sources = config.sources.expect("a hub stream has sources");
+        let read: Vec<(String, String)> = sources
+            .iter()
+            .map(|source| {
+                let external = source.external.as_ref().expect("sourced across a domain");
+                (source.name.clone(), external.api_prefix.clone())
+            })
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("PROM_SITE1".to_string(), "$JS.site1.API".to_string()),
+                ("PROM_SITE2".to_string(), "$JS.site2.API".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn existing_hub_stream_gets_only_the_sources_it_lacks() {
+        let settings = hub();
+        let mut existing = settings.stream_config();
+        existing.sources = Some(vec![settings.sources[0].to_source()]);
+        let missing = check_compatible(&existing, &settings).expect("compatible");
+        let names: Vec<&str> = missing.iter().map(|source| source.name.as_str()).collect();
+        assert_eq!(names, ["PROM_SITE2"]);
+    }
+
+    #[test]
+    fn hub_stream_with_subjects_or_a_source_of_another_domain_is_refused() {
+        let settings = hub();
+        let mut existing = settings.stream_config();
+        existing.subjects = vec!["promrelay.>".into()];
+        let mut moved = settings.sources[0].clone();
+        moved.domain = "elsewhere".into();
+        existing.sources = Some(vec![moved.to_source()]);
+        let error = check_compatible(&existing, &settings)
+            .expect_err("incompatible")
+            .to_string();
+        assert!(error.contains("stored twice"), "{error}");
+        assert!(error.contains("$JS.elsewhere.API"), "{error}");
+        assert!(error.contains("\"site1\""), "{error}");
+    }
+
+    #[test]
+    fn work_queue_and_interest_streams_are_refused_with_the_reason() {
+        for retention in [
+            stream::RetentionPolicy::WorkQueue,
+            stream::RetentionPolicy::Interest,
+        ] {
+            let settings = StreamSettings::new("S", "prometheus");
+            let mut existing = settings.stream_config();
+            existing.retention = retention;
+            let error = check_compatible(&existing, &settings)
+                .expect_err("refused")
+                .to_string();
+            assert!(error.contains("limits retention"), "{error}");
+            assert!(error.contains("#3207"), "{error}");
+        }
     }
 }

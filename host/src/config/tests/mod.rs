@@ -9,6 +9,7 @@ use super::*;
 mod problems;
 mod scale;
 mod sections;
+mod topology;
 
 const ORIGINAL: &str = include_str!("../../../../tests/data/config/original.yaml");
 
