@@ -43,6 +43,8 @@ pub struct ReceiverSettings {
     pub drain_timeout: Duration,
     /// Outcome counters of this receiver (also in the process-wide metrics).
     pub stats: Arc<Stats>,
+    /// What the status page shows of this receiver (updated per batch and push).
+    pub status: crate::status::ReceiverStatus,
 }
 
 impl ReceiverSettings {
@@ -76,6 +78,7 @@ impl ReceiverSettings {
             ack_wait: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(10),
             stats: Arc::new(Stats::default()),
+            status: crate::status::ReceiverStatus::default(),
         }
     }
 
