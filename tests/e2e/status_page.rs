@@ -2,19 +2,26 @@
 //! (healthy) and a closed port (failing) through a real nats-server into a real Pushgateway;
 //! headless Chromium loads `GET /` and the DOM must show both targets with their health; a
 //! screenshot is kept as an artefact; HTML Tidy checks every HTML page the monitor port links,
-//! and every JSON endpoint must parse.
+//! and every JSON endpoint must parse. Then a pause shows per role, and a reload that removes a
+//! target removes it from the page.
 
 use std::time::Duration;
 
 use promrelay_tests::browser::{artefacts_dir, tidy_check, Browser};
 use promrelay_tests::http;
 use promrelay_tests::relay::wait_up;
-use promrelay_tests::{free_port, poll_until, NatsServer, NodeExporter, Pushgateway, Relay, RelayConfig};
+use promrelay_tests::{
+    free_port, poll_until, NatsServer, NodeExporter, Pushgateway, Relay, RelayConfig,
+};
+
+use crate::filters::{filter_yaml, shipped};
+
+const TOKEN: &str = "status-page-token";
 
 const ARRIVAL: Duration = Duration::from_secs(30);
 
 /// The `GET /api/v1/status` answer.
-fn status(relay: &Relay) -> serde_json::Value {
+fn status_of(relay: &Relay) -> serde_json::Value {
     let body = http::get_ok(&format!("{}/api/v1/status", relay.monitor_url()))
         .unwrap_or_else(|error| panic!("{error:#}"));
     serde_json::from_str(&body).unwrap_or_else(|error| panic!("not JSON ({error}): {body}"))
@@ -48,16 +55,20 @@ fn the_status_page_shows_a_healthy_and_a_failing_target_in_a_real_browser() {
     // Nothing listens here: every scrape fails with a connection error. `&` in the URL must be
     // escaped on the page.
     let closed = format!("http://127.0.0.1:{}/metrics?probe=1&why=closed", free_port());
+    let filter = filter_yaml("  ", "keep-all", &shipped("identity"), "pass", "");
     let config = RelayConfig::pipeline(&nats.url(), &pushgateway.url())
-        .job("node", &[("n1", &node.metrics_url()), ("closed", &closed)])
-        .monitor_port(free_port());
-    let mut relay = Relay::start_config(&config);
+        .monitor_port(free_port())
+        .extra(&format!("filters:\n{filter}management:\n  token: {TOKEN}\n"));
+    let both = config
+        .clone()
+        .job("node", &[("n1", &node.metrics_url()), ("closed", &closed)]);
+    let mut relay = Relay::start_config(&both);
     relay.wait_healthy();
     wait_up(&pushgateway, &mut relay, "node", 1.0, ARRIVAL);
 
     // The data comes from the pipeline: scrapes, the publisher's acks, the receiver's pushes.
     let status = poll_until(ARRIVAL, "both targets scraped, a publish acked, a push", || {
-        let status = status(&relay);
+        let status = status_of(&relay);
         let up = target(&status, "n1")?["health"] == "up";
         let down = target(&status, "closed")?["health"] == "down";
         let acked = !status["publisher"]["last_ack_ms"].is_null();
@@ -77,6 +88,9 @@ fn the_status_page_shows_a_healthy_and_a_failing_target_in_a_real_browser() {
     assert_eq!(status["pause"][0], serde_json::json!({"role": "poller", "paused": false}));
     assert_eq!(status["publisher"]["connection"]["state"], "connected");
     assert!(status["receiver"]["sinks"][0]["pushed"].as_u64().unwrap_or(0) >= 1);
+    let filter = &status["filters"]["filters"][0];
+    assert_eq!(filter["name"], "keep-all");
+    assert!(filter["calls"].as_u64().unwrap_or(0) >= 1, "{filter}");
 
     let page_url = format!("{}/", relay.monitor_url());
     let browser = Browser::new();
@@ -88,6 +102,7 @@ fn the_status_page_shows_a_healthy_and_a_failing_target_in_a_real_browser() {
     assert!(dom.contains("probe=1&amp;why=closed"), "the URL's & is escaped");
     assert!(dom.contains(&escape_text(error)), "the failing target's error is shown");
     assert!(dom.contains("<span class=\"count\">1 of 2 up</span>"));
+    assert!(dom.contains("data-name=\"keep-all\""), "the filter is listed");
 
     let screenshot = artefacts_dir().join("status-page.png");
     browser.screenshot(&page_url, &screenshot, 1280, 1600);
@@ -120,6 +135,27 @@ fn the_status_page_shows_a_healthy_and_a_failing_target_in_a_real_browser() {
         checked += 1;
     }
     assert!(checked >= 6, "the page links the JSON endpoints and /metrics");
+
+    // Pause state per role: pausing the receiver shows on the page, the poller still runs.
+    let answer = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/pause?role=receiver", relay.monitor_url()))
+        .bearer_auth(TOKEN)
+        .send()
+        .expect("the monitor port answers the pause");
+    assert_eq!(answer.status().as_u16(), 200, "{:?}", answer.text());
+    let page = http::get_ok(&page_url).unwrap_or_else(|error| panic!("{error:#}"));
+    assert!(page.contains("data-role=\"receiver\" data-paused=\"true\""));
+    assert!(page.contains("data-role=\"poller\" data-paused=\"false\""));
+
+    // Targets come and go with their scrape tasks: a reload without `closed` removes it.
+    relay.rewrite_config(&config.job("node", &[("n1", &node.metrics_url())]).to_yaml());
+    relay.sighup();
+    poll_until(ARRIVAL, "target closed gone after the reload", || {
+        let status = status_of(&relay);
+        (target(&status, "closed").is_none() && target(&status, "n1").is_some()).then_some(())
+    });
+    let page = http::get_ok(&page_url).unwrap_or_else(|error| panic!("{error:#}"));
+    assert!(!page.contains("data-instance=\"closed\""));
 }
 
 /// What the page shows for `text`, the way the status page escapes it.

@@ -28,6 +28,9 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// What the page shows for a value that is not there.
+const DASH: &str = "<span class=\"dash\">&mdash;</span>";
+
 const STYLE: &str = "
 :root{--ink:#1d2430;--muted:#5d6675;--line:#d9dee6;--band:#f4f6f9;--up:#1a7f37;--down:#c62828;
 --unknown:#8a6d00;--accent:#2456a6}
@@ -50,6 +53,18 @@ th,td{text-align:left;padding:5px 8px;border-bottom:1px solid var(--line);vertic
 th{background:var(--band);font-weight:600;font-size:12px;text-transform:uppercase;
 letter-spacing:.03em;color:var(--muted)}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+th.num{text-align:right}
+table.targets{table-layout:fixed}
+table.pause{width:auto;min-width:360px}
+table.targets col.c-instance{width:12%}table.targets col.c-url{width:19%}
+table.targets col.c-health{width:7%}table.targets col.c-last{width:12%}
+table.targets col.c-duration,table.targets col.c-samples{width:7%}
+table.targets col.c-scrapes{width:9%}
+.dash{color:var(--muted)}
+small.at{display:block;color:var(--muted);font-size:11px}
+p.summary{margin:14px 0 0;display:flex;gap:10px;flex-wrap:wrap}
+p.summary span.item{background:var(--band);border:1px solid var(--line);border-radius:6px;
+padding:4px 10px}
 td.url,td.error,code{font-family:ui-monospace,'DejaVu Sans Mono',monospace;font-size:12px}
 td.url{word-break:break-all}
 td.error{color:var(--down);word-break:break-word}
@@ -87,6 +102,7 @@ pub fn page(snapshot: &Snapshot) -> String {
          <a href=\"#receiver\">Receiver</a>\n<a href=\"/explain\">Explain</a>\n\
          <a href=\"/api/v1/status\">JSON</a>\n<a href=\"/metrics\">Metrics</a>\n</nav>\n<main>\n",
     );
+    summary(&mut out, snapshot);
     pause(&mut out, snapshot);
     targets(&mut out, snapshot);
     filters(&mut out, snapshot);
@@ -113,12 +129,12 @@ fn time(ms: i64) -> String {
     }
 }
 
-/// `<time>` with its age relative to the page, or `never`.
+/// The age relative to the page, with the time below it, or `never`.
 fn when(ms: Option<i64>, now_ms: i64) -> String {
     match ms {
         None => "never".to_owned(),
         Some(ms) => format!(
-            "<time datetime=\"{at}\">{at}</time> ({age} ago)",
+            "{age} ago <small class=\"at\"><time datetime=\"{at}\">{at}</time></small>",
             at = time(ms),
             age = age(now_ms.saturating_sub(ms))
         ),
@@ -150,7 +166,7 @@ fn bytes(n: u64) -> String {
 }
 
 fn optional(text: Option<&str>) -> String {
-    text.map_or_else(|| "&mdash;".to_owned(), escape)
+    text.map_or_else(|| DASH.to_owned(), escape)
 }
 
 fn health_badge(health: &str) -> String {
@@ -158,8 +174,44 @@ fn health_badge(health: &str) -> String {
     format!("<span class=\"health {health}\">{health}</span>")
 }
 
+/// One line of counts at the top: what an operator checks first.
+fn summary(out: &mut String, snapshot: &Snapshot) {
+    let mut items = Vec::new();
+    if let Some(targets) = &snapshot.targets {
+        let down = targets.iter().filter(|t| t.health == Health::Down).count();
+        let up = targets.iter().filter(|t| t.health == Health::Up).count();
+        items.push(format!(
+            "Targets: <span class=\"health up\">{up} up</span> <span class=\"health {class}\">{down} down</span>",
+            class = if down > 0 { "down" } else { "up" },
+        ));
+    }
+    let filters = snapshot.filters["filters"].as_array().map_or(0, Vec::len);
+    items.push(format!("Filters: {filters}"));
+    for (role, connection) in [
+        ("Publisher", snapshot.publisher.as_ref().map(|p| p.connection.as_ref())),
+        ("Receiver", snapshot.receiver.as_ref().map(|r| r.connection.as_ref())),
+    ] {
+        if let Some(connection) = connection {
+            let (class, state) = match connection {
+                Some(c) if c.state == "connected" => ("up", escape(&c.state)),
+                Some(c) => ("down", escape(&c.state)),
+                None => ("unknown", "not connected yet".to_owned()),
+            };
+            items.push(format!("{role}: <span class=\"health {class}\">{state}</span>"));
+        }
+    }
+    if snapshot.pause.iter().any(|role| role.paused) {
+        items.push("<span class=\"health down\">paused</span>".to_owned());
+    }
+    out.push_str("<p class=\"summary\">");
+    for item in items {
+        let _ = write!(out, "<span class=\"item\">{item}</span>");
+    }
+    out.push_str("</p>\n");
+}
+
 fn pause(out: &mut String, snapshot: &Snapshot) {
-    out.push_str("<section id=\"pause\">\n<h2>Pause state</h2>\n<table>\n<thead><tr><th>Role</th><th>State</th></tr></thead>\n<tbody>\n");
+    out.push_str("<section id=\"pause\">\n<h2>Pause state</h2>\n<table class=\"pause\">\n<thead><tr><th>Role</th><th>State</th></tr></thead>\n<tbody>\n");
     for role in &snapshot.pause {
         let (class, text) = if role.paused {
             ("down", "paused")
@@ -193,9 +245,12 @@ fn targets(out: &mut String, snapshot: &Snapshot) {
         let _ = write!(
             out,
             "<h3 id=\"job-{name}\">{name}<span class=\"count\">{up} of {total} up</span></h3>\n\
-             <table class=\"targets\" data-job=\"{name}\">\n<thead><tr><th>Instance</th>\
-             <th>URL</th><th>Health</th><th>Last scrape</th><th>Duration</th><th>Samples</th>\
-             <th>Scrapes / failures</th><th>Last error</th></tr></thead>\n<tbody>\n",
+             <table class=\"targets\" data-job=\"{name}\">\n<colgroup><col class=\"c-instance\">\
+             <col class=\"c-url\"><col class=\"c-health\"><col class=\"c-last\"><col class=\"c-duration\">\
+             <col class=\"c-samples\"><col class=\"c-scrapes\"><col class=\"c-error\"></colgroup>\n\
+             <thead><tr><th>Instance</th><th>URL</th><th>Health</th><th>Last scrape</th>\
+             <th class=\"num\">Duration</th><th class=\"num\">Samples</th>\
+             <th class=\"num\">Scrapes / failures</th><th>Last error</th></tr></thead>\n<tbody>\n",
             total = job.len(),
         );
         for target in job {
@@ -213,7 +268,7 @@ fn target_row(out: &mut String, target: &TargetStatus, now_ms: i64) {
             format!("{} <small>(at {}, since recovered)</small>", escape(error), time(at))
         }
         (Some(error), _) => escape(error),
-        (None, _) => "&mdash;".to_owned(),
+        (None, _) => DASH.to_owned(),
     };
     let _ = writeln!(
         out,
@@ -229,10 +284,10 @@ fn target_row(out: &mut String, target: &TargetStatus, now_ms: i64) {
         last = when(target.last_scrape_ms, now_ms),
         duration = target
             .last_duration_seconds
-            .map_or_else(|| "&mdash;".to_owned(), |s| format!("{:.1} ms", s * 1000.0)),
+            .map_or_else(|| DASH.to_owned(), |s| format!("{:.1} ms", s * 1000.0)),
         samples = target
             .last_samples
-            .map_or_else(|| "&mdash;".to_owned(), |n| n.to_string()),
+            .map_or_else(|| DASH.to_owned(), |n| n.to_string()),
         scrapes = target.scrapes,
         failures = target.failures,
     );
@@ -241,7 +296,7 @@ fn target_row(out: &mut String, target: &TargetStatus, now_ms: i64) {
 /// A JSON field as page text: strings escaped, numbers as they are, null as a dash.
 fn field(value: &Value, key: &str) -> String {
     match &value[key] {
-        Value::Null => "&mdash;".to_owned(),
+        Value::Null => DASH.to_owned(),
         Value::String(text) => escape(text),
         other => escape(&other.to_string()),
     }
@@ -258,7 +313,7 @@ fn filters(out: &mut String, snapshot: &Snapshot) {
     } else {
         out.push_str(
             "<table class=\"filters\">\n<thead><tr><th>Filter</th><th>Scope</th><th>Module</th>\
-             <th>Hash</th><th>Loaded</th><th>On error</th><th>Calls</th><th>Errors</th>\
+             <th>Hash</th><th>Loaded</th><th>On error</th><th class=\"num\">Calls</th><th class=\"num\">Errors</th>\
              <th>Last error</th></tr></thead>\n<tbody>\n",
         );
         for filter in list {
@@ -297,12 +352,12 @@ fn filters(out: &mut String, snapshot: &Snapshot) {
             out,
             "<h3>Last reload</h3>\n<dl class=\"facts reload\">\n<dt>Outcome</dt><dd>{outcome}</dd>\n\
              <dt>Last attempt</dt><dd>{attempt}</dd>\n<dt>Last success</dt><dd>{success}</dd>\n\
-             <dt>Duration</dt><dd>{duration} ms</dd>\n<dt>Error</dt><dd class=\"error\">{error}</dd>\n</dl>\n",
+             <dt>Duration</dt><dd>{duration}</dd>\n<dt>Error</dt><dd class=\"error\">{error}</dd>\n</dl>\n",
             attempt = field(reload, "last_attempt"),
             success = field(reload, "last_success"),
             duration = reload["last_duration_ms"]
                 .as_f64()
-                .map_or_else(|| "&mdash;".to_owned(), |ms| format!("{ms:.1}")),
+                .map_or_else(|| DASH.to_owned(), |ms| format!("{ms:.1} ms")),
             error = field(reload, "last_error"),
         );
     }
@@ -372,14 +427,14 @@ fn receiver(out: &mut String, state: Option<&ReceiverState>, now_ms: i64) {
         consumer = escape(&state.consumer),
         pending = state
             .pending
-            .map_or_else(|| "&mdash;".to_owned(), |n| n.to_string()),
+            .map_or_else(|| DASH.to_owned(), |n| n.to_string()),
         received = state.received,
         redelivered = state.redelivered,
         batch = when(state.last_batch_ms, now_ms),
     );
     out.push_str(
-        "<h3>Sinks</h3>\n<table class=\"sinks\">\n<thead><tr><th>Sink</th><th>Pushed</th>\
-         <th>Push errors</th><th>Last error</th></tr></thead>\n<tbody>\n",
+        "<h3>Sinks</h3>\n<table class=\"sinks\">\n<thead><tr><th>Sink</th><th class=\"num\">Pushed</th>\
+         <th class=\"num\">Push errors</th><th>Last error</th></tr></thead>\n<tbody>\n",
     );
     for sink in &state.sinks {
         let _ = writeln!(
@@ -391,7 +446,7 @@ fn receiver(out: &mut String, state: Option<&ReceiverState>, now_ms: i64) {
             errors = sink.errors,
             error = match (&sink.last_error, sink.last_error_ms) {
                 (Some(error), Some(at)) => format!("{} <small>({})</small>", escape(error), time(at)),
-                _ => "&mdash;".to_owned(),
+                _ => DASH.to_owned(),
             },
         );
     }
