@@ -416,9 +416,12 @@ pub async fn run_target(
     shutdown: CancellationToken,
 ) {
     // Listed on the status page while this task runs; removed when it ends.
-    let entry = states
-        .targets
-        .register(&target.job, &target.instance, target.url.as_str(), target.interval);
+    let entry = states.targets.register(
+        &target.job,
+        &target.instance,
+        target.url.as_str(),
+        target.interval,
+    );
     let offset = spread_offset(&target, &publisher);
     let start = tokio::time::Instant::now() + offset;
     let mut ticker = tokio::time::interval_at(start, target.interval);
@@ -445,11 +448,7 @@ pub async fn run_target(
 
 /// Tells the status registry what a scrape did, from its synthetic series (appended last, so
 /// found from the end): once per scrape, never per sample.
-fn report_status(
-    entry: &crate::status::TargetEntry,
-    scrape: &Scrape,
-    error: Option<&ScrapeError>,
-) {
+fn report_status(entry: &crate::status::TargetEntry, scrape: &Scrape, error: Option<&ScrapeError>) {
     let synthetic = |name: &str| {
         scrape
             .families
@@ -462,7 +461,9 @@ fn report_status(
     let text = error.map(ToString::to_string);
     entry.record(crate::status::ScrapeReport {
         time_ms: scrape.meta.time_ms,
-        duration: Duration::from_secs_f64(synthetic("scrape_duration_seconds").unwrap_or(0.0).max(0.0)),
+        duration: Duration::from_secs_f64(
+            synthetic("scrape_duration_seconds").unwrap_or(0.0).max(0.0),
+        ),
         samples: synthetic("scrape_samples_scraped").unwrap_or(0.0).max(0.0) as u64,
         error: text.as_deref(),
     });

@@ -54,11 +54,16 @@ fn the_status_page_shows_a_healthy_and_a_failing_target_in_a_real_browser() {
     let node = NodeExporter::start();
     // Nothing listens here: every scrape fails with a connection error. `&` in the URL must be
     // escaped on the page.
-    let closed = format!("http://127.0.0.1:{}/metrics?probe=1&why=closed", free_port());
+    let closed = format!(
+        "http://127.0.0.1:{}/metrics?probe=1&why=closed",
+        free_port()
+    );
     let filter = filter_yaml("  ", "keep-all", &shipped("identity"), "pass", "");
     let config = RelayConfig::pipeline(&nats.url(), &pushgateway.url())
         .monitor_port(free_port())
-        .extra(&format!("filters:\n{filter}management:\n  token: {TOKEN}\n"));
+        .extra(&format!(
+            "filters:\n{filter}management:\n  token: {TOKEN}\n"
+        ));
     let both = config
         .clone()
         .job("node", &[("n1", &node.metrics_url()), ("closed", &closed)]);
@@ -67,27 +72,45 @@ fn the_status_page_shows_a_healthy_and_a_failing_target_in_a_real_browser() {
     wait_up(&pushgateway, &mut relay, "node", 1.0, ARRIVAL);
 
     // The data comes from the pipeline: scrapes, the publisher's acks, the receiver's pushes.
-    let status = poll_until(ARRIVAL, "both targets scraped, a publish acked, a push", || {
-        let status = status_of(&relay);
-        let up = target(&status, "n1")?["health"] == "up";
-        let down = target(&status, "closed")?["health"] == "down";
-        let acked = !status["publisher"]["last_ack_ms"].is_null();
-        let pushed = status["receiver"]["groups"]
-            .as_array()
-            .is_some_and(|groups| groups.iter().any(|g| g["instance"] == "n1"));
-        (up && down && acked && pushed).then_some(status)
-    });
+    let status = poll_until(
+        ARRIVAL,
+        "both targets scraped, a publish acked, a push",
+        || {
+            let status = status_of(&relay);
+            let up = target(&status, "n1")?["health"] == "up";
+            let down = target(&status, "closed")?["health"] == "down";
+            let acked = !status["publisher"]["last_ack_ms"].is_null();
+            let pushed = status["receiver"]["groups"]
+                .as_array()
+                .is_some_and(|groups| groups.iter().any(|g| g["instance"] == "n1"));
+            (up && down && acked && pushed).then_some(status)
+        },
+    );
     let healthy = target(&status, "n1").expect("n1 listed");
-    assert!(healthy["last_samples"].as_u64().unwrap_or(0) > 100, "{healthy}");
+    assert!(
+        healthy["last_samples"].as_u64().unwrap_or(0) > 100,
+        "{healthy}"
+    );
     assert!(healthy["last_error"].is_null(), "{healthy}");
     let failing = target(&status, "closed").expect("closed listed");
     let error = failing["last_error"].as_str().unwrap_or_default();
     assert!(error.contains("connection failed"), "{failing}");
     assert_eq!(status["identity"], "site1");
-    assert_eq!(status["config_path"], relay.config_path().display().to_string());
-    assert_eq!(status["pause"][0], serde_json::json!({"role": "poller", "paused": false}));
+    assert_eq!(
+        status["config_path"],
+        relay.config_path().display().to_string()
+    );
+    assert_eq!(
+        status["pause"][0],
+        serde_json::json!({"role": "poller", "paused": false})
+    );
     assert_eq!(status["publisher"]["connection"]["state"], "connected");
-    assert!(status["receiver"]["sinks"][0]["pushed"].as_u64().unwrap_or(0) >= 1);
+    assert!(
+        status["receiver"]["sinks"][0]["pushed"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    );
     let filter = &status["filters"]["filters"][0];
     assert_eq!(filter["name"], "keep-all");
     assert!(filter["calls"].as_u64().unwrap_or(0) >= 1, "{filter}");
@@ -96,13 +119,23 @@ fn the_status_page_shows_a_healthy_and_a_failing_target_in_a_real_browser() {
     let browser = Browser::new();
     let dom = browser.dump_dom(&page_url);
     for (instance, health) in [("n1", "up"), ("closed", "down")] {
-        let row = format!("data-job=\"node\" data-instance=\"{instance}\" data-health=\"{health}\"");
+        let row =
+            format!("data-job=\"node\" data-instance=\"{instance}\" data-health=\"{health}\"");
         assert!(dom.contains(&row), "no {row} in the DOM:\n{dom}");
     }
-    assert!(dom.contains("probe=1&amp;why=closed"), "the URL's & is escaped");
-    assert!(dom.contains(&escape_text(error)), "the failing target's error is shown");
+    assert!(
+        dom.contains("probe=1&amp;why=closed"),
+        "the URL's & is escaped"
+    );
+    assert!(
+        dom.contains(&escape_text(error)),
+        "the failing target's error is shown"
+    );
     assert!(dom.contains("<span class=\"count\">1 of 2 up</span>"));
-    assert!(dom.contains("data-name=\"keep-all\""), "the filter is listed");
+    assert!(
+        dom.contains("data-name=\"keep-all\""),
+        "the filter is listed"
+    );
 
     let screenshot = artefacts_dir().join("status-page.png");
     browser.screenshot(&page_url, &screenshot, 1280, 1600);
@@ -129,16 +162,23 @@ fn the_status_page_shows_a_healthy_and_a_failing_target_in_a_real_browser() {
         if kind.starts_with("text/html") {
             tidy_check(&answer.body, &format!("GET {link}")).unwrap_or_else(|e| panic!("{e:#}"));
         } else if kind.starts_with("application/json") {
-            serde_json::from_str::<serde_json::Value>(&answer.body)
-                .unwrap_or_else(|error| panic!("GET {link} is not JSON ({error}): {}", answer.body));
+            serde_json::from_str::<serde_json::Value>(&answer.body).unwrap_or_else(|error| {
+                panic!("GET {link} is not JSON ({error}): {}", answer.body)
+            });
         }
         checked += 1;
     }
-    assert!(checked >= 6, "the page links the JSON endpoints and /metrics");
+    assert!(
+        checked >= 6,
+        "the page links the JSON endpoints and /metrics"
+    );
 
     // Pause state per role: pausing the receiver shows on the page, the poller still runs.
     let answer = reqwest::blocking::Client::new()
-        .post(format!("{}/api/v1/pause?role=receiver", relay.monitor_url()))
+        .post(format!(
+            "{}/api/v1/pause?role=receiver",
+            relay.monitor_url()
+        ))
         .bearer_auth(TOKEN)
         .send()
         .expect("the monitor port answers the pause");

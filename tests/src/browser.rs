@@ -20,7 +20,11 @@ pub const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
 pub fn artefacts_dir() -> PathBuf {
     let dir = std::env::var_os("PROMRELAY_ARTEFACTS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::relay::workspace_root().join("target").join("artefacts"));
+        .unwrap_or_else(|| {
+            crate::relay::workspace_root()
+                .join("target")
+                .join("artefacts")
+        });
     std::fs::create_dir_all(&dir)
         .unwrap_or_else(|error| panic!("create the artefacts dir {}: {error}", dir.display()));
     dir
@@ -43,7 +47,10 @@ fn finish(mut child: Child, what: &str, timeout: Duration) -> anyhow::Result<(bo
         if started.elapsed() >= timeout {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("{what} did not finish within {timeout:?}; killed it (PID {})", child.id());
+            bail!(
+                "{what} did not finish within {timeout:?}; killed it (PID {})",
+                child.id()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -93,8 +100,11 @@ impl Browser {
 
     /// The DOM of `url` after Chromium loaded it (`--dump-dom`).
     pub fn dump_dom(&self, url: &str) -> String {
-        self.run(&["--dump-dom".to_owned(), url.to_owned()], &format!("chromium --dump-dom {url}"))
-            .unwrap_or_else(|error| panic!("{error:#}"))
+        self.run(
+            &["--dump-dom".to_owned(), url.to_owned()],
+            &format!("chromium --dump-dom {url}"),
+        )
+        .unwrap_or_else(|error| panic!("{error:#}"))
     }
 
     /// A PNG screenshot of `url` at `width`×`height` written to `path`.
@@ -129,21 +139,29 @@ pub fn tidy_check(html: &str, what: &str) -> anyhow::Result<()> {
     let file = dir.path().join("page.html");
     std::fs::write(&file, html).context("write the page for tidy")?;
     let child = Command::new("tidy")
-        .args(["-quiet", "-errors", "--show-warnings", "yes", "--gnu-emacs", "yes"])
+        .args([
+            "-quiet",
+            "-errors",
+            "--show-warnings",
+            "yes",
+            "--gnu-emacs",
+            "yes",
+        ])
         .arg(&file)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .context("start tidy (Debian package tidy; .ci/run installs it)")?;
-    let output = child
-        .wait_with_output()
-        .context("waiting for tidy")?;
+    let output = child.wait_with_output().context("waiting for tidy")?;
     let report = String::from_utf8_lossy(&output.stderr).into_owned()
         + &String::from_utf8_lossy(&output.stdout);
     if output.status.success() && report.trim().is_empty() {
         Ok(())
     } else {
-        bail!("tidy found problems in {what} ({}):\n{report}", output.status)
+        bail!(
+            "tidy found problems in {what} ({}):\n{report}",
+            output.status
+        )
     }
 }

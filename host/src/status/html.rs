@@ -188,8 +188,14 @@ fn summary(out: &mut String, snapshot: &Snapshot) {
     let filters = snapshot.filters["filters"].as_array().map_or(0, Vec::len);
     items.push(format!("Filters: {filters}"));
     for (role, connection) in [
-        ("Publisher", snapshot.publisher.as_ref().map(|p| p.connection.as_ref())),
-        ("Receiver", snapshot.receiver.as_ref().map(|r| r.connection.as_ref())),
+        (
+            "Publisher",
+            snapshot.publisher.as_ref().map(|p| p.connection.as_ref()),
+        ),
+        (
+            "Receiver",
+            snapshot.receiver.as_ref().map(|r| r.connection.as_ref()),
+        ),
     ] {
         if let Some(connection) = connection {
             let (class, state) = match connection {
@@ -197,7 +203,9 @@ fn summary(out: &mut String, snapshot: &Snapshot) {
                 Some(c) => ("down", escape(&c.state)),
                 None => ("unknown", "not connected yet".to_owned()),
             };
-            items.push(format!("{role}: <span class=\"health {class}\">{state}</span>"));
+            items.push(format!(
+                "{role}: <span class=\"health {class}\">{state}</span>"
+            ));
         }
     }
     if snapshot.pause.iter().any(|role| role.paused) {
@@ -265,7 +273,11 @@ fn target_row(out: &mut String, target: &TargetStatus, now_ms: i64) {
     let health = target.health.as_str();
     let error = match (&target.last_error, target.last_error_ms) {
         (Some(error), Some(at)) if target.health == Health::Up => {
-            format!("{} <small>(at {}, since recovered)</small>", escape(error), time(at))
+            format!(
+                "{} <small>(at {}, since recovered)</small>",
+                escape(error),
+                time(at)
+            )
         }
         (Some(error), _) => escape(error),
         (None, _) => DASH.to_owned(),

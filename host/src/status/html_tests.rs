@@ -121,7 +121,10 @@ fn targets_are_grouped_by_job_with_their_health_and_last_error() {
     assert!(page.contains("<span class=\"count\">1 of 2 up</span>"));
     assert!(page.contains("<span class=\"health unknown\">unknown</span>"));
     assert_eq!(page.matches("<table class=\"targets\"").count(), 2);
-    assert!(page.contains("2.5 s ago"), "ages relative to the page's time");
+    assert!(
+        page.contains("2.5 s ago"),
+        "ages relative to the page's time"
+    );
     assert!(page.contains("12.3 ms"));
 }
 
@@ -146,9 +149,13 @@ fn the_page_is_one_self_contained_document_linking_every_section() {
     }
     // Tags open and close in balance (the e2e test runs tidy over the served page too).
     for tag in ["section", "table", "tbody", "tr", "dl", "h2", "h3"] {
-        let opened = page.matches(&format!("<{tag}>")).count()
-            + page.matches(&format!("<{tag} ")).count();
-        assert_eq!(opened, page.matches(&format!("</{tag}>")).count(), "<{tag}>");
+        let opened =
+            page.matches(&format!("<{tag}>")).count() + page.matches(&format!("<{tag} ")).count();
+        assert_eq!(
+            opened,
+            page.matches(&format!("</{tag}>")).count(),
+            "<{tag}>"
+        );
     }
 }
 

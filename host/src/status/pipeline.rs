@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Serialize;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Error texts kept for the page: a sink's answer body can be long.
@@ -302,7 +304,10 @@ mod tests {
         status.push_failed(1, "HTTP 503", 2_300);
         let state = status.snapshot();
         assert_eq!(state.groups.len(), 1);
-        assert_eq!((state.groups[0].scrape_ms, state.groups[0].pushed_ms), (2_000, 2_100));
+        assert_eq!(
+            (state.groups[0].scrape_ms, state.groups[0].pushed_ms),
+            (2_000, 2_100)
+        );
         assert_eq!((state.sinks[0].pushed, state.sinks[0].errors), (2, 0));
         assert_eq!(state.sinks[1].errors, 1);
         assert_eq!(state.sinks[1].last_error.as_deref(), Some("HTTP 503"));

@@ -89,12 +89,20 @@ pub struct TargetEntry {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind: still worth showing.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Targets {
     /// Adds a target (health unknown until its first scrape).
-    pub fn register(&self, job: &str, instance: &str, url: &str, interval: Duration) -> TargetEntry {
+    pub fn register(
+        &self,
+        job: &str,
+        instance: &str,
+        url: &str,
+        interval: Duration,
+    ) -> TargetEntry {
         let state = Arc::new(Mutex::new(TargetStatus {
             job: job.to_owned(),
             instance: instance.to_owned(),
@@ -125,9 +133,7 @@ impl Targets {
         let entries: Vec<Arc<Mutex<TargetStatus>>> =
             lock(&self.inner).entries.values().cloned().collect();
         let mut targets: Vec<TargetStatus> = entries.iter().map(|e| lock(e).clone()).collect();
-        targets.sort_by(|a, b| {
-            (&a.job, &a.instance, &a.url).cmp(&(&b.job, &b.instance, &b.url))
-        });
+        targets.sort_by(|a, b| (&a.job, &a.instance, &a.url).cmp(&(&b.job, &b.instance, &b.url)));
         targets
     }
 }
