@@ -10,8 +10,10 @@ use std::time::Duration;
 use promrelay_tests::browser::{artefacts_dir, tidy_check, Browser};
 use promrelay_tests::http;
 use promrelay_tests::relay::wait_up;
+use promrelay_tests::target::SMALL_BODY;
 use promrelay_tests::{
-    free_port, poll_until, NatsServer, NodeExporter, Pushgateway, Relay, RelayConfig,
+    free_port, poll_until, Behaviour, NatsServer, NodeExporter, Pushgateway, Relay, RelayConfig,
+    TargetServer,
 };
 
 use crate::filters::{filter_yaml, shipped};
@@ -196,6 +198,79 @@ fn the_status_page_shows_a_healthy_and_a_failing_target_in_a_real_browser() {
     });
     let page = http::get_ok(&page_url).unwrap_or_else(|error| panic!("{error:#}"));
     assert!(!page.contains("data-instance=\"closed\""));
+}
+
+#[test]
+fn the_status_shows_push_errors_per_sink_and_the_outage_buffer_while_servers_are_down() {
+    let mut nats = NatsServer::start();
+    let mut pushgateway = Pushgateway::start();
+    let target = TargetServer::start(Behaviour::Fixed(SMALL_BODY.into()));
+    let config = RelayConfig::pipeline(&nats.url(), &pushgateway.url())
+        .job("app", &[("one", &target.url())])
+        .monitor_port(free_port());
+    let mut relay = Relay::start_config(&config);
+    relay.wait_healthy();
+    let pushed = |status: &serde_json::Value| {
+        status["receiver"]["groups"]
+            .as_array()
+            .is_some_and(|groups| groups.iter().any(|g| g["instance"] == "one"))
+    };
+    poll_until(ARRIVAL, "a push of app/one", || {
+        pushed(&status_of(&relay)).then_some(())
+    });
+
+    // The Pushgateway down: the receiver counts push errors against that sink, with its answer.
+    pushgateway.stop();
+    let sink = poll_until(ARRIVAL, "a push error of the pushgateway sink", || {
+        let sink = status_of(&relay)["receiver"]["sinks"][0].clone();
+        (sink["errors"].as_u64()? >= 1 && sink["last_error"].is_string()).then_some(sink)
+    });
+    assert_eq!(sink["sink"], "pushgateway");
+
+    // NATS down: the publisher shows the connection lost and the scrapes it is holding.
+    nats.stop();
+    let publisher = poll_until(ARRIVAL, "scrapes held in the outage buffer", || {
+        let publisher = status_of(&relay)["publisher"].clone();
+        let held =
+            publisher["buffer_scrapes"].as_u64()? >= 2 && publisher["buffer_bytes"].as_u64()? > 0;
+        let lost = publisher["connection"]["state"] != "connected";
+        (held && lost).then_some(publisher)
+    });
+    assert!(
+        publisher["buffer_limit_bytes"].as_u64().unwrap_or(0) > 0,
+        "{publisher}"
+    );
+    let page_url = format!("{}/", relay.monitor_url());
+    let page = http::get_ok(&page_url).unwrap_or_else(|error| panic!("{error:#}"));
+    assert!(
+        page.contains("<span class=\"health down\">disconnected</span>"),
+        "{page}"
+    );
+    tidy_check(&page, "GET / with servers down").unwrap_or_else(|error| panic!("{error:#}"));
+    let screenshot = artefacts_dir().join("status-page-outage.png");
+    Browser::new().screenshot(&page_url, &screenshot, 1280, 1600);
+    println!(
+        "status page screenshot (NATS and Pushgateway down): {}",
+        screenshot.display()
+    );
+
+    // Both back: the buffer drains and pushes resume.
+    nats.restart();
+    pushgateway.start_again();
+    poll_until(
+        ARRIVAL,
+        "the outage buffer drained, connected again",
+        || {
+            let publisher = status_of(&relay)["publisher"].clone();
+            (publisher["buffer_scrapes"] == 0 && publisher["connection"]["state"] == "connected")
+                .then_some(())
+        },
+    );
+    let before = sink["pushed"].as_u64().unwrap_or(0);
+    poll_until(ARRIVAL, "pushes to the Pushgateway again", || {
+        let pushed = status_of(&relay)["receiver"]["sinks"][0]["pushed"].as_u64()?;
+        (pushed > before).then_some(())
+    });
 }
 
 /// What the page shows for `text`, the way the status page escapes it.
