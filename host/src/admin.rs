@@ -1,5 +1,7 @@
-//! The monitor port: `/metrics` (own metrics), `/healthz`, `/readyz`, `POST /-/reload`,
-//! `GET /api/v1/filters`, and the pause state under `/api/v1/`. The actions that change
+//! The monitor port: the status page (`GET /`, HTML rendered by `status::html`), `/metrics`
+//! (own metrics), `/healthz`, `/readyz`, `POST /-/reload`, the status as JSON
+//! (`GET /api/v1/status`, `/api/v1/targets`, `/api/v1/filters`, `/api/v1/publisher`,
+//! `/api/v1/receiver`), and the pause state under `/api/v1/`. The actions that change
 //! something (`/-/reload`, pause, resume, flip) need `Authorization: Bearer <management.token>`.
 //!
 //! **Invariant:** handlers only read shared state or send requests to the daemon; they never
@@ -17,7 +19,8 @@ use axum::Router;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::pause::{Breaker, Change, Scope};
+use crate::pause::{Breaker, Change, Role, Scope};
+use crate::status::{RolePause, Snapshot};
 
 /// A reload request from HTTP; the daemon answers with the outcome text.
 pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
@@ -36,6 +39,10 @@ pub struct AdminState {
     /// `management.token`: the bearer token `pause`, `resume`, `flip` and `/-/reload` require.
     /// `None`: those actions are refused (403) until a token is configured.
     pub token: Option<crate::config::Secret>,
+    /// What the pipeline reports about itself, for the status page.
+    pub status: crate::status::Status,
+    /// The config file the relay runs with, as given on the command line.
+    pub config_path: String,
 }
 
 /// Serves the monitor port until `shutdown`.
@@ -57,6 +64,11 @@ pub async fn serve(
 
 pub fn router(state: AdminState) -> Router {
     Router::new()
+        .route("/", get(status_page))
+        .route("/api/v1/status", get(status_json))
+        .route("/api/v1/targets", get(targets_json))
+        .route("/api/v1/publisher", get(publisher_json))
+        .route("/api/v1/receiver", get(receiver_json))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -68,6 +80,62 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/resume", post(resume))
         .route("/api/v1/flip", post(flip))
         .with_state(state)
+}
+
+/// Copies the status out of the pipeline's handles: only the parts of the roles this process
+/// runs.
+fn snapshot(state: &AdminState) -> Snapshot {
+    let runs = |role: Role| state.breaker.roles().any(|running| running == role);
+    let (poller, receiver) = (runs(Role::Poller), runs(Role::Receiver));
+    Snapshot {
+        identity: state.identity.clone(),
+        component: state.component.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        config_path: state.config_path.clone(),
+        now_ms: crate::status::now_ms(),
+        pause: state
+            .breaker
+            .roles()
+            .map(|role| RolePause {
+                role: role.name().to_owned(),
+                paused: state.breaker.is_paused(role),
+            })
+            .collect(),
+        targets: poller.then(|| state.status.targets.snapshot()),
+        filters: (state.filters)(),
+        publisher: poller.then(|| state.status.publisher.snapshot()),
+        receiver: receiver.then(|| state.status.receiver.snapshot()),
+    }
+}
+
+/// `GET /`: the status page, rendered now (never cached: it is the state at this moment).
+async fn status_page(State(state): State<AdminState>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        crate::status::html::page(&snapshot(&state)),
+    )
+        .into_response()
+}
+
+async fn status_json(State(state): State<AdminState>) -> Response {
+    axum::Json(snapshot(&state)).into_response()
+}
+
+async fn targets_json(State(state): State<AdminState>) -> Response {
+    let snapshot = snapshot(&state);
+    axum::Json(serde_json::json!({ "targets": snapshot.targets.unwrap_or_default() }))
+        .into_response()
+}
+
+async fn publisher_json(State(state): State<AdminState>) -> Response {
+    axum::Json(serde_json::json!({ "publisher": snapshot(&state).publisher })).into_response()
+}
+
+async fn receiver_json(State(state): State<AdminState>) -> Response {
+    axum::Json(serde_json::json!({ "receiver": snapshot(&state).receiver })).into_response()
 }
 
 async fn metrics() -> Response {

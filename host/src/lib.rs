@@ -20,6 +20,7 @@ pub mod receive;
 pub mod scrape;
 pub mod shutdown;
 pub mod sink;
+pub mod status;
 pub mod telemetry;
 pub mod tls;
 pub mod wire;

@@ -39,6 +39,8 @@ pub struct PublisherSettings {
     pub max_in_flight: usize,
     /// How long a shutdown whose [`Shutdown`] sets no deadline waits for the buffer to drain.
     pub flush_timeout: Duration,
+    /// What the status page shows of this publisher (updated per ack, error and scrape).
+    pub status: crate::status::PublisherStatus,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -230,7 +232,15 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     register_metrics();
+    let status = settings.status.clone();
+    status.configure(
+        &settings.stream.name,
+        &settings.stream.topic,
+        &settings.urls,
+        settings.outage_buffer,
+    );
     let client = crate::nats::connect(&settings.urls, "poller", &settings.identity).await?;
+    status.connected(&client);
     let js = wire::stream::context(client, &settings.stream);
     let mut buffer = OutageBuffer::new(settings.outage_buffer);
     let mut in_flight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
@@ -286,13 +296,14 @@ pub async fn run(
                     }
                     Err(e) => {
                         buffer.retry(message);
-                        note_failure(&mut backoff, &mut retry_at, &e.to_string());
+                        note_failure(&mut backoff, &mut retry_at, &e.to_string(), &status);
                         break;
                     }
                 }
             }
         }
 
+        status.buffer(buffer.len(), buffer.bytes());
         if !input_open && buffer.is_empty() {
             return Ok(());
         }
@@ -316,7 +327,7 @@ pub async fn run(
                 input.close();
             }
             received = input.recv(), if input_open => match received {
-                Some(scrape) => enqueue(&mut buffer, &scrape, &settings.stream.topic),
+                Some(scrape) => enqueue(&mut buffer, &scrape, &settings.stream.topic, &status),
                 None => input_open = false,
             },
             Some((message, sent, result)) = in_flight.next(), if !in_flight.is_empty() => {
@@ -324,6 +335,7 @@ pub async fn run(
                     Ok(()) => {
                         buffer.settled(&message);
                         count("ok");
+                        status.acked(crate::status::now_ms());
                         METRICS.latency.observe(sent.elapsed().as_secs_f64());
                         if backoff.failing() {
                             tracing::info!("publishing to JetStream again");
@@ -332,7 +344,7 @@ pub async fn run(
                     }
                     Err(e) => {
                         buffer.retry(message);
-                        note_failure(&mut backoff, &mut retry_at, &e);
+                        note_failure(&mut backoff, &mut retry_at, &e, &status);
                         if e.contains("no stream") || e.contains("no responders") {
                             stream_ready = false;
                         }
@@ -347,7 +359,12 @@ pub async fn run(
     }
 }
 
-fn enqueue(buffer: &mut OutageBuffer, scrape: &Scrape, topic: &str) {
+fn enqueue(
+    buffer: &mut OutageBuffer,
+    scrape: &Scrape,
+    topic: &str,
+    status: &crate::status::PublisherStatus,
+) {
     let started = Instant::now();
     match wire::encode(scrape, topic) {
         Ok(message) => {
@@ -357,6 +374,7 @@ fn enqueue(buffer: &mut OutageBuffer, scrape: &Scrape, topic: &str) {
             let dropped = buffer.push_back(message);
             if dropped > 0 {
                 METRICS.buffer_dropped.inc_by(dropped as u64);
+                status.dropped(dropped as u64);
                 tracing::debug!(dropped, "outage buffer full: dropped the oldest scrapes");
             }
         }
@@ -368,8 +386,14 @@ fn enqueue(buffer: &mut OutageBuffer, scrape: &Scrape, topic: &str) {
     }
 }
 
-fn note_failure(backoff: &mut Backoff, retry_at: &mut Option<tokio::time::Instant>, error: &str) {
+fn note_failure(
+    backoff: &mut Backoff,
+    retry_at: &mut Option<tokio::time::Instant>,
+    error: &str,
+    status: &crate::status::PublisherStatus,
+) {
     count("error");
+    status.failed(error, crate::status::now_ms());
     if !backoff.failing() {
         tracing::warn!("publishing to JetStream failed, buffering and retrying: {error}");
     }

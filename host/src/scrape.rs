@@ -362,13 +362,23 @@ pub fn spread_offset(target: &TargetSpec, publisher: &str) -> Duration {
     Duration::from_millis(hasher.finish() % interval_ms)
 }
 
-/// Logs a target's state once per change of error kind, never once per scrape.
+/// Logs a target's state once per change of error kind, never once per scrape, and keeps the
+/// registry the status page reads ([`crate::status::Targets`]).
 #[derive(Default)]
 pub struct StateLog {
     last: Mutex<HashMap<(String, String), String>>,
+    targets: crate::status::Targets,
 }
 
 impl StateLog {
+    /// A log whose targets register in `targets`.
+    pub fn new(targets: crate::status::Targets) -> StateLog {
+        StateLog {
+            last: Mutex::default(),
+            targets,
+        }
+    }
+
     pub fn record(&self, target: &TargetSpec, error: Option<&ScrapeError>) {
         let key = (target.job.clone(), target.instance.clone());
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
@@ -406,6 +416,13 @@ pub async fn run_target(
     states: Arc<StateLog>,
     shutdown: CancellationToken,
 ) {
+    // Listed on the status page while this task runs; removed when it ends.
+    let entry = states.targets.register(
+        &target.job,
+        &target.instance,
+        target.url.as_str(),
+        target.interval,
+    );
     let offset = spread_offset(&target, &publisher);
     let start = tokio::time::Instant::now() + offset;
     let mut ticker = tokio::time::interval_at(start, target.interval);
@@ -423,8 +440,32 @@ pub async fn run_target(
             result = scrape_once(&client, &target, &publisher) => result,
         };
         states.record(&target, error.as_ref());
+        report_status(&entry, &scrape, error.as_ref());
         if output.send(scrape).await.is_err() {
             return;
         }
     }
+}
+
+/// Tells the status registry what a scrape did, from its synthetic series (appended last, so
+/// found from the end): once per scrape, never per sample.
+fn report_status(entry: &crate::status::TargetEntry, scrape: &Scrape, error: Option<&ScrapeError>) {
+    let synthetic = |name: &str| {
+        scrape
+            .families
+            .iter()
+            .rev()
+            .find(|family| family.name == name)
+            .and_then(|family| family.series.first())
+            .map(|series| series.value)
+    };
+    let text = error.map(ToString::to_string);
+    entry.record(crate::status::ScrapeReport {
+        time_ms: scrape.meta.time_ms,
+        duration: Duration::from_secs_f64(
+            synthetic("scrape_duration_seconds").unwrap_or(0.0).max(0.0),
+        ),
+        samples: synthetic("scrape_samples_scraped").unwrap_or(0.0).max(0.0) as u64,
+        error: text.as_deref(),
+    });
 }

@@ -22,3 +22,4 @@ mod pipeline;
 mod receiver;
 mod remote_write;
 mod security;
+mod status_page;

@@ -11,6 +11,7 @@
 //!
 //! **Invariant:** the harness binds and connects to 127.0.0.1 only.
 
+pub mod browser;
 pub mod http;
 pub mod nats;
 pub mod nats_jwt;

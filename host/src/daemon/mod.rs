@@ -223,6 +223,8 @@ pub async fn run(
     let mut poller_seen = breaker.subscribe(Role::Poller);
     let mut receiver_seen = breaker.subscribe(Role::Receiver);
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    // What the stages report about themselves, for the status page: passed down, never global.
+    let status = crate::status::Status::default();
     let ready = Arc::new(AtomicBool::new(false));
     // Scrapers get their own token so that they stop before the publisher drains.
     let scrapers_stop = shutdown.child_token();
@@ -238,6 +240,8 @@ pub async fn run(
             breaker: breaker.clone(),
             filters: Arc::new(crate::filter::status_json),
             token: config.management.as_ref().and_then(|m| m.token.clone()),
+            status: status.clone(),
+            config_path: config_path.display().to_string(),
         };
         let stop = pipeline_stop.token();
         let address = std::net::SocketAddr::new(config.monitor_address, port);
@@ -288,6 +292,7 @@ pub async fn run(
             outage_buffer: config.outage_buffer,
             max_in_flight: 64,
             flush_timeout: shutdown::DRAIN_TIMEOUT,
+            status: status.publisher.clone(),
         };
         let stop = pipeline_stop.clone();
         tasks.spawn(async move { ("publisher", publish::run(settings, scrapes_rx, stop).await) });
@@ -296,7 +301,7 @@ pub async fn run(
             publisher: config.identity.clone(),
             output: raw_tx,
             paused: breaker.subscribe(Role::Poller),
-            states: Arc::new(StateLog::default()),
+            states: Arc::new(StateLog::new(status.targets.clone())),
             stop: scrapers_stop.clone(),
             running: HashMap::new(),
         };
@@ -311,6 +316,7 @@ pub async fn run(
         let (sources_tx, sources_rx) = tokio::sync::watch::channel(settings.stream.sources.clone());
         settings.source_updates = Some(sources_rx);
         receiver_sources = Some(sources_tx);
+        settings.status = status.receiver.clone();
         let stop = pipeline_stop.token();
         let paused = breaker.subscribe(Role::Receiver);
         tasks.spawn(async move { ("receiver", receive::run(settings, stop, paused).await) });

@@ -50,7 +50,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::{Scrape, ScrapeMeta};
 use crate::nats::Backoff;
-use crate::sink::Coalescing;
+use crate::sink::{Coalescing, Outcome};
 use crate::wire;
 use deliver::{ack, deliver_group, BatchContext, Delivery, Pending, SinkClock, SinkHealth};
 use hold::CrashHold;
@@ -68,7 +68,15 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Register the metrics now, so /metrics lists them before the first message.
     std::sync::LazyLock::force(&METRICS);
+    let sinks: Vec<&str> = settings.sinks.iter().map(|sink| sink.name()).collect();
+    settings.status.configure(
+        &settings.stream.name,
+        &settings.consumer,
+        &settings.urls,
+        &sinks,
+    );
     let client = crate::nats::connect(&settings.urls, "receiver", &settings.identity).await?;
+    settings.status.connected(&client);
     let js = wire::stream::context(client, &settings.stream);
     if let Some(updates) = settings.source_updates.clone() {
         let follower = sources::follow(
@@ -304,6 +312,18 @@ impl Receiver {
         // Routing facts first: a message no sink needs is never decompressed.
         let mut items: Vec<(jetstream::Message, ScrapeMeta, Option<Scrape>, u64)> =
             Vec::with_capacity(messages.len());
+        let received = messages.len() as u64;
+        let redelivered = messages
+            .iter()
+            .filter(|message| message.info().is_ok_and(|info| info.delivered > 1))
+            .count() as u64;
+        let pending = messages
+            .last()
+            .and_then(|message| message.info().ok())
+            .map(|info| info.pending);
+        self.settings
+            .status
+            .batch(received, redelivered, pending, now_ms);
         for message in messages {
             let peeked = wire::peek_meta(message.headers.as_ref());
             let (meta, scrape) = match peeked {
@@ -471,6 +491,28 @@ impl Receiver {
             .unwrap_or(i64::MAX)
             .saturating_add(30_000);
         self.ledger.prune(now_ms, max_age_ms, forget_after_ms);
+        let status = &self.settings.status;
+        let pushed_ms = crate::status::now_ms();
+        for delivery in &deliveries {
+            let group = [
+                delivery.key.job.as_str(),
+                delivery.key.instance.as_str(),
+                delivery.key.publisher.as_str(),
+            ];
+            for (sink, outcome) in &delivery.answers {
+                match outcome {
+                    Outcome::Ok | Outcome::AlreadyStored(_) => {
+                        status.pushed(*sink, group, delivery.time_ms, pushed_ms)
+                    }
+                    Outcome::Rejected { status: code, body } => status.push_failed(
+                        *sink,
+                        &format!("refused with HTTP {code}: {body}"),
+                        pushed_ms,
+                    ),
+                    Outcome::Retry(error) => status.push_failed(*sink, error, pushed_ms),
+                }
+            }
+        }
         let answered = self.health.account(sinks, &deliveries);
         let now = Instant::now();
         for (sink, (clock, answered)) in self.clocks.iter_mut().zip(answered).enumerate() {

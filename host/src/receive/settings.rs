@@ -45,6 +45,8 @@ pub struct ReceiverSettings {
     pub stats: Arc<Stats>,
     /// New `receiver_stream.sources` lists from reloads, added to the hub stream as they come.
     pub source_updates: Option<super::SourceUpdates>,
+    /// What the status page shows of this receiver (updated per batch and push).
+    pub status: crate::status::ReceiverStatus,
 }
 
 impl ReceiverSettings {
@@ -79,6 +81,7 @@ impl ReceiverSettings {
             drain_timeout: Duration::from_secs(10),
             stats: Arc::new(Stats::default()),
             source_updates: None,
+            status: crate::status::ReceiverStatus::default(),
         }
     }
 
