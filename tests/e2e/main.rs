@@ -7,6 +7,7 @@ mod authoring;
 mod config;
 mod demo;
 mod diagnostics;
+mod discovery;
 mod enroll;
 mod filter_reload;
 mod filters;
