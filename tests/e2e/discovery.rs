@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use promrelay_tests::{
-    free_port, parse_samples, poll_until, relay_binary, NodeExporter, NatsServer, Pushgateway,
+    free_port, parse_samples, poll_until, relay_binary, NatsServer, NodeExporter, Pushgateway,
     Relay, RelayConfig,
 };
 
@@ -127,7 +127,10 @@ fn node_exporters_added_to_and_removed_from_a_file_sd_file_start_and_stop_withou
         "the removed target was pushed again"
     );
     let log = relay.log();
-    assert!(!log.contains("SIGHUP") && !log.contains("reloaded"), "{log}");
+    assert!(
+        !log.contains("SIGHUP") && !log.contains("reloaded"),
+        "{log}"
+    );
     assert!(log.contains("file_sd targets changed"), "{log}");
 }
 
@@ -161,7 +164,10 @@ fn labels_from_a_file_sd_file_reach_the_pushed_series_and_up() {
         .filter(|s| s.label("dc") != Some("fra1"))
         .map(|s| s.name.as_str())
         .collect();
-    assert!(unlabelled.is_empty(), "series without dc=fra1: {unlabelled:?}");
+    assert!(
+        unlabelled.is_empty(),
+        "series without dc=fra1: {unlabelled:?}"
+    );
 }
 
 #[test]
@@ -178,16 +184,20 @@ fn a_broken_file_sd_file_keeps_its_last_good_targets_and_says_why() {
 
     // Half written, as a writer that does not rename would leave it.
     std::fs::write(&file, "[{\"targets\": [\"127.0.0.1:1\"],\n  \"labels\": ").expect("write");
-    relay.wait_for_log("file_sd file unusable, keeping its last good targets", ARRIVAL);
+    relay.wait_for_log(
+        "file_sd file unusable, keeping its last good targets",
+        ARRIVAL,
+    );
     let log = relay.log();
     assert!(
         log.contains("node.json:2: YAML syntax"),
         "the file and its line are named:\n{log}"
     );
-    poll_until(ARRIVAL, "promrelay_sd_file_errors_total{job=node} > 0", || {
-        relay_metric(&relay, "promrelay_sd_file_errors_total")
-            .filter(|count| *count > 0.0)
-    });
+    poll_until(
+        ARRIVAL,
+        "promrelay_sd_file_errors_total{job=node} > 0",
+        || relay_metric(&relay, "promrelay_sd_file_errors_total").filter(|count| *count > 0.0),
+    );
     let seen = push_time(&pushgateway, "node", &instance).unwrap_or_default();
     let later = wait_pushed_after(&pushgateway, &instance, seen);
     wait_pushed_after(&pushgateway, &instance, later);
@@ -201,7 +211,10 @@ fn a_broken_file_sd_file_keeps_its_last_good_targets_and_says_why() {
         .expect("run promrelay check-config");
     let output = String::from_utf8_lossy(&check.stdout);
     assert!(!check.status.success(), "{output}");
-    assert!(output.contains("jobs.node: ") && output.contains("node.json:2: YAML syntax"), "{output}");
+    assert!(
+        output.contains("jobs.node: ") && output.contains("node.json:2: YAML syntax"),
+        "{output}"
+    );
 }
 
 #[test]
@@ -229,5 +242,9 @@ fn static_configs_targets_are_scraped_with_their_labels_beside_the_original_targ
             .map(|s| s.label("rack").map(str::to_owned))
     };
     assert_eq!(rack(&grouped.host_port()), Some(Some("r1".to_owned())));
-    assert_eq!(rack("original"), Some(None), "the original's targets have no group labels");
+    assert_eq!(
+        rack("original"),
+        Some(None),
+        "the original's targets have no group labels"
+    );
 }

@@ -482,8 +482,10 @@ fn job(
 /// Appends the `static_configs` targets to the job's, refusing an instance used twice (the
 /// job's targets are already unique among themselves).
 fn add_unique(cx: &mut Builder<'_>, targets: &mut Vec<Target>, more: Vec<Target>, key: &str) {
-    let mut instances: HashMap<String, ()> =
-        targets.iter().map(|target| (target.name.clone(), ())).collect();
+    let mut instances: HashMap<String, ()> = targets
+        .iter()
+        .map(|target| (target.name.clone(), ()))
+        .collect();
     for target in more {
         if instances.insert(target.name.clone(), ()).is_some() {
             cx.problems.add(

@@ -21,7 +21,9 @@ pub(super) fn static_configs(cx: &mut Builder<'_>, key: &str, node: &Node) -> Ve
     items
         .iter()
         .enumerate()
-        .filter_map(|(index, item)| groups::read(&mut cx.problems, &format!("{key}[{index}]"), item))
+        .filter_map(|(index, item)| {
+            groups::read(&mut cx.problems, &format!("{key}[{index}]"), item)
+        })
         .collect()
 }
 
@@ -43,18 +45,17 @@ pub(super) fn file_sd_configs(cx: &mut Builder<'_>, key: &str, node: &Node) -> V
             |problems, key, node| problems.string_list(key, node),
         );
         let refresh_interval = cx
-            .read(
-                &mut fields,
-                "refresh_interval",
-                Problems::positive_duration,
-            )
+            .read(&mut fields, "refresh_interval", Problems::positive_duration)
             .unwrap_or(DEFAULT_SD_REFRESH);
         let files_key = fields.key("files");
         fields.finish(&mut cx.problems);
         let Some(files) = files else { continue };
         if files.is_empty() {
-            cx.problems
-                .add(&files_key, Some(item.line), "needs at least one file pattern");
+            cx.problems.add(
+                &files_key,
+                Some(item.line),
+                "needs at least one file pattern",
+            );
             continue;
         }
         let mut patterns = Vec::new();

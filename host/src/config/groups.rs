@@ -182,7 +182,12 @@ fn resolve(
     labels: &BTreeMap<String, String>,
     defaults: GroupDefaults<'_>,
 ) -> Result<Target, String> {
-    let label = |name: &str| labels.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    let label = |name: &str| {
+        labels
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    };
     let scheme = label("__scheme__").unwrap_or(defaults.scheme);
     if !matches!(scheme, "http" | "https") {
         return Err(format!(
@@ -191,7 +196,10 @@ fn resolve(
     }
     let path = label("__metrics_path__").unwrap_or(defaults.metrics_path);
     let address = address.trim();
-    if address.is_empty() || address.contains(['/', '?', '#', '@']) || address.contains(char::is_whitespace) {
+    if address.is_empty()
+        || address.contains(['/', '?', '#', '@'])
+        || address.contains(char::is_whitespace)
+    {
         return Err(format!(
             "{address:?} is not a host:port address (write the scheme and the path as \
              __scheme__ and __metrics_path__ labels, or as the job's scheme and metrics_path)"

@@ -124,7 +124,16 @@ impl JobClients {
     }
 }
 
-type TargetKey = (String, String, String, Duration, Duration, u64, u64, Vec<Label>);
+type TargetKey = (
+    String,
+    String,
+    String,
+    Duration,
+    Duration,
+    u64,
+    u64,
+    Vec<Label>,
+);
 
 fn key(spec: &TargetSpec, clients: &JobClients) -> TargetKey {
     (

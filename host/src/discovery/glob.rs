@@ -65,7 +65,10 @@ pub fn expand(pattern: &Path) -> Vec<PathBuf> {
     if !has_wildcard(pattern) {
         return vec![pattern.to_path_buf()];
     }
-    let Some(name_pattern) = pattern.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+    let Some(name_pattern) = pattern
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+    else {
         return Vec::new();
     };
     let directory = directory_of(pattern);

@@ -105,7 +105,11 @@ impl JobDiscovery {
     }
 
     /// Drains events until the directories have been quiet for [`DEBOUNCE`].
-    async fn debounce(&self, events: &mut mpsc::UnboundedReceiver<Touch>, stop: &CancellationToken) {
+    async fn debounce(
+        &self,
+        events: &mut mpsc::UnboundedReceiver<Touch>,
+        stop: &CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -130,8 +134,7 @@ impl JobDiscovery {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            glob::matches(&pattern_name, &name)
-                && canonical_directory(pattern) == directory
+            glob::matches(&pattern_name, &name) && canonical_directory(pattern) == directory
         })
     }
 
@@ -141,14 +144,21 @@ impl JobDiscovery {
 
     /// Watches the patterns' directories (files are often replaced by rename, which a watch on
     /// the file would lose); a directory that does not exist yet is tried again next time.
-    fn watch_directories(&self, watcher: &mut notify::RecommendedWatcher, watched: &mut HashSet<PathBuf>) {
+    fn watch_directories(
+        &self,
+        watcher: &mut notify::RecommendedWatcher,
+        watched: &mut HashSet<PathBuf>,
+    ) {
         use notify::{RecursiveMode, Watcher};
         for pattern in self.patterns() {
             let directory = glob::directory_of(pattern);
             if watched.contains(&directory) {
                 continue;
             }
-            if watcher.watch(&directory, RecursiveMode::NonRecursive).is_ok() {
+            if watcher
+                .watch(&directory, RecursiveMode::NonRecursive)
+                .is_ok()
+            {
                 watched.insert(directory);
             }
         }
@@ -202,7 +212,10 @@ impl JobDiscovery {
         }
         errors_logged.retain(|file, _| files.contains(file));
         drop(last_good);
-        METRICS.files.get_or_create(&self.label()).set(files.len() as i64);
+        METRICS
+            .files
+            .get_or_create(&self.label())
+            .set(files.len() as i64);
         METRICS
             .targets
             .get_or_create(&self.label())
@@ -246,11 +259,14 @@ fn canonical_directory(path: &Path) -> Option<PathBuf> {
 }
 
 /// Reads and resolves one file_sd file; the error names the file, and the line where known.
-pub(super) fn read_targets(file: &Path, scheme: &str, metrics_path: &str) -> Result<Vec<Target>, String> {
+pub(super) fn read_targets(
+    file: &Path,
+    scheme: &str,
+    metrics_path: &str,
+) -> Result<Vec<Target>, String> {
     let origin = file.display().to_string();
-    let text = std::fs::read_to_string(file).map_err(|error| {
-        format!("{origin}: cannot read the file_sd file: {error}")
-    })?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|error| format!("{origin}: cannot read the file_sd file: {error}"))?;
     let groups = config::parse_target_groups(&text, &origin).map_err(|error| error.to_string())?;
     let defaults = GroupDefaults {
         scheme,

@@ -39,9 +39,12 @@ fn expand_lists_matching_files_sorted_and_keeps_a_literal_path_even_if_missing()
     }
     std::fs::create_dir(dir.path().join("d.json")).expect("a directory named like a file");
     let found = expand(&dir.path().join("*.json"));
-    assert_eq!(found, [dir.path().join("a.json"), dir.path().join("b.json")]);
+    assert_eq!(
+        found,
+        [dir.path().join("a.json"), dir.path().join("b.json")]
+    );
     let literal = dir.path().join("missing.yml");
-    assert_eq!(expand(&literal), [literal.clone()]);
+    assert_eq!(expand(&literal), std::slice::from_ref(&literal));
     assert!(expand(&dir.path().join("nowhere").join("*.json")).is_empty());
 }
 
@@ -76,11 +79,18 @@ fn a_targets_own_labels_reach_every_series_like_job_and_instance() {
         })
         .collect();
     let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
-        list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
     };
     assert_eq!(
         labels[0],
-        pairs(&[("dc", "fra1"), ("instance", "h:9100"), ("job", "node"), ("rack", "r1")])
+        pairs(&[
+            ("dc", "fra1"),
+            ("instance", "h:9100"),
+            ("job", "node"),
+            ("rack", "r1")
+        ])
     );
     assert_eq!(
         labels[1],
@@ -155,16 +165,26 @@ async fn a_job_follows_its_files_and_a_broken_or_missing_one_keeps_its_last_good
 
     // Broken: the file keeps its targets, and says why in the view and the metric.
     let errors_before = file_errors();
-    write(&dir.path().join("a.json"), r#"[{"targets": ["10.0.0.1:9100"]"#);
+    write(
+        &dir.path().join("a.json"),
+        r#"[{"targets": ["10.0.0.1:9100"]"#,
+    );
     let view = discovery.view();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let broken = loop {
         let jobs = view.jobs();
-        let file = jobs["node"].files.iter().find(|f| f.path.ends_with("a.json")).cloned();
+        let file = jobs["node"]
+            .files
+            .iter()
+            .find(|f| f.path.ends_with("a.json"))
+            .cloned();
         if let Some(file) = file.filter(|f| f.error.is_some()) {
             break file;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the view never showed the error");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the view never showed the error"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(broken.targets, 1, "its last good target is kept");
@@ -173,17 +193,26 @@ async fn a_job_follows_its_files_and_a_broken_or_missing_one_keeps_its_last_good
     assert!(file_errors() > errors_before);
 
     // Repaired with another target: reported; then the literal file goes missing: kept.
-    write(&dir.path().join("a.json"), r#"[{"targets": ["10.0.0.2:9100"]}]"#);
+    write(
+        &dir.path().join("a.json"),
+        r#"[{"targets": ["10.0.0.2:9100"]}]"#,
+    );
     assert_eq!(next(&mut reports).await, ["10.0.0.2:9100", "10.0.0.9:9100"]);
     std::fs::remove_file(&literal).expect("remove");
     // A file the wildcard matched and that is removed takes its targets with it.
     std::fs::remove_file(dir.path().join("a.json")).expect("remove");
     assert_eq!(next(&mut reports).await, ["10.0.0.9:9100"]);
     let snapshot = view.snapshot();
-    assert_eq!(snapshot[0].targets[0].labels["__meta_filepath"], literal.display().to_string());
+    assert_eq!(
+        snapshot[0].targets[0].labels["__meta_filepath"],
+        literal.display().to_string()
+    );
     let missing = &snapshot[0].files[0];
     assert!(
-        missing.error.as_deref().is_some_and(|e| e.contains("cannot read")),
+        missing
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("cannot read")),
         "{missing:?}"
     );
     stop.cancel();

@@ -32,7 +32,12 @@ static_configs:
     let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(
         names,
-        ["127.0.0.1:9100", "127.0.0.2:9100", "host3:80", "127.0.0.4:9100"]
+        [
+            "127.0.0.1:9100",
+            "127.0.0.2:9100",
+            "host3:80",
+            "127.0.0.4:9100"
+        ]
     );
     assert_eq!(targets[1].url.as_str(), "http://127.0.0.2:9100/metrics");
     assert_eq!(targets[2].url.as_str(), "http://host3/metrics");
@@ -63,15 +68,24 @@ static_configs:
 ",
     ));
     let job = &config.jobs[0];
-    assert_eq!((job.scheme.as_str(), job.metrics_path.as_str()), ("https", "probe"));
+    assert_eq!(
+        (job.scheme.as_str(), job.metrics_path.as_str()),
+        ("https", "probe")
+    );
     assert_eq!(job.targets[0].url.as_str(), "https://a.example:9115/probe");
     assert_eq!(job.targets[0].name, "a.example:9115");
     assert_eq!(
         job.targets[1].url.as_str(),
         "http://b.example/snmp?module=if_mib&target=10.0.0.1"
     );
-    assert_eq!(job.targets[1].name, "switch-1", "the instance label names it");
-    assert!(job.targets[1].labels.is_empty(), "__ labels are not target labels");
+    assert_eq!(
+        job.targets[1].name, "switch-1",
+        "the instance label names it"
+    );
+    assert!(
+        job.targets[1].labels.is_empty(),
+        "__ labels are not target labels"
+    );
 }
 
 #[test]
@@ -145,7 +159,10 @@ file_sd_configs:
          such as targets/*.json)",
     ];
     for line in expected {
-        assert!(shown.contains(&line.to_string()), "missing {line}\nin {shown:#?}");
+        assert!(
+            shown.contains(&line.to_string()),
+            "missing {line}\nin {shown:#?}"
+        );
     }
     assert_eq!(shown.len(), expected.len(), "{shown:#?}");
 }
@@ -156,7 +173,9 @@ fn a_job_without_any_target_section_says_which_keys_give_targets() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].key, "jobs.node.targets");
     assert!(
-        problems[0].message.contains("static_configs or file_sd_configs"),
+        problems[0]
+            .message
+            .contains("static_configs or file_sd_configs"),
         "{}",
         problems[0].message
     );
@@ -173,7 +192,9 @@ static_configs:
 ",
     ));
     assert_eq!(problems.len(), 1, "{problems:?}");
-    assert!(problems[0].message.contains("\"127.0.0.1:9100\" is already a target"));
+    assert!(problems[0]
+        .message
+        .contains("\"127.0.0.1:9100\" is already a target"));
 }
 
 #[test]
@@ -192,7 +213,8 @@ fn file_sd_files_parse_as_json_and_yaml_alike() {
 ";
     let from_json = parse_target_groups(json, "a.json").expect("valid JSON");
     let from_yaml = parse_target_groups(yaml, "a.yml").expect("valid YAML");
-    let strip = |groups: Vec<TargetGroup>| -> Vec<(Vec<String>, Vec<(String, String)>)> {
+    type Plain = Vec<(Vec<String>, Vec<(String, String)>)>;
+    let strip = |groups: Vec<TargetGroup>| -> Plain {
         groups
             .into_iter()
             .map(|g| {
@@ -212,7 +234,10 @@ fn file_sd_files_parse_as_json_and_yaml_alike() {
 fn broken_file_sd_files_name_the_line() {
     let cases = [
         ("[{\"targets\": [\"a:1\"]", "a.json:1: YAML syntax"),
-        ("{targets: [a:1]}\n", "b.yml:1: expected a list, found a mapping"),
+        (
+            "{targets: [a:1]}\n",
+            "b.yml:1: expected a list, found a mapping",
+        ),
         (
             "- targets: [a:1]\n  labels: {dc: [x]}\n",
             "c.yml:2: [0].labels.dc: a label value is a string, found a list",
@@ -225,9 +250,6 @@ fn broken_file_sd_files_name_the_line() {
     for (text, expected) in cases {
         let origin = expected.split(':').next().expect("origin");
         let error = parse_target_groups(text, origin).expect_err(text);
-        assert!(
-            error.to_string().starts_with(expected),
-            "{text:?}: {error}"
-        );
+        assert!(error.to_string().starts_with(expected), "{text:?}: {error}");
     }
 }
