@@ -217,3 +217,82 @@ async fn a_job_follows_its_files_and_a_broken_or_missing_one_keeps_its_last_good
     );
     stop.cancel();
 }
+
+#[tokio::test]
+async fn a_reload_keeps_an_unchanged_jobs_task_and_forgets_a_job_that_stopped_discovering() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("node.yml");
+    write(&file, "- targets: ['10.0.0.1:9100']\n");
+    let config = config_with(&[&file]);
+    let (sender, mut reports) = mpsc::channel(16);
+    let stop = CancellationToken::new();
+    let mut discovery = Discovery::new(sender, stop.clone());
+    discovery.apply(&config);
+    let report = tokio::time::timeout(Duration::from_secs(20), reports.recv())
+        .await
+        .expect("a first report")
+        .expect("open");
+    assert!(
+        discovery.update(report.clone()),
+        "the first report changes the targets"
+    );
+    assert!(
+        !discovery.update(report),
+        "the same list again changes nothing"
+    );
+
+    // Same settings: the task stays (no second first-read report).
+    discovery.apply(&config);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), reports.recv())
+            .await
+            .is_err(),
+        "an unchanged job's task was restarted"
+    );
+    assert_eq!(discovery.targets()["node"][0].name, "10.0.0.1:9100");
+
+    // The job drops file_sd_configs: its targets and its view go.
+    let text =
+        "scrape_interval: 60s\npoller_stream: { cluster_id: s, urls: nats://127.0.0.1:4222 }\n\
+                jobs:\n  node:\n    targets: [http://127.0.0.1:9100/metrics]\n";
+    discovery.apply(&crate::config::parse(text, "t.yaml").expect("valid"));
+    assert!(discovery.targets().is_empty());
+    assert!(discovery.view().snapshot().is_empty());
+    stop.cancel();
+}
+
+#[test]
+fn a_discovered_instance_that_the_job_already_has_is_left_out() {
+    let text =
+        "scrape_interval: 60s\npoller_stream: { cluster_id: s, urls: nats://127.0.0.1:4222 }\n\
+                jobs:\n  node:\n    targets: [http://10.0.0.1:9100/metrics]\n    \
+                file_sd_configs: [{ files: [x.json] }]\n";
+    let config = crate::config::parse(text, "t.yaml").expect("valid");
+    let discovered = |address: &str, dc: &str| crate::config::Target {
+        name: address.to_string(),
+        url: url::Url::parse(&format!("http://{address}/metrics")).expect("url"),
+        labels: vec![Label::new("dc", dc)],
+    };
+    let found = std::collections::HashMap::from([(
+        "node".to_string(),
+        vec![
+            discovered("10.0.0.1:9100", "a"),
+            discovered("10.0.0.2:9100", "b"),
+            discovered("10.0.0.2:9100", "c"),
+        ],
+    )]);
+    let specs = crate::daemon::target_specs_with(&config, &found);
+    let shown: Vec<(String, usize)> = specs
+        .iter()
+        .map(|spec| (spec.instance.clone(), spec.labels.len()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("10.0.0.1:9100".to_string(), 0),
+            ("10.0.0.2:9100".to_string(), 1)
+        ],
+        "the static target wins, then the first file entry"
+    );
+    assert_eq!(specs[1].labels, [Label::new("dc", "b")]);
+}
