@@ -296,3 +296,31 @@ fn a_discovered_instance_that_the_job_already_has_is_left_out() {
     );
     assert_eq!(specs[1].labels, [Label::new("dc", "b")]);
 }
+
+#[tokio::test]
+async fn a_directory_made_after_the_start_is_found_on_the_refresh_interval() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let later = dir.path().join("later");
+    let pattern = later.join("*.json");
+    let text = format!(
+        "scrape_interval: 60s\npoller_stream: {{ cluster_id: s, urls: nats://127.0.0.1:4222 }}\n\
+         jobs:\n  node:\n    file_sd_configs:\n      - files: [{}]\n        \
+         refresh_interval: 100ms\n",
+        serde_json::to_string(&pattern.display().to_string()).expect("json")
+    );
+    let config = crate::config::parse(&text, "t.yaml").expect("valid");
+    let (sender, mut reports) = mpsc::channel(16);
+    let stop = CancellationToken::new();
+    let mut discovery = Discovery::new(sender, stop.clone());
+    discovery.apply(&config);
+    assert!(next(&mut reports).await.is_empty(), "nothing matches yet");
+    // Nothing watches a directory that did not exist: only the refresh can find this file.
+    std::fs::create_dir(&later).expect("mkdir");
+    std::fs::write(
+        later.join("node.json"),
+        r#"[{"targets": ["10.0.0.5:9100"]}]"#,
+    )
+    .expect("write");
+    assert_eq!(next(&mut reports).await, ["10.0.0.5:9100"]);
+    stop.cancel();
+}
