@@ -7,8 +7,10 @@
 pub mod admin;
 pub mod config;
 pub mod daemon;
+pub mod discovery;
 pub mod enroll;
 pub mod exposition;
+pub mod file_events;
 pub mod filter;
 pub mod lifecycle;
 pub mod management;

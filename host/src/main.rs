@@ -211,7 +211,15 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
             for problem in &tls_problems {
                 println!("{problem}");
             }
-            if !tls_problems.is_empty() {
+            // The file_sd files are read as at start: a broken one is named with its line.
+            let files = promrelay::discovery::check_files(&config);
+            for warning in &files.warnings {
+                println!("warning: {warning}");
+            }
+            for error in &files.errors {
+                println!("{error}");
+            }
+            if !tls_problems.is_empty() || !files.errors.is_empty() {
                 return Ok(ExitCode::FAILURE);
             }
             println!(

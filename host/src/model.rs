@@ -167,11 +167,20 @@ impl Scrape {
     /// `metric_relabel_configs`. A label already exposed by the target is kept as
     /// `exported_<name>` (Prometheus' `honor_labels: false`).
     pub fn add_target_labels(&mut self, job: &str, instance: &str) {
+        self.add_target_labels_with(job, instance, &[]);
+    }
+
+    /// [`add_target_labels`](Self::add_target_labels) with a target's own labels besides `job`
+    /// and `instance` (a target group's `labels`), treated alike: an exposed label of the same
+    /// name is kept as `exported_<name>`.
+    pub fn add_target_labels_with(&mut self, job: &str, instance: &str, extra: &[Label]) {
         for family in &mut self.families {
             for series in &mut family.series {
-                // One growth for both labels instead of one per insert (hot path: per sample).
-                series.labels.reserve(2);
-                for (name, value) in TARGET_LABELS.into_iter().zip([job, instance]) {
+                // One growth for all labels instead of one per insert (hot path: per sample).
+                series.labels.reserve(2 + extra.len());
+                let standard = TARGET_LABELS.into_iter().zip([job, instance]);
+                let own = extra.iter().map(|l| (l.name.as_str(), l.value.as_str()));
+                for (name, value) in standard.chain(own) {
                     if let Some(old) = series.label(name).map(Str::from) {
                         let exported = format!("exported_{name}");
                         series.set_label(&exported, &old);

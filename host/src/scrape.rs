@@ -38,6 +38,8 @@ pub struct TargetSpec {
     pub label_limit: usize,
     /// The job that reports the relay's own metrics keeps scraping while the relay is paused.
     pub exempt_from_pause: bool,
+    /// Target labels besides `job` and `instance` (a target group's `labels`), sorted by name.
+    pub labels: Vec<Label>,
 }
 
 /// Why a scrape failed; the `outcome` label of `promrelay_scrapes_total`.
@@ -217,9 +219,11 @@ pub async fn scrape_once(
                     job: target.job.clone(),
                 })
                 .inc_by(body.len() as u64);
+            let mut added: Vec<&str> = crate::model::TARGET_LABELS.to_vec();
+            added.extend(target.labels.iter().map(|label| label.name.as_str()));
             let limit = exposition::LabelLimit {
                 limit: target.label_limit,
-                added: &crate::model::TARGET_LABELS,
+                added: &added,
             };
             exposition::parse_with_label_limit(&body, limit).map_err(ScrapeError::from)
         }
@@ -240,9 +244,15 @@ pub async fn scrape_once(
         families,
     };
     let samples = scrape.sample_count();
-    scrape.add_target_labels(&target.job, &target.instance);
+    scrape.add_target_labels_with(&target.job, &target.instance, &target.labels);
     let up = if error.is_none() { 1.0 } else { 0.0 };
-    add_synthetic(&mut scrape, up, elapsed.as_secs_f64(), samples as f64);
+    add_synthetic(
+        &mut scrape,
+        &target.labels,
+        up,
+        elapsed.as_secs_f64(),
+        samples as f64,
+    );
 
     METRICS
         .duration
@@ -278,11 +288,14 @@ pub async fn scrape_once(
 
 /// Adds `up`, `scrape_duration_seconds` and `scrape_samples_scraped`, labelled like the target's
 /// own series, as Prometheus does.
-fn add_synthetic(scrape: &mut Scrape, up: f64, duration: f64, samples: f64) {
-    let labels = vec![
+fn add_synthetic(scrape: &mut Scrape, extra: &[Label], up: f64, duration: f64, samples: f64) {
+    let mut labels = vec![
         Label::new("instance", scrape.meta.instance.as_str()),
         Label::new("job", scrape.meta.job.as_str()),
     ];
+    labels.extend(extra.iter().cloned());
+    labels.sort_by(|a, b| a.name.cmp(&b.name));
+    labels.dedup_by(|later, earlier| later.name == earlier.name);
     for (name, help, value) in [
         (
             "up",

@@ -8,6 +8,7 @@ mod cluster;
 mod config;
 mod demo;
 mod diagnostics;
+mod discovery;
 mod enroll;
 mod filter_reload;
 mod filters;

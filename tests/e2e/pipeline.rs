@@ -38,7 +38,7 @@ const OBSERVER_DEPENDENT: [&str; 8] = [
 const GROUPING: [&str; 3] = ["job", "instance", "publisher"];
 
 /// Pushed samples of one group (job, instance), without the Pushgateway's bookkeeping series.
-fn group(pushgateway: &Pushgateway, job: &str, instance: &str) -> Vec<Sample> {
+pub(crate) fn group(pushgateway: &Pushgateway, job: &str, instance: &str) -> Vec<Sample> {
     pushgateway
         .pushed_series_for(job)
         .into_iter()
@@ -77,7 +77,7 @@ fn unix_seconds() -> f64 {
 }
 
 /// When the group (job, instance) was last pushed successfully.
-fn push_time(pushgateway: &Pushgateway, job: &str, instance: &str) -> Option<f64> {
+pub(crate) fn push_time(pushgateway: &Pushgateway, job: &str, instance: &str) -> Option<f64> {
     pushgateway
         .series_for(job)
         .into_iter()

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::endpoints;
+use super::groups::{resolve_groups, GroupDefaults};
 use super::reader::{Fields, Problems};
 use super::types::*;
 use super::values;
@@ -44,10 +45,15 @@ impl<'b> Builder<'b> {
     /// Reads a file path, resolved against the config file's directory when relative.
     pub fn path(&mut self, fields: &mut Fields<'_>, name: &str) -> Option<PathBuf> {
         let path = self.read(fields, name, Problems::path)?;
-        Some(match self.base {
+        Some(self.resolve(path))
+    }
+
+    /// A path resolved against the config file's directory when relative.
+    pub fn resolve(&self, path: PathBuf) -> PathBuf {
+        match self.base {
             Some(base) if path.is_relative() => base.join(path),
             _ => path,
-        })
+        }
     }
 
     /// Reads a required key; reports it missing with `hint`.
@@ -414,13 +420,53 @@ fn job(
             p.integer(k, n, MIN_LABEL_LIMIT as u64, MAX_LABEL_LIMIT as u64)
         })
         .map_or(crate::model::DEFAULT_LABEL_LIMIT, |limit| limit as usize);
-    let targets = match fields.take("targets") {
-        Some(node) => targets(cx, &fields.key("targets"), node),
-        None => {
-            fields.missing(&mut cx.problems, "targets", "a list of {name, url}");
-            Vec::new()
-        }
+    let scheme = cx
+        .read(&mut fields, "scheme", |problems, key, node| {
+            match node.scalar().map(str::to_ascii_lowercase).as_deref() {
+                Some(scheme @ ("http" | "https")) => Some(scheme.to_string()),
+                _ => {
+                    problems.at(
+                        key,
+                        node,
+                        format!("{} is not a scheme (use http or https)", node.describe()),
+                    );
+                    None
+                }
+            }
+        })
+        .unwrap_or_else(|| "http".to_string());
+    let metrics_path = cx
+        .read(&mut fields, "metrics_path", Problems::nonempty)
+        .unwrap_or_else(|| DEFAULT_METRICS_PATH.to_string());
+    let others = fields.has("static_configs") || fields.has("file_sd_configs");
+    let mut targets = match fields.take("targets") {
+        Some(node) => targets(cx, &fields.key("targets"), node, !others),
+        None => Vec::new(),
     };
+    let static_key = fields.key("static_configs");
+    let static_groups = fields
+        .take("static_configs")
+        .map(|node| super::discovery::static_configs(cx, &static_key, node))
+        .unwrap_or_default();
+    let file_sd = fields
+        .take("file_sd_configs")
+        .map(|node| super::discovery::file_sd_configs(cx, &fields.key("file_sd_configs"), node))
+        .unwrap_or_default();
+    let defaults = GroupDefaults {
+        scheme: &scheme,
+        metrics_path: &metrics_path,
+    };
+    match resolve_groups(&static_groups, defaults, &static_key) {
+        Ok(resolved) => add_unique(cx, &mut targets, resolved, &static_key),
+        Err(problems) => cx.problems.list.extend(problems),
+    }
+    if !fields.has("targets") && !others {
+        fields.missing(
+            &mut cx.problems,
+            "targets",
+            "a list of {name, url}, or static_configs or file_sd_configs",
+        );
+    }
     let filters = match fields.take("filters") {
         Some(node) => {
             let filters = super::sections::filters(cx, &fields.key("filters"), node);
@@ -453,16 +499,45 @@ fn job(
         scrape_body_limit,
         label_limit,
         targets,
+        scheme,
+        metrics_path,
+        file_sd,
         filters,
         http,
     })
 }
 
-fn targets(cx: &mut Builder<'_>, key: &str, node: &Node) -> Vec<Target> {
+/// Appends the `static_configs` targets to the job's, refusing an instance used twice (the
+/// job's targets are already unique among themselves).
+fn add_unique(cx: &mut Builder<'_>, targets: &mut Vec<Target>, more: Vec<Target>, key: &str) {
+    let mut instances: HashMap<String, ()> = targets
+        .iter()
+        .map(|target| (target.name.clone(), ()))
+        .collect();
+    for target in more {
+        if instances.insert(target.name.clone(), ()).is_some() {
+            cx.problems.add(
+                key,
+                None,
+                format!(
+                    "instance {:?} is already a target of this job; give each target a \
+                     distinct address or instance label",
+                    target.name
+                ),
+            );
+            continue;
+        }
+        targets.push(target);
+    }
+}
+
+/// The original's `targets`; `required`: the job has no other target section, so the list
+/// must not be empty.
+fn targets(cx: &mut Builder<'_>, key: &str, node: &Node, required: bool) -> Vec<Target> {
     let Some(items) = cx.problems.sequence(key, node) else {
         return Vec::new();
     };
-    if items.is_empty() {
+    if items.is_empty() && required {
         cx.problems.at(key, node, "a job needs at least one target");
     }
     let mut targets: Vec<Target> = Vec::new();
@@ -527,5 +602,9 @@ fn target_from(
             instance
         }
     };
-    Some(Target { name, url })
+    Some(Target {
+        name,
+        url,
+        labels: Vec::new(),
+    })
 }

@@ -14,7 +14,9 @@
 //! stages that use those files report their own errors.
 
 mod build;
+mod discovery;
 mod endpoints;
+mod groups;
 mod reader;
 mod sections;
 mod types;
@@ -27,6 +29,8 @@ mod tests;
 use std::fmt;
 use std::path::Path;
 
+pub use discovery::parse_target_groups;
+pub use groups::{resolve_groups, GroupDefaults};
 pub use types::*;
 
 /// One thing wrong with a config.

@@ -37,6 +37,10 @@ pub const MAX_LABEL_LIMIT: usize = 16_384;
 pub const MIN_LABEL_LIMIT: usize = 1 + crate::model::TARGET_LABELS.len();
 /// Name of the job the poller adds for its own metrics when `monitor_port` is set.
 pub const SELF_JOB: &str = "promrelay";
+/// Default `refresh_interval` of a `file_sd_configs` entry: 5 minutes, as in Prometheus.
+pub const DEFAULT_SD_REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
+/// Default `metrics_path` of a job's `static_configs` and `file_sd_configs` targets.
+pub const DEFAULT_METRICS_PATH: &str = "/metrics";
 
 /// The whole configuration of one promrelay process.
 #[derive(Debug, Clone, PartialEq)]
@@ -279,8 +283,17 @@ pub struct JobConfig {
     /// says (its default); a scrape with a series over it fails at parse time, naming the line,
     /// and a filter output with one is invalid.
     pub label_limit: usize,
-    /// `targets`: at least one; instances are unique within the job.
+    /// `targets` (the original's `{name, url}`) and `static_configs` (Prometheus'), in that
+    /// order; instances are unique within the job. May be empty when `file_sd_configs` is set.
     pub targets: Vec<Target>,
+    /// `scheme`: `http` (default) or `https`, for `static_configs` and `file_sd_configs` targets
+    /// without a `__scheme__` label.
+    pub scheme: String,
+    /// `metrics_path`: default [`DEFAULT_METRICS_PATH`], for `static_configs` and
+    /// `file_sd_configs` targets without a `__metrics_path__` label.
+    pub metrics_path: String,
+    /// `file_sd_configs`: files of target groups, watched and re-read at run time.
+    pub file_sd: Vec<FileSdConfig>,
     /// `filters`: this job's own chain, run after the global one.
     pub filters: Vec<FilterConfig>,
     /// `tls_config`, `basic_auth`, `authorization` for the targets, as in Prometheus.
@@ -288,12 +301,39 @@ pub struct JobConfig {
 }
 
 /// One scrape target.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target {
-    /// The `instance` label: `name`, or the URL's `host:port` (port defaulted by scheme).
+    /// The `instance` label: `name`, or the URL's `host:port` (port defaulted by scheme); for
+    /// a target group's target its `instance` label, or its address.
     pub name: String,
     /// `url`: the full metrics URL (http or https).
     pub url: url::Url,
+    /// Target labels besides `job` and `instance`, sorted by name, none starting with `__`:
+    /// a target group's `labels`. Empty for the original's `{name, url}` targets.
+    pub labels: Vec<crate::model::Label>,
+}
+
+/// One `file_sd_configs` entry: files in Prometheus' file_sd format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSdConfig {
+    /// `files`: paths whose last part may hold `*` and `?` wildcards, each ending in `.json`,
+    /// `.yml` or `.yaml`; relative ones resolved against the config file's directory.
+    pub files: Vec<std::path::PathBuf>,
+    /// `refresh_interval`: how often the files are re-read besides watching them. Default
+    /// [`DEFAULT_SD_REFRESH`].
+    pub refresh_interval: Duration,
+}
+
+/// One target group as Prometheus' `static_configs` and file_sd files hold it: addresses
+/// and the labels they share (`__scheme__`, `__metrics_path__`, `__param_<name>` included).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TargetGroup {
+    /// `targets`: `host:port` addresses, each with the line it is on.
+    pub targets: Vec<(String, usize)>,
+    /// `labels`, by name.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The line where the group starts.
+    pub line: usize,
 }
 
 impl Target {

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState, ReloadRequest};
 use crate::config::{self, Config};
+use crate::discovery::{Discovery, JobTargets};
 use crate::filter::{ChainPlan, Chains, FilterEngine, FilterOutcome};
 use crate::model::Scrape;
 use crate::pause::{Breaker, Role};
@@ -30,7 +31,7 @@ use crate::scrape::{self, StateLog};
 
 use crate::shutdown::Shutdown;
 use crate::{lifecycle, nats, publish, receive, wire};
-pub use scrapers::target_specs;
+pub use scrapers::{target_specs, target_specs_with};
 use scrapers::{JobClients, Scrapers};
 
 /// Which parts of the relay to run.
@@ -266,6 +267,8 @@ pub async fn run(
 
     let mut poller = None;
     let mut filters: Option<Arc<Chains>> = None;
+    let mut discovery: Option<Discovery> = None;
+    let (discovered_tx, mut discovered_rx) = mpsc::channel::<JobTargets>(64);
     if run_poller {
         let stream = config
             .poller_stream
@@ -307,6 +310,10 @@ pub async fn run(
         };
         scrapers.apply(target_specs(&config));
         poller = Some(scrapers);
+        // File discovery stops with the scrapers; its targets arrive through `discovered_rx`.
+        let mut files = Discovery::new(discovered_tx.clone(), scrapers_stop.clone());
+        files.apply(&config);
+        discovery = Some(files);
     }
 
     let mut receiver_sources = None;
@@ -332,15 +339,25 @@ pub async fn run(
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break None }
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", config_path.display());
-                let outcome =
-                    reload(&config_path, &mut current, poller.as_mut(), filters.as_deref(), receiver_sources.as_ref()).await;
+                let outcome = reload(&config_path, &mut current, poller.as_mut(),
+                    discovery.as_mut(), filters.as_deref(), receiver_sources.as_ref()).await;
                 events.send(reload_event(&outcome));
             }
             Some(answer) = reload_rx.recv() => {
-                let outcome =
-                    reload(&config_path, &mut current, poller.as_mut(), filters.as_deref(), receiver_sources.as_ref()).await;
+                let outcome = reload(&config_path, &mut current, poller.as_mut(),
+                    discovery.as_mut(), filters.as_deref(), receiver_sources.as_ref()).await;
                 events.send(reload_event(&outcome));
                 let _ = answer.send(outcome);
+            }
+            Some(update) = discovered_rx.recv() => {
+                if let (Some(scrapers), Some(files)) = (poller.as_mut(), discovery.as_mut()) {
+                    let job = update.job.clone();
+                    if files.update(update) {
+                        let (started, stopped) =
+                            scrapers.apply(target_specs_with(&current, files.targets()));
+                        tracing::info!(job = %job, started, stopped, "file_sd targets changed");
+                    }
+                }
             }
             Ok(()) = poller_seen.changed() => {
                 let paused = *poller_seen.borrow_and_update();
@@ -415,6 +432,7 @@ async fn reload(
     path: &Path,
     current: &mut Config,
     poller: Option<&mut Scrapers>,
+    discovery: Option<&mut Discovery>,
     filters: Option<&Chains>,
     receiver_sources: Option<&tokio::sync::watch::Sender<Vec<crate::wire::SourceSettings>>>,
 ) -> Result<String, String> {
@@ -463,7 +481,14 @@ async fn reload(
         if let Some(clients) = clients {
             scrapers.clients = clients;
         }
-        let (started, stopped) = scrapers.apply(target_specs(&new));
+        let specs = match discovery {
+            Some(files) => {
+                files.apply(&new);
+                target_specs_with(&new, files.targets())
+            }
+            None => target_specs(&new),
+        };
+        let (started, stopped) = scrapers.apply(specs);
         notes.push(format!("targets: {started} started, {stopped} stopped"));
     }
     *current = new;

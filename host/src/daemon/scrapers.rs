@@ -4,7 +4,7 @@
 //!
 //! **Invariant:** a target's task is started and stopped only here, by [`Scrapers::apply`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,15 +13,32 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{JobLabel, METRICS, SELF_JOB};
-use crate::config::Config;
-use crate::model::Scrape;
+use crate::config::{Config, Target};
+use crate::model::{Label, Scrape};
 use crate::scrape::{self, StateLog, TargetSpec};
 
 /// The scrape targets of a config, including the self-scrape job when `monitor_port` is set.
 pub fn target_specs(config: &Config) -> Vec<TargetSpec> {
+    target_specs_with(config, &HashMap::new())
+}
+
+/// [`target_specs`] with the targets file discovery found, by job. A discovered target whose
+/// instance the job already has (a static target, or an earlier file's) is left out, with a
+/// warning: two targets of one instance would overwrite each other's Pushgateway group.
+pub fn target_specs_with(
+    config: &Config,
+    discovered: &HashMap<String, Vec<Target>>,
+) -> Vec<TargetSpec> {
     let mut specs = Vec::new();
     for job in &config.jobs {
-        for target in &job.targets {
+        let found = discovered.get(&job.name).map_or(&[][..], Vec::as_slice);
+        let mut instances: HashSet<&str> = HashSet::new();
+        for target in job.targets.iter().chain(found) {
+            if !instances.insert(&target.name) {
+                tracing::warn!(job = %job.name, instance = %target.name, url = %target.url,
+                    "a discovered target's instance is already a target of this job: left out");
+                continue;
+            }
             specs.push(TargetSpec {
                 job: job.name.clone(),
                 instance: target.name.clone(),
@@ -31,6 +48,7 @@ pub fn target_specs(config: &Config) -> Vec<TargetSpec> {
                 body_limit: job.scrape_body_limit,
                 label_limit: job.label_limit,
                 exempt_from_pause: false,
+                labels: target.labels.clone(),
             });
         }
     }
@@ -46,6 +64,7 @@ pub fn target_specs(config: &Config) -> Vec<TargetSpec> {
                 body_limit: config.scrape_body_limit,
                 label_limit: crate::model::DEFAULT_LABEL_LIMIT,
                 exempt_from_pause: true,
+                labels: Vec::new(),
             });
         }
     }
@@ -105,7 +124,16 @@ impl JobClients {
     }
 }
 
-type TargetKey = (String, String, String, Duration, Duration, u64, u64);
+type TargetKey = (
+    String,
+    String,
+    String,
+    Duration,
+    Duration,
+    u64,
+    u64,
+    Vec<Label>,
+);
 
 fn key(spec: &TargetSpec, clients: &JobClients) -> TargetKey {
     (
@@ -116,6 +144,7 @@ fn key(spec: &TargetSpec, clients: &JobClients) -> TargetKey {
         spec.timeout,
         spec.body_limit,
         clients.generation(&spec.job),
+        spec.labels.clone(),
     )
 }
 

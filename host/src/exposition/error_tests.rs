@@ -20,7 +20,7 @@ const SMALL_INPUTS: &[&[u8]] = &[
     b"u{a=\"NaN\"} NaN\nu{a=\"inf\"} +Inf\nu{a=\"x\"} -Inf\n",
 ];
 
-fn limit(limit: usize) -> LabelLimit {
+fn limit(limit: usize) -> LabelLimit<'static> {
     LabelLimit {
         limit,
         added: &TARGET_LABELS,

@@ -27,12 +27,12 @@ pub fn parse(input: &[u8]) -> Result<Vec<Family>, ParseError> {
 
 /// The label limit a scrape is parsed under (Prometheus' `label_limit`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LabelLimit {
+pub struct LabelLimit<'l> {
     /// Most labels one series may carry, counting `__name__` and `added`.
     pub limit: usize,
     /// Labels the caller adds to every series after the parse (the target labels): counted now,
     /// so that the limit still holds once they are there.
-    pub added: &'static [&'static str],
+    pub added: &'l [&'l str],
 }
 
 /// Parses a scrape like [`parse`], and fails it on the first sample with more labels than
@@ -47,11 +47,14 @@ pub struct LabelLimit {
 ///     .expect_err("six labels");
 /// assert_eq!(error.line, 2);
 /// ```
-pub fn parse_with_label_limit(input: &[u8], limit: LabelLimit) -> Result<Vec<Family>, ParseError> {
+pub fn parse_with_label_limit(
+    input: &[u8],
+    limit: LabelLimit<'_>,
+) -> Result<Vec<Family>, ParseError> {
     parse_text(input, Some(limit))
 }
 
-fn parse_text(input: &[u8], limit: Option<LabelLimit>) -> Result<Vec<Family>, ParseError> {
+fn parse_text(input: &[u8], limit: Option<LabelLimit<'_>>) -> Result<Vec<Family>, ParseError> {
     let text = std::str::from_utf8(input).map_err(|error| {
         let before = &input[..error.valid_up_to()];
         ParseError {
@@ -93,7 +96,7 @@ struct Parser<'a> {
     order: Vec<usize>,
     after_eof: bool,
     /// The label limit, for its message.
-    limit: Option<LabelLimit>,
+    limit: Option<LabelLimit<'a>>,
     /// Most labels a sample may write between its braces under `limit`.
     written_labels: usize,
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::*;
 
+mod discovery;
 mod problems;
 mod scale;
 mod sections;
