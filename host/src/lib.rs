@@ -22,6 +22,7 @@ pub mod shutdown;
 pub mod sink;
 pub mod telemetry;
 pub mod tls;
+pub mod web;
 pub mod wire;
 
 #[cfg(test)]
