@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -40,6 +40,33 @@ const BCRYPT_PARALLEL: usize = 2;
 const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\n\
     Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// `promrelay_monitor_auth_total{outcome}`: basic auth checks of the monitor port by outcome:
+/// `cached` (a remembered success, no bcrypt), `verified` (bcrypt said yes), `refused`, `self`
+/// (the self job). A Prometheus scraping with one password shows one `verified`, then `cached`.
+static AUTH_CHECKS: LazyLock<
+    prometheus_client::metrics::family::Family<
+        OutcomeLabel,
+        prometheus_client::metrics::counter::Counter,
+    >,
+> = LazyLock::new(|| {
+    let family = prometheus_client::metrics::family::Family::default();
+    crate::telemetry::registry().register(
+        "monitor_auth",
+        "Basic auth checks on the monitor port by outcome (cached, verified, refused, self)",
+        family.clone(),
+    );
+    family
+});
+
+fn count(outcome: &'static str) {
+    AUTH_CHECKS.get_or_create(&OutcomeLabel { outcome }).inc();
+}
+
 /// Serves `router` on `listener` with the web settings of `web` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
@@ -52,6 +79,11 @@ pub async fn serve(
         cache: Mutex::new(HashSet::new()),
         bcrypt: Semaphore::new(BCRYPT_PARALLEL),
     });
+    if !web.current().users.is_empty() {
+        for outcome in ["cached", "verified", "refused", "self"] {
+            let _ = AUTH_CHECKS.get_or_create(&OutcomeLabel { outcome });
+        }
+    }
     let router = router.layer(axum::middleware::from_fn_with_state(auth, authenticate));
     let stop = async move { shutdown.cancelled().await };
     let path = web.path().display().to_string();
@@ -186,7 +218,7 @@ struct Auth {
 
 /// A valid-looking bcrypt hash of a random password: an unknown user costs the same time as a
 /// known one, so response times do not tell which users exist.
-const DUMMY_HASH: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
+pub(super) const DUMMY_HASH: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
 
 async fn authenticate(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
     let settings = auth.web.current();
@@ -199,12 +231,21 @@ async fn authenticate(State(auth): State<Arc<Auth>>, request: Request, next: Nex
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
     let accepted = match given {
-        Some(value) if super::client::is_self_credential(&value) => true,
+        Some(value) if super::client::is_self_credential(&value) => {
+            count("self");
+            true
+        }
         Some(value) => match basic_credentials(&value) {
             Some((user, password)) => auth.check(&settings.users, user, password).await,
-            None => false,
+            None => {
+                count("refused");
+                false
+            }
         },
-        None => false,
+        None => {
+            count("refused");
+            false
+        }
     };
     if accepted {
         next.run(request).await
@@ -245,6 +286,7 @@ impl Auth {
         }
         let key: [u8; 32] = digest.finalize().into();
         if known.is_some() && self.lock().contains(&key) {
+            count("cached");
             return true;
         }
         let Ok(_permit) = self.bcrypt.acquire().await else {
@@ -261,9 +303,11 @@ impl Auth {
                 cache.clear();
             }
             cache.insert(key);
+            count("verified");
             true
         } else {
-            tracing::warn!(user = %user, "monitor port: basic auth refused");
+            count("refused");
+            tracing::debug!(user = %user, "monitor port: basic auth refused");
             false
         }
     }
