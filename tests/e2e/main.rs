@@ -15,6 +15,7 @@ mod harness;
 mod https;
 mod management;
 mod outage;
+mod packaging;
 mod pause;
 mod pipeline;
 mod receiver;
