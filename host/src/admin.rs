@@ -312,13 +312,10 @@ pub async fn request(
         }
         other => anyhow::bail!("unknown management action {other:?}"),
     };
-    let answer = request
-        .send()
-        .await
-        .map_err(|e| {
-            let why = crate::sink::http::error_chain(&e);
-            anyhow::anyhow!("no answer from the relay's monitor port {port}: {why}")
-        })?;
+    let answer = request.send().await.map_err(|e| {
+        let why = crate::sink::http::error_chain(&e);
+        anyhow::anyhow!("no answer from the relay's monitor port {port}: {why}")
+    })?;
     let status = answer.status();
     anyhow::ensure!(
         status != reqwest::StatusCode::UNAUTHORIZED,

@@ -188,7 +188,10 @@ fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
 }
 
 /// Every certificate in a PEM file; at least one.
-pub(crate) fn certificates(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn certificates(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(path, what)?;
     let no_pem = |reason: String| TlsError::NoPem {
         what,
@@ -206,7 +209,10 @@ pub(crate) fn certificates(path: &Path, what: &'static str) -> Result<Vec<Certif
 }
 
 /// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
-pub(crate) fn private_key(path: &Path, what: &'static str) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn private_key(
+    path: &Path,
+    what: &'static str,
+) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = read(path, what)?;
     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsError::NoPem {
         what,

@@ -62,7 +62,9 @@ fn metric_names(text: &str) -> BTreeSet<String> {
         let before = start.checked_sub(1).map(|i| bytes[i]);
         let mut end = start + "promrelay_".len();
         while end < bytes.len()
-            && (bytes[end].is_ascii_lowercase() || bytes[end].is_ascii_digit() || bytes[end] == b'_')
+            && (bytes[end].is_ascii_lowercase()
+                || bytes[end].is_ascii_digit()
+                || bytes[end] == b'_')
         {
             end += 1;
         }
@@ -153,17 +155,24 @@ fn every_metric_of_the_dashboard_and_the_alerts_is_on_a_running_relays_metrics()
             .map(|sample| sample.name)
             .collect()
     };
-    let metrics = poll_until(WAIT, "a filter error and a push on the relay's /metrics", || {
-        let text = relay.metrics_text().ok()?;
-        let names = present(&text);
-        (names.contains("promrelay_filter_errors_total")
-            && names.contains("promrelay_receiver_pushes_total")
-            && names.contains("promrelay_scrape_target_errors_total"))
-        .then_some(text)
-    });
+    let metrics = poll_until(
+        WAIT,
+        "a filter error and a push on the relay's /metrics",
+        || {
+            let text = relay.metrics_text().ok()?;
+            let names = present(&text);
+            (names.contains("promrelay_filter_errors_total")
+                && names.contains("promrelay_receiver_pushes_total")
+                && names.contains("promrelay_scrape_target_errors_total"))
+            .then_some(text)
+        },
+    );
     let on_metrics = present(&metrics);
     let missing: Vec<&String> = used.difference(&on_metrics).collect();
-    assert!(missing.is_empty(), "not on /metrics: {missing:?}\n{metrics}");
+    assert!(
+        missing.is_empty(),
+        "not on /metrics: {missing:?}\n{metrics}"
+    );
 
     // Every dashboard query is PromQL a real Prometheus accepts, against the relay's metrics.
     let prometheus = Prometheus::start_with_config(&format!(

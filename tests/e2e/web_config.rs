@@ -53,17 +53,21 @@ fn https_client(pki: &Pki, identity: Option<&Leaf>) -> reqwest::blocking::Client
 
 /// Waits until the relay's monitor port answers over HTTPS (with the right password).
 fn wait_https(relay: &mut Relay, client: &reqwest::blocking::Client, port: u16) {
-    poll_until(ARRIVAL, "the relay's monitor port to answer over HTTPS", || {
-        if let Err(error) = relay.ensure_running() {
-            panic!("{error:#}");
-        }
-        client
-            .get(format!("https://127.0.0.1:{port}/healthz"))
-            .basic_auth(USER, Some(PASSWORD))
-            .send()
-            .ok()
-            .filter(|answer| answer.status().is_success())
-    });
+    poll_until(
+        ARRIVAL,
+        "the relay's monitor port to answer over HTTPS",
+        || {
+            if let Err(error) = relay.ensure_running() {
+                panic!("{error:#}");
+            }
+            client
+                .get(format!("https://127.0.0.1:{port}/healthz"))
+                .basic_auth(USER, Some(PASSWORD))
+                .send()
+                .ok()
+                .filter(|answer| answer.status().is_success())
+        },
+    );
 }
 
 /// A relay (poller and receiver) with `monitor_port` behind `web_config_file`.
@@ -85,7 +89,8 @@ fn start_relay(
 /// A Prometheus scraping the relay's monitor port every second as job `name` with `settings`
 /// (YAML lines under the job), for each (name, settings).
 fn prometheus_scraping(port: u16, jobs: &[(&str, String)]) -> Prometheus {
-    let mut yaml = String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
+    let mut yaml =
+        String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
     for (name, settings) in jobs {
         yaml += &format!("  - job_name: {name}\n");
         for line in settings.lines() {
@@ -99,13 +104,19 @@ fn prometheus_scraping(port: u16, jobs: &[(&str, String)]) -> Prometheus {
 /// Polls until Prometheus' `up` for each job has the wanted value.
 fn wait_prometheus_up(prometheus: &Prometheus, relay: &mut Relay, wanted: &[(&str, f64)]) {
     for (job, want) in wanted {
-        poll_until(ARRIVAL, &format!("up{{job={job:?}}} == {want} in Prometheus"), || {
-            if let Err(error) = relay.ensure_running() {
-                panic!("{error:#}");
-            }
-            let value = prometheus.query_number(&format!("up{{job=\"{job}\"}}")).ok()??;
-            (value == *want).then_some(())
-        });
+        poll_until(
+            ARRIVAL,
+            &format!("up{{job={job:?}}} == {want} in Prometheus"),
+            || {
+                if let Err(error) = relay.ensure_running() {
+                    panic!("{error:#}");
+                }
+                let value = prometheus
+                    .query_number(&format!("up{{job=\"{job}\"}}"))
+                    .ok()??;
+                (value == *want).then_some(())
+            },
+        );
     }
 }
 
@@ -164,7 +175,11 @@ fn prometheus_scrapes_the_monitor_port_over_https_with_basic_auth_and_wrong_pass
     wait_prometheus_up(
         &prometheus,
         &mut relay,
-        &[("relay", 1.0), ("relay_wrong_password", 0.0), ("relay_plain_http", 0.0)],
+        &[
+            ("relay", 1.0),
+            ("relay_wrong_password", 0.0),
+            ("relay_plain_http", 0.0),
+        ],
     );
     // What Prometheus stored is the relay's own metrics, read over HTTPS.
     let build_info = prometheus
@@ -178,7 +193,10 @@ fn prometheus_scrapes_the_monitor_port_over_https_with_basic_auth_and_wrong_pass
         let answer = client.get(format!("{base}{path}")).send().expect("GET");
         assert_eq!(answer.status().as_u16(), 401, "{path} without credentials");
         assert_eq!(
-            answer.headers().get("www-authenticate").and_then(|v| v.to_str().ok()),
+            answer
+                .headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok()),
             Some("Basic")
         );
         let answer = client
@@ -186,7 +204,11 @@ fn prometheus_scrapes_the_monitor_port_over_https_with_basic_auth_and_wrong_pass
             .basic_auth(USER, Some("wrong"))
             .send()
             .expect("GET");
-        assert_eq!(answer.status().as_u16(), 401, "{path} with a wrong password");
+        assert_eq!(
+            answer.status().as_u16(),
+            401,
+            "{path} with a wrong password"
+        );
         let answer = client
             .get(format!("{base}{path}"))
             .basic_auth(USER, Some(PASSWORD))
@@ -198,7 +220,10 @@ fn prometheus_scrapes_the_monitor_port_over_https_with_basic_auth_and_wrong_pass
     let plain = promrelay_tests::http::get(&format!("http://127.0.0.1:{port}/metrics"))
         .expect("plain HTTP gets an answer");
     assert_eq!(plain.status, 400, "{plain:?}");
-    assert!(plain.body.contains("HTTP request to an HTTPS server"), "{plain:?}");
+    assert!(
+        plain.body.contains("HTTP request to an HTTPS server"),
+        "{plain:?}"
+    );
 
     // The self job passes the same port's TLS and auth: its scrapes reach the Pushgateway.
     wait_up(&pushgateway, &mut relay, "promrelay", 1.0, ARRIVAL);
@@ -226,12 +251,25 @@ fn prometheus_scrapes_the_monitor_port_over_https_with_basic_auth_and_wrong_pass
     let password_file = pki.dir().join("password");
     std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("write the password file");
     let password_file = password_file.display().to_string();
-    let with_credentials = ["--web-user", USER, "--web-password-file", password_file.as_str()];
+    let with_credentials = [
+        "--web-user",
+        USER,
+        "--web-password-file",
+        password_file.as_str(),
+    ];
     let (ok, output) = cli(&[&["info"][..], &with_credentials].concat(), &config, &[]);
     assert!(ok && output.contains("\"identity\":\"site1\""), "{output}");
-    let (ok, output) = cli(&["pause", "--web-user", USER], &config, &[("PROMRELAY_WEB_PASSWORD", PASSWORD)]);
+    let (ok, output) = cli(
+        &["pause", "--web-user", USER],
+        &config,
+        &[("PROMRELAY_WEB_PASSWORD", PASSWORD)],
+    );
     assert!(ok && output.contains("\"paused\":true"), "{output}");
-    let (ok, output) = cli(&["resume", "--web-user", USER], &config, &[("PROMRELAY_WEB_PASSWORD", "wrong")]);
+    let (ok, output) = cli(
+        &["resume", "--web-user", USER],
+        &config,
+        &[("PROMRELAY_WEB_PASSWORD", "wrong")],
+    );
     assert!(!ok && output.contains("401"), "{output}");
 }
 
@@ -273,7 +311,11 @@ fn client_certificates_are_required_and_a_sighup_rereads_the_web_config() {
     wait_prometheus_up(
         &prometheus,
         &mut relay,
-        &[("relay", 1.0), ("relay_stranger", 0.0), ("relay_no_certificate", 0.0)],
+        &[
+            ("relay", 1.0),
+            ("relay_stranger", 0.0),
+            ("relay_no_certificate", 0.0),
+        ],
     );
     // No certificate: the handshake fails before any HTTP.
     let bare = https_client(&pki, None);
@@ -285,7 +327,11 @@ fn client_certificates_are_required_and_a_sighup_rereads_the_web_config() {
     // The self job presents the port's own certificate; the CLI does too.
     wait_up(&pushgateway, &mut relay, "promrelay", 1.0, ARRIVAL);
     let config = relay.config_path().to_path_buf();
-    let (ok, output) = cli(&["info", "--web-user", USER], &config, &[("PROMRELAY_WEB_PASSWORD", PASSWORD)]);
+    let (ok, output) = cli(
+        &["info", "--web-user", USER],
+        &config,
+        &[("PROMRELAY_WEB_PASSWORD", PASSWORD)],
+    );
     assert!(ok && output.contains("\"identity\":\"site1\""), "{output}");
 
     // A new password in the file takes effect on SIGHUP; the old one is refused from then on.
@@ -306,11 +352,18 @@ fn client_certificates_are_required_and_a_sighup_rereads_the_web_config() {
     assert_eq!(status(new_password), 200);
     wait_prometheus_up(&prometheus, &mut relay, &[("relay", 0.0)]);
     // A broken file keeps the running settings and says why.
-    std::fs::write(&web_config, "tls_server_config:\n  cert_file: /nonexistent.pem\n  key_file: /nonexistent-key.pem\n")
-        .expect("break the web config");
+    std::fs::write(
+        &web_config,
+        "tls_server_config:\n  cert_file: /nonexistent.pem\n  key_file: /nonexistent-key.pem\n",
+    )
+    .expect("break the web config");
     relay.sighup();
     relay.wait_for_log("reload failed", ARRIVAL);
-    assert!(relay.log().contains("tls_server_config.cert_file"), "{}", relay.log());
+    assert!(
+        relay.log().contains("tls_server_config.cert_file"),
+        "{}",
+        relay.log()
+    );
     assert_eq!(status(new_password), 200);
 }
 
@@ -354,12 +407,18 @@ fn check_config_and_the_start_name_the_key_of_a_bad_web_config_file() {
         std::fs::write(&web, &text).expect("write the web config");
         let (ok, output) = cli(&["check-config"], &config, &[]);
         assert!(!ok, "check-config accepted:\n{text}\n{output}");
-        assert!(output.contains(expected), "for\n{text}\nexpected {expected:?} in:\n{output}");
+        assert!(
+            output.contains(expected),
+            "for\n{text}\nexpected {expected:?} in:\n{output}"
+        );
         assert!(output.contains("web_config_file"), "{output}");
     }
     // The daemon refuses to start with the same message (the last file).
     let (ok, output) = cli(&["run"], &config, &[]);
-    assert!(!ok && output.contains("tls_server_config.key_file"), "{output}");
+    assert!(
+        !ok && output.contains("tls_server_config.key_file"),
+        "{output}"
+    );
     // A good file passes; a relative path is resolved against the config's directory.
     write_web_config(&web, &server, PASSWORD, "");
     let (ok, output) = cli(&["check-config"], &config, &[]);

@@ -29,9 +29,7 @@ impl Prometheus {
     /// `prometheus --web.enable-remote-write-receiver` with a config that scrapes nothing, waiting
     /// until `/-/ready` answers 200.
     pub fn start_remote_write_receiver() -> Prometheus {
-        Prometheus::start_with_config(
-            "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
-        )
+        Prometheus::start_with_config("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
     }
 
     /// `prometheus --web.enable-remote-write-receiver` with `config` as its `prometheus.yml`

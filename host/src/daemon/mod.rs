@@ -249,7 +249,12 @@ pub async fn run(
         let stop = pipeline_stop.token();
         let address = std::net::SocketAddr::new(config.monitor_address, port);
         let web = web.clone();
-        tasks.spawn(async move { ("monitor port", admin::serve(address, state, web, stop).await) });
+        tasks.spawn(async move {
+            (
+                "monitor port",
+                admin::serve(address, state, web, stop).await,
+            )
+        });
     }
 
     if let Some(management) = config

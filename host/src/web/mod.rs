@@ -89,7 +89,10 @@ impl ClientAuth {
     }
 
     fn verifies(self) -> bool {
-        matches!(self, ClientAuth::VerifyIfGiven | ClientAuth::RequireAndVerify)
+        matches!(
+            self,
+            ClientAuth::VerifyIfGiven | ClientAuth::RequireAndVerify
+        )
     }
 
     fn mandatory(self) -> bool {
@@ -145,7 +148,8 @@ pub fn load(path: &Path) -> anyhow::Result<WebSettings> {
         })?
     };
     let base = path.parent().unwrap_or(Path::new("."));
-    let fail = |key: &str, message: String| anyhow::anyhow!("web_config_file {shown}: {key}: {message}");
+    let fail =
+        |key: &str, message: String| anyhow::anyhow!("web_config_file {shown}: {key}: {message}");
     let mut users = BTreeMap::new();
     for (user, hash) in file.basic_auth_users {
         if user.is_empty() || user.contains(':') {
@@ -184,7 +188,10 @@ fn resolve(base: &Path, path: &Path) -> PathBuf {
     }
 }
 
-fn version(key: &str, text: &str) -> Result<&'static rustls::SupportedProtocolVersion, (String, String)> {
+fn version(
+    key: &str,
+    text: &str,
+) -> Result<&'static rustls::SupportedProtocolVersion, (String, String)> {
     match text {
         "TLS12" => Ok(&rustls::version::TLS12),
         "TLS13" => Ok(&rustls::version::TLS13),
@@ -206,8 +213,7 @@ fn server_tls(tls: TlsFile, base: &Path) -> Result<ServerTls, (String, String)> 
     let (Some(cert_file), Some(key_file)) = (&tls.cert_file, &tls.key_file) else {
         return Err((
             KEY.to_owned(),
-            "cert_file and key_file are both required (the port's certificate and key, PEM)"
-                .into(),
+            "cert_file and key_file are both required (the port's certificate and key, PEM)".into(),
         ));
     };
     let (cert_file, key_file) = (resolve(base, cert_file), resolve(base, key_file));
@@ -223,8 +229,14 @@ fn server_tls(tls: TlsFile, base: &Path) -> Result<ServerTls, (String, String)> 
             )
         })?,
     };
-    let min = version(&key("min_version"), tls.min_version.as_deref().unwrap_or("TLS12"))?;
-    let max = version(&key("max_version"), tls.max_version.as_deref().unwrap_or("TLS13"))?;
+    let min = version(
+        &key("min_version"),
+        tls.min_version.as_deref().unwrap_or("TLS12"),
+    )?;
+    let max = version(
+        &key("max_version"),
+        tls.max_version.as_deref().unwrap_or("TLS13"),
+    )?;
     let versions: Vec<&'static rustls::SupportedProtocolVersion> =
         [&rustls::version::TLS12, &rustls::version::TLS13]
             .into_iter()

@@ -27,10 +27,22 @@ fn basic_auth_users_without_tls_load_with_their_hashes() {
 #[test]
 fn problems_name_the_file_and_the_key() {
     let cases: &[(&str, &str)] = &[
-        ("tls_server_config:\n  key_fil: a\n", "unknown field `key_fil`"),
-        ("basic_auth_users:\n  bob: \"$2y$10$short\"\n", "basic_auth_users.bob: is not a bcrypt hash"),
-        ("tls_server_config:\n  key_file: k.pem\n", "cert_file and key_file are both required"),
-        ("http_server_config:\n  headers: {}\n", "unknown field `headers`"),
+        (
+            "tls_server_config:\n  key_fil: a\n",
+            "unknown field `key_fil`",
+        ),
+        (
+            "basic_auth_users:\n  bob: \"$2y$10$short\"\n",
+            "basic_auth_users.bob: is not a bcrypt hash",
+        ),
+        (
+            "tls_server_config:\n  key_file: k.pem\n",
+            "cert_file and key_file are both required",
+        ),
+        (
+            "http_server_config:\n  headers: {}\n",
+            "unknown field `headers`",
+        ),
     ];
     for (text, expected) in cases {
         let error = format!("{:#}", load_text(text).expect_err(text));
@@ -50,12 +62,19 @@ fn client_auth_types_are_exporter_toolkits() {
         ("RequireAndVerifyClientCert", true, true),
     ] {
         let mode = ClientAuth::parse(name).expect(name);
-        assert_eq!((mode.verifies(), mode.mandatory()), (verifies, mandatory), "{name}");
+        assert_eq!(
+            (mode.verifies(), mode.mandatory()),
+            (verifies, mandatory),
+            "{name}"
+        );
     }
     assert_eq!(ClientAuth::parse("RequireClientCert"), None);
 }
 
 #[test]
 fn the_dummy_hash_of_unknown_users_is_a_real_bcrypt_hash() {
-    assert_eq!(bcrypt::verify("anything", server::DUMMY_HASH).ok(), Some(false));
+    assert_eq!(
+        bcrypt::verify("anything", server::DUMMY_HASH).ok(),
+        Some(false)
+    );
 }
