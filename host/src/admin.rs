@@ -277,16 +277,18 @@ pub async fn request(
             config.identity
         );
     }
-    let (client, scheme) = match &config.web_config_file {
-        Some(path) => crate::web::local_client(&crate::web::load(path)?, credentials)?,
-        None => (
-            reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(10))
-                .build()?,
-            "http",
-        ),
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?;
+    // A port behind web_config_file: HTTPS to its own certificate, basic auth.
+    let (client, base) = match &config.web_config_file {
+        Some(path) => {
+            let (client, scheme) = crate::web::local_client(&crate::web::load(path)?, credentials)?;
+            (client, format!("{scheme}://127.0.0.1:{port}/api/v1"))
+        }
+        None => (client, base),
     };
-    let base = format!("{scheme}://127.0.0.1:{port}/api/v1");
     let request = match action {
         "info" | "ping" => client.get(format!("{base}/{action}")),
         "pause" | "resume" | "flip" => {
