@@ -221,6 +221,16 @@ sdk=/usr/share/promrelay/guest-sdk
 for file in Cargo.toml ABI.md src/lib.rs examples/pass.wat abi/Cargo.toml abi/src/lib.rs; do
     expect_perms "$sdk/$file" "644 root:root"
 done
+# The dashboard and the alert rules (docs/monitoring.md), as in the repository.
+expect_perms /usr/share/promrelay/grafana/promrelay.json "644 root:root"
+expect_perms /usr/share/promrelay/alerts.yaml "644 root:root"
+cmp -s /usr/share/promrelay/alerts.yaml packaging/alerts.yaml || fail "alerts.yaml differs from packaging/"
+cmp -s /usr/share/promrelay/grafana/promrelay.json packaging/grafana/promrelay.json ||
+    fail "the dashboard differs from packaging/grafana/"
+if command -v promtool >/dev/null; then
+    promtool check rules /usr/share/promrelay/alerts.yaml >/dev/null ||
+        fail "promtool check rules refuses the installed alerts.yaml"
+fi
 
 account=$(getent passwd promrelay) || fail "no promrelay user"
 IFS=: read -r _ _ uid _ _ home shell <<<"$account"

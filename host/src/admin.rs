@@ -45,16 +45,24 @@ pub struct AdminState {
     pub config_path: String,
 }
 
-/// Serves the monitor port until `shutdown`.
+/// Serves the monitor port until `shutdown`; with `web` (`web_config_file`), every route behind
+/// its TLS and basic auth.
 pub async fn serve(
     address: SocketAddr,
     state: AdminState,
+    web: Option<crate::web::Handle>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let port = address.port();
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|e| anyhow::anyhow!("binding the monitor port {port} failed: {e}"))?;
+    if let Some(web) = web {
+        let https = web.current().tls.is_some();
+        tracing::info!(%address, https, web_config_file = %web.path().display(),
+            "monitor port listening");
+        return crate::web::serve(listener, router(state), web, shutdown).await;
+    }
     tracing::info!(%address, "monitor port listening");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -240,13 +248,23 @@ enum Refusal {
     Wrong,
 }
 
-/// Accepts a request that carries `Authorization: Bearer <management.token>`.
+/// The header that carries the management token where `Authorization` carries basic auth
+/// (a monitor port with `basic_auth_users` in its `web_config_file`).
+pub const TOKEN_HEADER: &str = "x-promrelay-token";
+
+/// Accepts a request that carries `Authorization: Bearer <management.token>` (or the token in
+/// [`TOKEN_HEADER`]).
 fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Refusal> {
     let token = state.token.as_ref().ok_or(Refusal::NoToken)?;
     let given = headers
-        .get(header::AUTHORIZATION)
+        .get(TOKEN_HEADER)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.strip_prefix("Bearer "))
+        })
         .ok_or(Refusal::Missing)?;
     if same_secret(given.trim(), token.expose()) {
         Ok(())
@@ -308,11 +326,14 @@ fn same_secret(given: &str, expected: &str) -> bool {
 /// Operator side of `promrelay pause|resume|info`: sends `action` (for `role`, default the
 /// relay's) to the monitor port of the relay that runs with `config` (on this machine) and
 /// returns its JSON answer. With `identity`, refuses to act on a relay of another identity.
+/// With `web_config_file`, it speaks HTTPS to the port's own certificate (presenting it where
+/// client certificates are asked for) and sends `credentials` as basic auth.
 pub async fn request(
     config: &crate::config::Config,
     action: &str,
     identity: Option<&str>,
     role: Option<Scope>,
+    credentials: Option<&crate::web::LocalCredentials>,
 ) -> anyhow::Result<serde_json::Value> {
     let port = config.monitor_port.ok_or_else(|| {
         anyhow::anyhow!("monitor_port is not set: the relay has no management API")
@@ -329,6 +350,14 @@ pub async fn request(
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()?;
+    // A port behind web_config_file: HTTPS to its own certificate, basic auth.
+    let (client, base) = match &config.web_config_file {
+        Some(path) => {
+            let (client, scheme) = crate::web::local_client(&crate::web::load(path)?, credentials)?;
+            (client, format!("{scheme}://127.0.0.1:{port}/api/v1"))
+        }
+        None => (client, base),
+    };
     let request = match action {
         "info" | "ping" => client.get(format!("{base}/{action}")),
         "pause" | "resume" | "flip" => {
@@ -344,17 +373,26 @@ pub async fn request(
                     )
                 })?;
             let query = role.map_or(String::new(), |role| format!("?role={}", role.name()));
-            client
-                .post(format!("{base}/{action}{query}"))
-                .bearer_auth(token.expose())
+            let request = client.post(format!("{base}/{action}{query}"));
+            if credentials.is_some() {
+                // Authorization carries the basic auth credentials.
+                request.header(TOKEN_HEADER, token.expose())
+            } else {
+                request.bearer_auth(token.expose())
+            }
         }
         other => anyhow::bail!("unknown management action {other:?}"),
     };
-    let answer = request
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("no answer from the relay's monitor port {port}: {e}"))?;
+    let answer = request.send().await.map_err(|e| {
+        let why = crate::sink::http::error_chain(&e);
+        anyhow::anyhow!("no answer from the relay's monitor port {port}: {why}")
+    })?;
     let status = answer.status();
+    anyhow::ensure!(
+        status != reqwest::StatusCode::UNAUTHORIZED,
+        "{action} refused by the monitor port {port} (401): its web_config_file requires basic \
+         auth; check --web-user and --web-password-file (or PROMRELAY_WEB_PASSWORD)"
+    );
     let text = answer
         .text()
         .await

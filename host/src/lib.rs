@@ -25,6 +25,7 @@ pub mod sink;
 pub mod status;
 pub mod telemetry;
 pub mod tls;
+pub mod web;
 pub mod wire;
 
 #[cfg(test)]

@@ -84,6 +84,34 @@ struct Manage {
     /// else the receiver (a paused combined relay keeps pushing its own promrelay job).
     #[arg(long, value_parser = parse_role)]
     role: Option<promrelay::pause::Scope>,
+    /// Basic auth user for a monitor port with basic_auth_users in its web_config_file.
+    #[arg(long, value_name = "USER")]
+    web_user: Option<String>,
+    /// A file holding that user's password (one line); or set PROMRELAY_WEB_PASSWORD.
+    #[arg(long, value_name = "FILE")]
+    web_password_file: Option<PathBuf>,
+}
+
+/// The basic auth credentials of `--web-user` with `--web-password-file` or
+/// `PROMRELAY_WEB_PASSWORD`.
+fn web_credentials(manage: &Manage) -> anyhow::Result<Option<promrelay::web::LocalCredentials>> {
+    let Some(user) = manage.web_user.clone() else {
+        anyhow::ensure!(
+            manage.web_password_file.is_none(),
+            "--web-password-file needs --web-user"
+        );
+        return Ok(None);
+    };
+    let password = match &manage.web_password_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading --web-password-file {}", path.display()))?
+            .trim_end_matches(['\r', '\n'])
+            .to_owned(),
+        None => std::env::var("PROMRELAY_WEB_PASSWORD").map_err(|_| {
+            anyhow::anyhow!("--web-user needs --web-password-file or PROMRELAY_WEB_PASSWORD")
+        })?,
+    };
+    Ok(Some(promrelay::web::LocalCredentials { user, password }))
 }
 
 fn parse_role(text: &str) -> Result<promrelay::pause::Scope, String> {
@@ -189,11 +217,13 @@ fn management(path: &Path, action: &str, manage: &Manage) -> anyhow::Result<Exit
             manage.role,
         ))?
     } else {
+        let credentials = web_credentials(manage)?;
         runtime.block_on(promrelay::admin::request(
             &config,
             action,
             identity,
             manage.role,
+            credentials.as_ref(),
         ))?
     };
     println!("{answer}");
@@ -221,6 +251,13 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
             }
             if !tls_problems.is_empty() || !files.errors.is_empty() {
                 return Ok(ExitCode::FAILURE);
+            }
+            // The monitor port's web config: keys, certificate, key, client CA, hashes.
+            if let Some(web) = &config.web_config_file {
+                if let Err(error) = promrelay::web::load(web) {
+                    println!("{error:#}");
+                    return Ok(ExitCode::FAILURE);
+                }
             }
             println!(
                 "{}: ok (poller: {}, receiver: {}, {} jobs, {} targets)",

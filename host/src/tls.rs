@@ -195,7 +195,10 @@ fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
 }
 
 /// Every certificate in a PEM file; at least one.
-fn certificates(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn certificates(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(path, what)?;
     let no_pem = |reason: String| TlsError::NoPem {
         what,
@@ -213,7 +216,10 @@ fn certificates(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'s
 }
 
 /// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
-fn private_key(path: &Path, what: &'static str) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn private_key(
+    path: &Path,
+    what: &'static str,
+) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = read(path, what)?;
     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsError::NoPem {
         what,

@@ -29,16 +29,18 @@ impl Prometheus {
     /// `prometheus --web.enable-remote-write-receiver` with a config that scrapes nothing, waiting
     /// until `/-/ready` answers 200.
     pub fn start_remote_write_receiver() -> Prometheus {
+        Prometheus::start_with_config("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
+    }
+
+    /// `prometheus --web.enable-remote-write-receiver` with `config` as its `prometheus.yml`
+    /// (e.g. `scrape_configs` that scrape a relay), waiting until `/-/ready` answers 200.
+    pub fn start_with_config(config_yaml: &str) -> Prometheus {
         let dir = tempfile::Builder::new()
             .prefix("prometheus-")
             .tempdir()
             .expect("create a temp dir for Prometheus");
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
-        )
-        .expect("write the Prometheus config");
+        std::fs::write(&config, config_yaml).expect("write the Prometheus config");
         let port = free_port();
         let args = [
             "--web.enable-remote-write-receiver".to_string(),

@@ -166,6 +166,7 @@ pub(super) fn build(root: Option<&Node>, base: Option<&Path>) -> Result<Config, 
             }
         })
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let web_config_file = cx.path(&mut top, "web_config_file");
     let outage_buffer = cx
         .read(&mut top, "outage_buffer", positive_bytes)
         .unwrap_or(DEFAULT_OUTAGE_BUFFER);
@@ -218,6 +219,7 @@ pub(super) fn build(root: Option<&Node>, base: Option<&Path>) -> Result<Config, 
         max_age,
         monitor_port,
         monitor_address,
+        web_config_file,
         poller_stream,
         receiver_stream,
         push_gateway,

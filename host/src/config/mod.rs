@@ -193,6 +193,12 @@ impl Config {
                 "there are no jobs and no monitor_port: the poller will not run",
             );
         }
+        if self.web_config_file.is_some() && self.monitor_port.is_none() {
+            warn(
+                "web_config_file",
+                "there is no monitor_port: the web configuration has no effect",
+            );
+        }
         if !self.jobs.is_empty() && self.poller_stream.is_none() {
             warn("jobs", "there is no poller_stream: nothing will be scraped");
         }

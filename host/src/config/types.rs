@@ -64,6 +64,10 @@ pub struct Config {
     /// `monitor_address`: the address the monitor port binds. Default `0.0.0.0` (every
     /// interface, as the original did); `127.0.0.1` keeps it local.
     pub monitor_address: std::net::IpAddr,
+    /// `web_config_file`: TLS and basic auth of the monitor port, in Prometheus' web
+    /// configuration file format (what `prometheus --web.config.file` takes). Resolved against
+    /// the config file's directory; read and checked by `web`, not here.
+    pub web_config_file: Option<PathBuf>,
     /// `poller_stream`: where the poller publishes. Absent: no poller.
     pub poller_stream: Option<StreamConfig>,
     /// `receiver_stream`: where the receiver consumes. Absent: no receiver.

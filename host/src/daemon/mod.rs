@@ -181,6 +181,13 @@ pub async fn run(
         .with_context(|| config_path.display().to_string())?;
         nats::configure("management", security);
     }
+    // The monitor port's web config: a bad file fails the start with its name and key.
+    let web = match (&config.web_config_file, config.monitor_port) {
+        (Some(path), Some(_)) => Some(
+            crate::web::Handle::load(path).with_context(|| config_path.display().to_string())?,
+        ),
+        _ => None,
+    };
     // Before anything starts: a SIGHUP while the filters compile would otherwise kill the
     // process (the default action); caught now, it is handled once the loop runs.
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -246,7 +253,13 @@ pub async fn run(
         };
         let stop = pipeline_stop.token();
         let address = std::net::SocketAddr::new(config.monitor_address, port);
-        tasks.spawn(async move { ("monitor port", admin::serve(address, state, stop).await) });
+        let web = web.clone();
+        tasks.spawn(async move {
+            (
+                "monitor port",
+                admin::serve(address, state, web, stop).await,
+            )
+        });
     }
 
     if let Some(management) = config
@@ -300,7 +313,7 @@ pub async fn run(
         let stop = pipeline_stop.clone();
         tasks.spawn(async move { ("publisher", publish::run(settings, scrapes_rx, stop).await) });
         let mut scrapers = Scrapers {
-            clients: JobClients::build(&config, 0)?,
+            clients: JobClients::build(&config, 0, web.as_ref())?,
             publisher: config.identity.clone(),
             output: raw_tx,
             paused: breaker.subscribe(Role::Poller),
@@ -340,12 +353,12 @@ pub async fn run(
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading {}", config_path.display());
                 let outcome = reload(&config_path, &mut current, poller.as_mut(),
-                    discovery.as_mut(), filters.as_deref(), receiver_sources.as_ref()).await;
+                    discovery.as_mut(), filters.as_deref(), receiver_sources.as_ref(), web.as_ref()).await;
                 events.send(reload_event(&outcome));
             }
             Some(answer) = reload_rx.recv() => {
                 let outcome = reload(&config_path, &mut current, poller.as_mut(),
-                    discovery.as_mut(), filters.as_deref(), receiver_sources.as_ref()).await;
+                    discovery.as_mut(), filters.as_deref(), receiver_sources.as_ref(), web.as_ref()).await;
                 events.send(reload_event(&outcome));
                 let _ = answer.send(outcome);
             }
@@ -435,6 +448,7 @@ async fn reload(
     discovery: Option<&mut Discovery>,
     filters: Option<&Chains>,
     receiver_sources: Option<&tokio::sync::watch::Sender<Vec<crate::wire::SourceSettings>>>,
+    web: Option<&crate::web::Handle>,
 ) -> Result<String, String> {
     let new = match load_config(path) {
         Ok(c) => c,
@@ -443,10 +457,26 @@ async fn reload(
             return Err(format!("{e:#}"));
         }
     };
+    let mut notes = Vec::new();
+    // The web config is re-read from the file the port started with (a changed path needs a
+    // restart); a file that no longer loads keeps the running web settings and fails the
+    // reload, as an invalid config does.
+    if let Some(web) = web {
+        if new.web_config_file.as_deref() != Some(web.path()) {
+            notes.push("web_config_file changes need a restart".to_owned());
+        } else if let Err(e) = web.reload() {
+            tracing::error!("reload failed, keeping the running config: {e:#}");
+            return Err(format!("{e:#}"));
+        } else {
+            notes.push("web_config_file re-read".to_owned());
+        }
+    } else if new.web_config_file.is_some() && new.monitor_port.is_some() {
+        notes.push("web_config_file changes need a restart".to_owned());
+    }
     // Built before anything changes: a missing certificate or password file keeps the running
     // config, as an invalid config does.
     let clients = match &poller {
-        Some(scrapers) => match JobClients::build(&new, scrapers.clients.generation + 1) {
+        Some(scrapers) => match JobClients::build(&new, scrapers.clients.generation + 1, web) {
             Ok(clients) => Some(clients),
             Err(e) => {
                 tracing::error!("reload failed, keeping the running config: {e:#}");
@@ -455,7 +485,6 @@ async fn reload(
         },
         None => None,
     };
-    let mut notes = Vec::new();
     if new.poller_stream != current.poller_stream
         || !same_but_sources(&new.receiver_stream, &current.receiver_stream)
         || new.push_gateway != current.push_gateway

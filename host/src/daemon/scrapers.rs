@@ -89,11 +89,19 @@ pub(super) struct Scrapers {
 pub(super) struct JobClients {
     plain: reqwest::Client,
     by_job: HashMap<String, reqwest::Client>,
+    /// The self job's URL scheme: `https` when its web config has `tls_server_config`.
+    self_scheme: &'static str,
     pub(super) generation: u64,
 }
 
 impl JobClients {
-    pub(super) fn build(config: &Config, generation: u64) -> anyhow::Result<JobClients> {
+    /// With `web` (the monitor port's `web_config_file`), the self job gets a client that
+    /// passes the port's TLS and basic auth (`web::self_job_client`).
+    pub(super) fn build(
+        config: &Config,
+        generation: u64,
+        web: Option<&crate::web::Handle>,
+    ) -> anyhow::Result<JobClients> {
         let plain = scrape::http_client(&crate::config::HttpClientConfig::default())?;
         let mut by_job = HashMap::new();
         for job in &config.jobs {
@@ -103,9 +111,16 @@ impl JobClients {
                 by_job.insert(job.name.clone(), client);
             }
         }
+        let mut self_scheme = "http";
+        if let Some(web) = web {
+            let (client, scheme) = crate::web::self_job_client(&web.current())?;
+            by_job.insert(SELF_JOB.to_owned(), client);
+            self_scheme = scheme;
+        }
         Ok(JobClients {
             plain,
             by_job,
+            self_scheme,
             generation,
         })
     }
@@ -153,7 +168,13 @@ impl Scrapers {
     pub(super) fn apply(&mut self, specs: Vec<TargetSpec>) -> (usize, usize) {
         let wanted: HashMap<TargetKey, TargetSpec> = specs
             .into_iter()
-            .map(|s| (key(&s, &self.clients), s))
+            .map(|mut s| {
+                if s.job == SELF_JOB && s.url.scheme() != self.clients.self_scheme {
+                    // `target_specs` knows the port, not its web config.
+                    let _ = s.url.set_scheme(self.clients.self_scheme);
+                }
+                (key(&s, &self.clients), s)
+            })
             .collect();
         let before = self.running.len();
         self.running.retain(|k, (token, _)| {

@@ -305,6 +305,10 @@ fn the_full_sample_loads() {
     assert_eq!(config.remote_write.len(), 1);
     assert_eq!(config.filters[0].on_error, OnError::Drop);
     assert!(config.runs_poller() && config.runs_receiver());
+    assert_eq!(
+        config.web_config_file.as_deref(),
+        Some(std::path::Path::new("web.yml"))
+    );
 }
 
 #[test]
