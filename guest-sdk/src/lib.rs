@@ -61,6 +61,7 @@ mod runtime;
 mod strings;
 pub mod testing;
 mod text;
+mod trace;
 
 #[cfg(test)]
 mod tests;
@@ -68,6 +69,7 @@ mod tests;
 pub use batch::{Batch, Family, Labels, Series};
 pub use edit::{FamilyMut, SeriesMut};
 pub use error::Error;
+pub use trace::{Explain, Trace};
 pub use promrelay_abi::MetricType;
 
 /// The `log` crate: `log::set_max_level` changes which levels reach the relay (default: info).
