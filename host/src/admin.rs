@@ -1,5 +1,6 @@
 //! The monitor port: `/metrics` (own metrics), `/healthz`, `/readyz`, `POST /-/reload`,
-//! `GET /api/v1/filters`, and the pause state under `/api/v1/`. The actions that change
+//! `GET /api/v1/filters`, the pause state under `/api/v1/`, and `/explain` with
+//! `/api/v1/explain` (a job's filter chain explained series by series: `explain`). The actions that change
 //! something (`/-/reload`, pause, resume, flip) need `Authorization: Bearer <management.token>`.
 //!
 //! **Invariant:** handlers only read shared state or send requests to the daemon; they never
@@ -19,6 +20,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pause::{Breaker, Change, Scope};
 
+mod explain;
+mod explain_page;
+
+pub use explain::ExplainSource;
+
 /// A reload request from HTTP; the daemon answers with the outcome text.
 pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
 
@@ -36,6 +42,8 @@ pub struct AdminState {
     /// `management.token`: the bearer token `pause`, `resume`, `flip` and `/-/reload` require.
     /// `None`: those actions are refused (403) until a token is configured.
     pub token: Option<crate::config::Secret>,
+    /// What `/explain` reads (the running config); `None` when no poller runs.
+    pub explain: Option<Arc<ExplainSource>>,
 }
 
 /// Serves the monitor port until `shutdown`.
@@ -67,6 +75,18 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/pause", post(pause))
         .route("/api/v1/resume", post(resume))
         .route("/api/v1/flip", post(flip))
+        .route(
+            "/explain",
+            get(explain::page)
+                .post(explain::page)
+                .layer(axum::extract::DefaultBodyLimit::max(explain::BODY_LIMIT)),
+        )
+        .route(
+            "/api/v1/explain",
+            get(explain::api)
+                .post(explain::api)
+                .layer(axum::extract::DefaultBodyLimit::max(explain::BODY_LIMIT)),
+        )
         .with_state(state)
 }
 
