@@ -8,6 +8,7 @@ mod config;
 mod demo;
 mod diagnostics;
 mod enroll;
+mod explain;
 mod filter_reload;
 mod filters;
 mod filters_large;

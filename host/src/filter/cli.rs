@@ -177,6 +177,12 @@ pub fn run(command: FilterCommand, global_config: Option<PathBuf>) -> anyhow::Re
             target,
             limits,
         } => {
+            // Checked before the chain compiles (seconds): a typo fails at once.
+            let selector = explain
+                .as_deref()
+                .map(super::explain::Selector::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             let relay_config = relay_config.or(global_config);
             let (stages, label_limit) = match &relay_config {
                 Some(path) => relay_chain(path, &target.job)?,
@@ -201,10 +207,8 @@ pub fn run(command: FilterCommand, global_config: Option<PathBuf>) -> anyhow::Re
                 }
             };
             let scrape = read_scrape(&input, &target)?;
-            let out = match explain {
+            let out = match selector {
                 Some(selector) => {
-                    let selector =
-                        super::explain::Selector::parse(&selector).map_err(anyhow::Error::msg)?;
                     let report = super::explain::explain(
                         &stages,
                         scrape,
