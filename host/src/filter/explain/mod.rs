@@ -464,3 +464,6 @@ fn parse_trace(json: &[u8], inputs: &[Labels]) -> Result<Vec<Vec<TraceStep>>, St
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests;
