@@ -69,8 +69,8 @@ mod tests;
 pub use batch::{Batch, Family, Labels, Series};
 pub use edit::{FamilyMut, SeriesMut};
 pub use error::Error;
-pub use trace::{Explain, Trace};
 pub use promrelay_abi::MetricType;
+pub use trace::{Explain, Trace};
 
 /// The `log` crate: `log::set_max_level` changes which levels reach the relay (default: info).
 pub use log;

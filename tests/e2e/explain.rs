@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::Command;
 
 use promrelay_tests::{
-    free_port, http, poll_until, relay_binary, NatsServer, NodeExporter, Pushgateway, Relay, RelayConfig,
+    free_port, http, poll_until, relay_binary, NatsServer, NodeExporter, Pushgateway, Relay,
+    RelayConfig,
 };
 
 use crate::filters::{filter_yaml, shipped, ARRIVAL};
@@ -38,7 +39,8 @@ fn chain_config(nats: &str, pushgateway: &str, target: &str, monitor: Option<u16
             "labels: { site: dc1 }"
         )
     );
-    let mut config = RelayConfig::pipeline(nats, pushgateway).job_with("node", &filters, &[("n1", target)]);
+    let mut config =
+        RelayConfig::pipeline(nats, pushgateway).job_with("node", &filters, &[("n1", target)]);
     if let Some(port) = monitor {
         config = config.monitor_port(port);
     }
@@ -72,7 +74,12 @@ fn filter_run_explain_shows_each_relabel_rule_and_each_filter_of_a_relay_chain()
     let config = dir.path().join("relay.yaml");
     std::fs::write(
         &config,
-        chain_config("nats://127.0.0.1:1", "http://127.0.0.1:1", &node.metrics_url(), None),
+        chain_config(
+            "nats://127.0.0.1:1",
+            "http://127.0.0.1:1",
+            &node.metrics_url(),
+            None,
+        ),
     )
     .expect("write the config");
 
@@ -126,7 +133,10 @@ fn filter_run_explain_shows_each_relabel_rule_and_each_filter_of_a_relay_chain()
         .expect("run");
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(stderr.contains("expected a quoted value at offset 7"), "{stderr}");
+    assert!(
+        stderr.contains("expected a quoted value at offset 7"),
+        "{stderr}"
+    );
 }
 
 /// The text of the series section whose header line ends with `tail`.
@@ -175,8 +185,16 @@ fn the_monitor_port_explains_a_target_scraped_now_and_pasted_series() {
     // The form: the target list, the text area, the selector; no script.
     let form = http::get(&format!("{base}/explain")).expect("GET /explain");
     assert_eq!(form.status, 200, "{}", form.body);
-    assert!(form.body.contains("<option value=\"node/n1\">"), "{}", form.body);
-    assert!(form.body.contains("<textarea name=\"text\""), "{}", form.body);
+    assert!(
+        form.body.contains("<option value=\"node/n1\">"),
+        "{}",
+        form.body
+    );
+    assert!(
+        form.body.contains("<textarea name=\"text\""),
+        "{}",
+        form.body
+    );
     assert!(!form.body.contains("<script"), "{}", form.body);
 
     // Pick the target: scraped now, every step shown.
@@ -194,16 +212,28 @@ fn the_monitor_port_explains_a_target_scraped_now_and_pasted_series() {
     assert!(html.contains("matched 2 of"), "{html}");
     assert!(html.contains("<td><code>rule 1: drop source_labels=[mode] regex=&quot;idle|iowait&quot;</code></td><td>yes</td><td>dropped the series</td>"), "{html}");
     assert!(html.contains("<td><code>rule 2: replace source_labels=[cpu] regex=&quot;(.*)&quot; target_label=core replacement=&quot;core$1&quot;</code></td><td>yes</td><td>+core=&quot;core0&quot;</td>"), "{html}");
-    assert!(html.contains("<strong>site</strong>: rewritten: +site=&quot;dc1&quot;"), "{html}");
+    assert!(
+        html.contains("<strong>site</strong>: rewritten: +site=&quot;dc1&quot;"),
+        "{html}"
+    );
     assert!(html.contains("result: dropped"), "{html}");
 
     // Paste series: POST the form.
     let text = "# TYPE node_load1 gauge\nnode_load1 0.5\n# TYPE go_threads gauge\ngo_threads 7\n";
-    let body = form_body(&[("target", ""), ("text", text), ("job", "node"), ("selector", "")]);
+    let body = form_body(&[
+        ("target", ""),
+        ("text", text),
+        ("job", "node"),
+        ("selector", ""),
+    ]);
     let posted = http::request("POST", &format!("{base}/explain"), Some(&body)).expect("POST");
     assert_eq!(posted.status, 200, "{}", posted.body);
     assert!(posted.body.contains("pasted series"), "{}", posted.body);
-    assert!(posted.body.contains("matched 2 of 2 series"), "{}", posted.body);
+    assert!(
+        posted.body.contains("matched 2 of 2 series"),
+        "{}",
+        posted.body
+    );
     assert!(
         // Prometheus semantics, shown step by step: `(.*)` matches the absent cpu label too.
         posted.body.contains("result: <code>node_load1{core=&quot;core&quot;,instance=&quot;pasted&quot;,job=&quot;node&quot;,site=&quot;dc1&quot;}</code>"),
@@ -212,7 +242,8 @@ fn the_monitor_port_explains_a_target_scraped_now_and_pasted_series() {
     );
 
     // The JSON form of the same.
-    let api = http::request("POST", &format!("{base}/api/v1/explain"), Some(&body)).expect("POST api");
+    let api =
+        http::request("POST", &format!("{base}/api/v1/explain"), Some(&body)).expect("POST api");
     assert_eq!(api.status, 200, "{}", api.body);
     let json: serde_json::Value = serde_json::from_str(&api.body).expect("JSON");
     assert_eq!(json["source"], "text");

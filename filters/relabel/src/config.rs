@@ -233,7 +233,10 @@ fn summarise(
             let _ = write!(line, " separator={separator:?}");
         }
     }
-    if !matches!(action, KeepEqual | DropEqual | HashMod | Lowercase | Uppercase) {
+    if !matches!(
+        action,
+        KeepEqual | DropEqual | HashMod | Lowercase | Uppercase
+    ) {
         let _ = write!(line, " regex={pattern:?}");
     }
     if action == HashMod {

@@ -25,7 +25,8 @@ fn the_trace_names_each_rule_its_match_and_the_labels_after_it() {
                 node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"} 2\n\
                 go_threads 8\n";
     let trace: Value =
-        serde_json::from_str(&testing::explain::<Relabel>(RULES, text).expect("trace")).expect("json");
+        serde_json::from_str(&testing::explain::<Relabel>(RULES, text).expect("trace"))
+            .expect("json");
     let user = steps(&trace, 0);
     assert_eq!(user.len(), 4, "{user:?}");
     assert_eq!(
@@ -40,12 +41,21 @@ fn the_trace_names_each_rule_its_match_and_the_labels_after_it() {
     );
     assert_eq!(
         user[2]["labels"],
-        json!([["__name__", "node_cpu_seconds_total"], ["core", "c0"], ["cpu", "0"], ["mode", "user"]])
+        json!([
+            ["__name__", "node_cpu_seconds_total"],
+            ["core", "c0"],
+            ["cpu", "0"],
+            ["mode", "user"]
+        ])
     );
     assert_eq!(user[3]["step"], r#"rule 3: labeldrop regex="cpu""#);
     assert_eq!(
         user[3]["labels"],
-        json!([["__name__", "node_cpu_seconds_total"], ["core", "c0"], ["mode", "user"]])
+        json!([
+            ["__name__", "node_cpu_seconds_total"],
+            ["core", "c0"],
+            ["mode", "user"]
+        ])
     );
 
     let idle = steps(&trace, 1);
@@ -65,10 +75,13 @@ fn a_series_whose_name_the_rules_empty_is_dropped_after_the_rules() {
       {"source_labels": ["__name__"], "regex": "up", "target_label": "__name__", "replacement": ""}
     ]}"#;
     let trace: Value =
-        serde_json::from_str(&testing::explain::<Relabel>(rules, "up 1\n").expect("trace")).expect("json");
+        serde_json::from_str(&testing::explain::<Relabel>(rules, "up 1\n").expect("trace"))
+            .expect("json");
     let up = steps(&trace, 0);
     assert_eq!(up.len(), 2, "{up:?}");
     assert_eq!(up[0]["matched"], true);
     assert_eq!(up[1]["dropped"], true);
-    assert!(up[1]["step"].as_str().is_some_and(|s| s.contains("__name__ is empty")));
+    assert!(up[1]["step"]
+        .as_str()
+        .is_some_and(|s| s.contains("__name__ is empty")));
 }

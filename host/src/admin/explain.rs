@@ -74,7 +74,9 @@ pub(super) struct Request {
 }
 
 impl Request {
-    fn from_pairs<'a>(pairs: impl Iterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>) -> Request {
+    fn from_pairs<'a>(
+        pairs: impl Iterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
+    ) -> Request {
         let mut request = Request::default();
         for (key, value) in pairs {
             let value = value.into_owned();
@@ -173,8 +175,12 @@ pub(super) async fn run(state: &AdminState, request: &Request) -> Result<Explain
             )
         })?
         .clone();
-    let selector = Selector::parse(&request.selector)
-        .map_err(|e| Refused(StatusCode::BAD_REQUEST, format!("{e}; write it as in PromQL, e.g. node_cpu_seconds_total{{mode=\"idle\"}}")))?;
+    let selector = Selector::parse(&request.selector).map_err(|e| {
+        Refused(
+            StatusCode::BAD_REQUEST,
+            format!("{e}; write it as in PromQL, e.g. node_cpu_seconds_total{{mode=\"idle\"}}"),
+        )
+    })?;
     let _permit = source.busy.try_acquire().map_err(|_| {
         Refused(
             StatusCode::TOO_MANY_REQUESTS,
@@ -226,11 +232,18 @@ pub(super) async fn run(state: &AdminState, request: &Request) -> Result<Explain
         if request.text.len() > TEXT_LIMIT {
             return Err(Refused(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("pasted text of {} bytes is over the limit of {TEXT_LIMIT} bytes", request.text.len()),
+                format!(
+                    "pasted text of {} bytes is over the limit of {TEXT_LIMIT} bytes",
+                    request.text.len()
+                ),
             ));
         }
         let job = if request.job.is_empty() {
-            config.jobs.first().map(|j| j.name.clone()).unwrap_or_default()
+            config
+                .jobs
+                .first()
+                .map(|j| j.name.clone())
+                .unwrap_or_default()
         } else {
             request.job.clone()
         };
@@ -284,7 +297,9 @@ pub(super) async fn run(state: &AdminState, request: &Request) -> Result<Explain
         let engine = FilterEngine::shared();
         let mut stages = Vec::new();
         for filter in filters {
-            let compiled = engine.load_file(&filter.module).map_err(|e| e.to_string())?;
+            let compiled = engine
+                .load_file(&filter.module)
+                .map_err(|e| e.to_string())?;
             let name = filter.name.clone();
             let stage = Stage::new(filter, compiled, Arc::new(StageStats::default()))
                 .map_err(|e| format!("filter {name}: {e}"))?;
@@ -299,10 +314,24 @@ pub(super) async fn run(state: &AdminState, request: &Request) -> Result<Explain
         ))
     })
     .await
-    .map_err(|e| Refused(StatusCode::INTERNAL_SERVER_ERROR, format!("explain thread failed: {e}")))?
-    .map_err(|e| Refused(StatusCode::UNPROCESSABLE_ENTITY, format!("loading the chain of job {job}: {e}")))?;
+    .map_err(|e| {
+        Refused(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("explain thread failed: {e}"),
+        )
+    })?
+    .map_err(|e| {
+        Refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("loading the chain of job {job}: {e}"),
+        )
+    })?;
     Ok(Explained {
-        source: if request.target.is_empty() { "text" } else { "target" },
+        source: if request.target.is_empty() {
+            "text"
+        } else {
+            "target"
+        },
         how,
         job,
         instance,
@@ -351,7 +380,10 @@ pub(super) async fn api(
     if request.is_empty() {
         let error = "give target=JOB/INSTANCE (scrape it now) or text=SERIES (with job=JOB), \
                      and selector=SELECTOR";
-        return (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({ "error": error })))
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({ "error": error })),
+        )
             .into_response();
     }
     match run(&state, &request).await {

@@ -70,12 +70,20 @@ pub(super) fn render(
 }
 
 fn form(html: &mut String, config: Option<&Config>, request: &Request) {
-    html.push_str("<form method=\"post\" action=\"/explain\">\n<fieldset>\n<legend>Series</legend>\n");
-    html.push_str("<p><label for=\"target\">Target</label>\n<select name=\"target\" id=\"target\">\n");
+    html.push_str(
+        "<form method=\"post\" action=\"/explain\">\n<fieldset>\n<legend>Series</legend>\n",
+    );
+    html.push_str(
+        "<p><label for=\"target\">Target</label>\n<select name=\"target\" id=\"target\">\n",
+    );
     let _ = writeln!(
         html,
         "<option value=\"\"{}>(none: use the pasted text below)</option>",
-        if request.target.is_empty() { " selected" } else { "" }
+        if request.target.is_empty() {
+            " selected"
+        } else {
+            ""
+        }
     );
     if let Some(config) = config {
         for (choice, _) in targets(config) {
@@ -83,7 +91,11 @@ fn form(html: &mut String, config: Option<&Config>, request: &Request) {
                 html,
                 "<option value=\"{}\"{}>{} — {} ({})</option>",
                 escape(&choice.key),
-                if request.target == choice.key { " selected" } else { "" },
+                if request.target == choice.key {
+                    " selected"
+                } else {
+                    ""
+                },
                 escape(&choice.job),
                 escape(&choice.instance),
                 escape(&choice.url)
@@ -104,7 +116,11 @@ fn form(html: &mut String, config: Option<&Config>, request: &Request) {
                 html,
                 "<option value=\"{0}\"{1}>{0}</option>",
                 escape(&job.name),
-                if request.job == job.name { " selected" } else { "" }
+                if request.job == job.name {
+                    " selected"
+                } else {
+                    ""
+                }
             );
         }
     }
@@ -161,7 +177,8 @@ fn result_html(html: &mut String, explained: &Explained) {
 fn chain_table(html: &mut String, report: &Report) {
     html.push_str("<table id=\"chain\">\n<tr><th>#</th><th>filter</th><th>module</th><th>sha256</th><th>trace</th><th>answer</th><th>series in → out</th><th>config</th></tr>\n");
     for (i, stage) in report.stages.iter().enumerate() {
-        let _ = writeln!(
+        let _ =
+            writeln!(
             html,
             "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td>\
              <td>{}</td><td>{} → {}</td><td><code>{}</code></td></tr>",
@@ -199,7 +216,9 @@ fn series_html(html: &mut String, n: usize, series: &SeriesReport) {
             escape(&headline)
         );
         if !step.trace.is_empty() {
-            html.push_str("<table class=\"rules\">\n<tr><th>step</th><th>matched</th><th>effect</th></tr>\n");
+            html.push_str(
+                "<table class=\"rules\">\n<tr><th>step</th><th>matched</th><th>effect</th></tr>\n",
+            );
             for rule in &step.trace {
                 let effect = if rule.dropped {
                     "dropped the series".to_owned()
@@ -226,7 +245,11 @@ fn series_html(html: &mut String, n: usize, series: &SeriesReport) {
             let _ = writeln!(html, "<p>({})</p>", escape(note));
         }
         if let (Outcome::Rewritten, Some(after)) = (step.outcome, &step.after) {
-            let _ = writeln!(html, "<p>after: <code>{}</code></p>", escape(&render_series(after)));
+            let _ = writeln!(
+                html,
+                "<p>after: <code>{}</code></p>",
+                escape(&render_series(after))
+            );
         }
         html.push_str("</li>\n");
     }

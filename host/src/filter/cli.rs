@@ -389,7 +389,11 @@ fn relay_chain(path: &Path, job: &str) -> anyhow::Result<(Vec<Arc<Stage>>, usize
         bail!(
             "{}: no job {job:?} (--job names the job whose chain runs; the config has: {})",
             path.display(),
-            if names.is_empty() { "no jobs".to_owned() } else { names.join(", ") }
+            if names.is_empty() {
+                "no jobs".to_owned()
+            } else {
+                names.join(", ")
+            }
         );
     };
     let engine = FilterEngine::shared();
@@ -405,7 +409,10 @@ fn relay_chain(path: &Path, job: &str) -> anyhow::Result<(Vec<Arc<Stage>>, usize
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     if stages.is_empty() {
-        eprintln!("{}: job {job} has no filters (global or its own): the scrape passes unchanged", path.display());
+        eprintln!(
+            "{}: job {job} has no filters (global or its own): the scrape passes unchanged",
+            path.display()
+        );
     }
     Ok((stages, own.label_limit))
 }

@@ -181,18 +181,18 @@ fn cli_run_filters_a_file_and_fails_with_the_guest_message() {
     let run = |module: &str| {
         cli::run(
             FilterCommand::Run {
-            module: vec![wat_path(module)],
-            config: Vec::new(),
-            relay_config: None,
-            input: input.clone(),
-            explain: None,
-            explain_limit: 10,
-            target: cli::TargetArgs {
-                job: "filter-run".into(),
-                instance: None,
+                module: vec![wat_path(module)],
+                config: Vec::new(),
+                relay_config: None,
+                input: input.clone(),
+                explain: None,
+                explain_limit: 10,
+                target: cli::TargetArgs {
+                    job: "filter-run".into(),
+                    instance: None,
+                },
+                limits: limits(),
             },
-            limits: limits(),
-        },
             None,
         )
     };
@@ -209,9 +209,9 @@ fn cli_new_writes_a_filter_crate() {
     let dir = tempfile::tempdir().expect("tempdir");
     cli::run(
         FilterCommand::New {
-        name: "site-tagger".into(),
-        dir: dir.path().to_path_buf(),
-        sdk: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk")),
+            name: "site-tagger".into(),
+            dir: dir.path().to_path_buf(),
+            sdk: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk")),
         },
         None,
     )

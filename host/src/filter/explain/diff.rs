@@ -128,9 +128,17 @@ mod tests {
     fn the_diff_lists_added_removed_and_changed_labels() {
         let before = labels(&[("__name__", "node_cpu"), ("cpu", "0"), ("mode", "idle")]);
         let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[("__name__", "node_cpu"), ("cpu", "0"), ("mode", "idle")], "no label changed"),
             (
-                &[("__name__", "node_cpu"), ("core", "c0"), ("cpu", "0"), ("mode", "idle")],
+                &[("__name__", "node_cpu"), ("cpu", "0"), ("mode", "idle")],
+                "no label changed",
+            ),
+            (
+                &[
+                    ("__name__", "node_cpu"),
+                    ("core", "c0"),
+                    ("cpu", "0"),
+                    ("mode", "idle"),
+                ],
                 "+core=\"c0\"",
             ),
             (&[("__name__", "node_cpu"), ("mode", "idle")], "-cpu=\"0\""),
@@ -139,7 +147,12 @@ mod tests {
                 "~__name__: \"node_cpu\" -> \"host_cpu\"",
             ),
             (
-                &[("__name__", "node_cpu"), ("core", "c0"), ("mode", "busy"), ("z", "\"q\"")],
+                &[
+                    ("__name__", "node_cpu"),
+                    ("core", "c0"),
+                    ("mode", "busy"),
+                    ("z", "\"q\""),
+                ],
                 "+core=\"c0\" +z=\"\\\"q\\\"\" -cpu=\"0\" ~mode: \"idle\" -> \"busy\"",
             ),
             (&[], "-__name__=\"node_cpu\" -cpu=\"0\" -mode=\"idle\""),
@@ -165,6 +178,9 @@ mod tests {
             labels_of(&series),
             labels(&[("Zone", "a"), ("__name__", "up"), ("job", "node")])
         );
-        assert_eq!(render_series(&labels_of(&series)), "up{Zone=\"a\",job=\"node\"}");
+        assert_eq!(
+            render_series(&labels_of(&series)),
+            "up{Zone=\"a\",job=\"node\"}"
+        );
     }
 }

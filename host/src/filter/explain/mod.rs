@@ -382,7 +382,12 @@ fn trace(
     };
     let parsed = match parse_trace(&json, &order) {
         Ok(parsed) => parsed,
-        Err(e) => return (None, Some(format!("promrelay_trace answered unreadable JSON: {e}"))),
+        Err(e) => {
+            return (
+                None,
+                Some(format!("promrelay_trace answered unreadable JSON: {e}")),
+            )
+        }
     };
     // Back to the order of `inputs` (the batch is in scrape order).
     let mut by_labels: std::collections::HashMap<&Labels, Vec<TraceStep>> =

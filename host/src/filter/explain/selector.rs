@@ -302,7 +302,8 @@ mod tests {
 
     #[test]
     fn selectors_parse_as_promql_writes_them() {
-        let cases: &[(&str, &[(&str, MatchOp, &str)])] = &[
+        type Expected<'a> = &'a [(&'a str, MatchOp, &'a str)];
+        let cases: &[(&str, Expected)] = &[
             ("up", &[("__name__", MatchOp::Equal, "up")]),
             (
                 "node_cpu_seconds_total{mode=\"idle\"}",
@@ -320,7 +321,10 @@ mod tests {
                     ("x", MatchOp::NotRegex, "a\"b"),
                 ],
             ),
-            ("ns:rule_name{}", &[("__name__", MatchOp::Equal, "ns:rule_name")]),
+            (
+                "ns:rule_name{}",
+                &[("__name__", MatchOp::Equal, "ns:rule_name")],
+            ),
             ("", &[]),
             ("{}", &[]),
         ];
@@ -338,10 +342,19 @@ mod tests {
     #[test]
     fn bad_selectors_say_where_and_what_was_expected() {
         let cases = [
-            ("up{mode}", "expected =, !=, =~ or !~ at offset 7, found '}'"),
-            ("up{mode=idle}", "expected a quoted value at offset 8, found 'i'"),
+            (
+                "up{mode}",
+                "expected =, !=, =~ or !~ at offset 7, found '}'",
+            ),
+            (
+                "up{mode=idle}",
+                "expected a quoted value at offset 8, found 'i'",
+            ),
             ("up{mode=\"idle}", "expected a closing quote at offset 8"),
-            ("up{mode=\"idle\" cpu=\"1\"}", "expected ',' or '}' at offset 15"),
+            (
+                "up{mode=\"idle\" cpu=\"1\"}",
+                "expected ',' or '}' at offset 15",
+            ),
             ("up{1a=\"x\"}", "expected a label name at offset 3"),
             ("up}", "expected the end"),
             ("{x=~\"(\"}", "regex \"(\" of label x"),
@@ -379,10 +392,18 @@ mod tests {
 
     #[test]
     fn a_selector_prints_back_as_it_parses() {
-        for text in ["up", "up{job=\"a\\\"b\"}", "{mode=~\"i.*\",cpu!=\"0\"}", "{}"] {
+        for text in [
+            "up",
+            "up{job=\"a\\\"b\"}",
+            "{mode=~\"i.*\",cpu!=\"0\"}",
+            "{}",
+        ] {
             let selector = Selector::parse(text).expect(text);
             assert_eq!(selector.to_string(), text);
-            assert_eq!(Selector::parse(&selector.to_string()).expect(text), selector);
+            assert_eq!(
+                Selector::parse(&selector.to_string()).expect(text),
+                selector
+            );
         }
     }
 }
