@@ -285,8 +285,8 @@ fn follow(stage: &Stage, before: &Scrape, after: &Scrape, followed: &mut [Series
             let found = find_rewritten(&before_labels, before, after, &input_set);
             if found.is_some() {
                 note = Some(
-                    "found as the new output series with the same value and timestamp sharing \
-                     the most labels (the filter offers no trace)"
+                    "the filter offers no trace: found as the new output series with the same \
+                     value and timestamp sharing the most labels"
                         .to_owned(),
                 );
             }
