@@ -34,6 +34,10 @@ pub(crate) fn host_log(level: i32, text: &str) {
 /// `promrelay_output_ptr`, `promrelay_output_len`); on other targets it emits nothing, and
 /// [`testing`](crate::testing) runs the filter in-process instead.
 ///
+/// `export_filter!(Type, explain)` also exports the optional `promrelay_trace` (ABI.md §10) for
+/// a type that implements [`Explain`](crate::Explain), so `promrelay filter run --explain` and
+/// the monitor port's `/explain` show its steps series by series.
+///
 /// ```
 /// use promrelay_sdk::{export_filter, Batch, Error, Filter};
 ///
@@ -53,7 +57,18 @@ pub(crate) fn host_log(level: i32, text: &str) {
 /// ```
 #[macro_export]
 macro_rules! export_filter {
+    ($filter:ty, explain) => {
+        $crate::export_filter!(@exports $filter, {
+            #[unsafe(no_mangle)]
+            pub extern "C" fn promrelay_trace(len: i32) -> i32 {
+                RUNTIME.with_borrow_mut(|runtime| runtime.trace(len as u32 as usize))
+            }
+        });
+    };
     ($filter:ty) => {
+        $crate::export_filter!(@exports $filter, {});
+    };
+    (@exports $filter:ty, { $($extra:item)* }) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             use ::std::cell::RefCell;
@@ -99,6 +114,8 @@ macro_rules! export_filter {
             pub extern "C" fn promrelay_output_len() -> i32 {
                 RUNTIME.with_borrow(|runtime| runtime.output().len() as i32)
             }
+
+            $($extra)*
         };
     };
 }

@@ -61,6 +61,7 @@ mod runtime;
 mod strings;
 pub mod testing;
 mod text;
+mod trace;
 
 #[cfg(test)]
 mod tests;
@@ -69,6 +70,7 @@ pub use batch::{Batch, Family, Labels, Series};
 pub use edit::{FamilyMut, SeriesMut};
 pub use error::Error;
 pub use promrelay_abi::MetricType;
+pub use trace::{Explain, Trace};
 
 /// The `log` crate: `log::set_max_level` changes which levels reach the relay (default: info).
 pub use log;

@@ -118,6 +118,47 @@ impl<F: Filter> Runtime<F> {
     }
 }
 
+impl<F: crate::Explain> Runtime<F> {
+    /// Explains the filter's steps on the batch in the first `len` input bytes (ABI.md §10):
+    /// the output is the trace as JSON. Never called on the relay's scrape path.
+    pub fn trace(&mut self, len: usize) -> i32 {
+        let Runtime {
+            filter,
+            input,
+            output,
+            ..
+        } = self;
+        let Some(filter) = filter.as_mut() else {
+            return fail(
+                output,
+                status::ERROR,
+                "trace called before a successful init",
+            );
+        };
+        let Some(bytes) = input.get(..len) else {
+            return fail(
+                output,
+                status::BAD_INPUT,
+                "batch length past the input buffer",
+            );
+        };
+        let batch = match Batch::from_bytes(bytes) {
+            Ok(batch) => batch,
+            Err(e) => return fail(output, status::BAD_INPUT, &format!("unreadable batch: {e}")),
+        };
+        let mut trace = crate::trace::Trace::new();
+        trace.clear();
+        match guarded(|| filter.explain(&batch, &mut trace)) {
+            Ok(()) => {
+                output.clear();
+                output.extend_from_slice(trace.to_json().as_bytes());
+                status::PASS
+            }
+            Err((code, message)) => fail(output, code, &message),
+        }
+    }
+}
+
 fn fail(output: &mut Vec<u8>, code: i32, message: &str) -> i32 {
     output.clear();
     output.extend_from_slice(message.as_bytes());

@@ -111,6 +111,16 @@ impl<F: Filter> Harness<F> {
     }
 }
 
+impl<F: crate::Explain> Harness<F> {
+    /// Runs the filter's `promrelay_trace` on a scrape in Prometheus text and returns the trace
+    /// JSON (ABI.md §10), as `promrelay filter run --explain` receives it.
+    pub fn explain_text(&mut self, text: &str) -> Result<String, Error> {
+        let input = batch_from_text(text)?;
+        call(&mut self.runtime, &input, Runtime::trace)?;
+        Ok(String::from_utf8_lossy(self.runtime.output()).into_owned())
+    }
+}
+
 /// Copies `input` into the runtime's buffer and runs `entry`, as the relay does.
 fn call<F: Filter>(
     runtime: &mut Runtime<F>,
@@ -139,6 +149,12 @@ fn call<F: Filter>(
 /// the filtered scrape as text.
 pub fn run<F: Filter>(config_json: &str, text: &str) -> Result<String, Error> {
     Harness::<F>::new(config_json)?.process_text(text)
+}
+
+/// Runs a filter's trace once: `init` with `config_json`, then `promrelay_trace` on the scrape
+/// `text`; returns the trace JSON.
+pub fn explain<F: crate::Explain>(config_json: &str, text: &str) -> Result<String, Error> {
+    Harness::<F>::new(config_json)?.explain_text(text)
 }
 
 /// Encodes a scrape in Prometheus text as a batch.

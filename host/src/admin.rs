@@ -1,7 +1,8 @@
 //! The monitor port: the status page (`GET /`, HTML rendered by `status::html`), `/metrics`
 //! (own metrics), `/healthz`, `/readyz`, `POST /-/reload`, the status as JSON
 //! (`GET /api/v1/status`, `/api/v1/targets`, `/api/v1/filters`, `/api/v1/publisher`,
-//! `/api/v1/receiver`), and the pause state under `/api/v1/`. The actions that change
+//! `/api/v1/receiver`), the pause state under `/api/v1/`, and `/explain` with
+//! `/api/v1/explain` (a job's filter chain explained series by series: `explain`). The actions that change
 //! something (`/-/reload`, pause, resume, flip) need `Authorization: Bearer <management.token>`.
 //!
 //! **Invariant:** handlers only read shared state or send requests to the daemon; they never
@@ -21,6 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pause::{Breaker, Change, Role, Scope};
 use crate::status::{RolePause, Snapshot};
+
+mod explain;
+mod explain_page;
+
+pub use explain::ExplainSource;
 
 /// A reload request from HTTP; the daemon answers with the outcome text.
 pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
@@ -43,6 +49,8 @@ pub struct AdminState {
     pub status: crate::status::Status,
     /// The config file the relay runs with, as given on the command line.
     pub config_path: String,
+    /// What `/explain` reads (the running config); `None` when no poller runs.
+    pub explain: Option<Arc<ExplainSource>>,
 }
 
 /// Serves the monitor port until `shutdown`; with `web` (`web_config_file`), every route behind
@@ -87,6 +95,18 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/pause", post(pause))
         .route("/api/v1/resume", post(resume))
         .route("/api/v1/flip", post(flip))
+        .route(
+            "/explain",
+            get(explain::page)
+                .post(explain::page)
+                .layer(axum::extract::DefaultBodyLimit::max(explain::BODY_LIMIT)),
+        )
+        .route(
+            "/api/v1/explain",
+            get(explain::api)
+                .post(explain::api)
+                .layer(axum::extract::DefaultBodyLimit::max(explain::BODY_LIMIT)),
+        )
         .with_state(state)
 }
 

@@ -160,7 +160,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             LogLevel::Warn
         };
         init_logging(level, None, None)?;
-        promrelay::filter::cli::run(command)?;
+        promrelay::filter::cli::run(command, cli.config.clone())?;
         return Ok(ExitCode::SUCCESS);
     }
     let config = daemon::load_config(&config_path)?;

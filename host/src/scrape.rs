@@ -209,16 +209,59 @@ pub async fn scrape_once(
     target: &TargetSpec,
     publisher: &str,
 ) -> (Scrape, Option<ScrapeError>) {
+    let (scrape, error, done) = scrape_uncounted(client, target, publisher).await;
+    let job = JobLabel {
+        job: target.job.clone(),
+    };
+    if let Some(bytes) = done.body_bytes {
+        METRICS.bytes.get_or_create(&job).inc_by(bytes);
+    }
+    METRICS
+        .duration
+        .get_or_create(&job)
+        .observe(done.elapsed.as_secs_f64());
+    METRICS.samples.get_or_create(&job).inc_by(done.samples);
+    let outcome = error.as_ref().map_or("success", ScrapeError::kind);
+    METRICS
+        .scrapes
+        .get_or_create(&JobOutcome {
+            job: target.job.clone(),
+            outcome: outcome.to_owned(),
+        })
+        .inc();
+    if error.is_some() {
+        METRICS
+            .target_errors
+            .get_or_create(&JobTarget {
+                job: target.job.clone(),
+                target: target.instance.clone(),
+            })
+            .inc();
+    }
+    (scrape, error)
+}
+
+/// What a scrape cost, for the counters of [`scrape_once`].
+pub struct ScrapeCost {
+    pub elapsed: Duration,
+    /// The body's size, when one was read.
+    pub body_bytes: Option<u64>,
+    pub samples: u64,
+}
+
+/// [`scrape_once`] without counting it in the relay's scrape metrics: for the monitor port's
+/// `/explain`, whose scrape on demand is no part of the target's schedule.
+pub async fn scrape_uncounted(
+    client: &reqwest::Client,
+    target: &TargetSpec,
+    publisher: &str,
+) -> (Scrape, Option<ScrapeError>, ScrapeCost) {
     let started = Instant::now();
     let time_ms = unix_millis(SystemTime::now());
+    let mut body_bytes = None;
     let result = match fetch(client, target).await {
         Ok(body) => {
-            METRICS
-                .bytes
-                .get_or_create(&JobLabel {
-                    job: target.job.clone(),
-                })
-                .inc_by(body.len() as u64);
+            body_bytes = Some(body.len() as u64);
             let mut added: Vec<&str> = crate::model::TARGET_LABELS.to_vec();
             added.extend(target.labels.iter().map(|label| label.name.as_str()));
             let limit = exposition::LabelLimit {
@@ -253,37 +296,12 @@ pub async fn scrape_once(
         elapsed.as_secs_f64(),
         samples as f64,
     );
-
-    METRICS
-        .duration
-        .get_or_create(&JobLabel {
-            job: target.job.clone(),
-        })
-        .observe(elapsed.as_secs_f64());
-    METRICS
-        .samples
-        .get_or_create(&JobLabel {
-            job: target.job.clone(),
-        })
-        .inc_by(samples as u64);
-    let outcome = error.as_ref().map_or("success", ScrapeError::kind);
-    METRICS
-        .scrapes
-        .get_or_create(&JobOutcome {
-            job: target.job.clone(),
-            outcome: outcome.to_owned(),
-        })
-        .inc();
-    if error.is_some() {
-        METRICS
-            .target_errors
-            .get_or_create(&JobTarget {
-                job: target.job.clone(),
-                target: target.instance.clone(),
-            })
-            .inc();
-    }
-    (scrape, error)
+    let cost = ScrapeCost {
+        elapsed,
+        body_bytes,
+        samples: samples as u64,
+    };
+    (scrape, error, cost)
 }
 
 /// Adds `up`, `scrape_duration_seconds` and `scrape_samples_scraped`, labelled like the target's

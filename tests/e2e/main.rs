@@ -10,6 +10,7 @@ mod demo;
 mod diagnostics;
 mod discovery;
 mod enroll;
+mod explain;
 mod filter_reload;
 mod filters;
 mod filters_large;

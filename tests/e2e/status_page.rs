@@ -176,6 +176,7 @@ fn the_status_page_shows_a_healthy_and_a_failing_target_in_a_real_browser() {
     );
 
     // Pause state per role: pausing the receiver shows on the page, the poller still runs.
+    promrelay::tls::install_crypto_provider();
     let answer = reqwest::blocking::Client::new()
         .post(format!(
             "{}/api/v1/pause?role=receiver",

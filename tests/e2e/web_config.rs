@@ -40,6 +40,7 @@ fn write_web_config(path: &Path, leaf: &Leaf, password: &str, extra_tls: &str) {
 /// A blocking HTTPS client trusting `pki`'s CA, with an optional client certificate.
 fn https_client(pki: &Pki, identity: Option<&Leaf>) -> reqwest::blocking::Client {
     let ca = reqwest::Certificate::from_pem(pki.ca_pem().as_bytes()).expect("CA certificate");
+    promrelay::tls::install_crypto_provider();
     let mut builder = reqwest::blocking::Client::builder()
         .tls_certs_only([ca])
         .timeout(Duration::from_secs(10));

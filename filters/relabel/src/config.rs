@@ -195,6 +195,8 @@ pub struct Rule {
     pub(crate) target_label: String,
     pub(crate) target: Template,
     pub(crate) replacement: Template,
+    /// The rule as an operator wrote it, in one line, for traces (`promrelay_trace`).
+    pub(crate) summary: String,
 }
 
 impl Rule {
@@ -202,6 +204,51 @@ impl Rule {
     pub fn action(&self) -> Action {
         self.action
     }
+
+    /// The rule in one line: its action and the settings that matter for it, e.g.
+    /// `replace source_labels=[__name__] regex="node_(.*)" target_label=__name__
+    /// replacement="host_$1"`.
+    pub fn summary(&self) -> &str {
+        &self.summary
+    }
+}
+
+/// One line naming a rule's action and the settings its action reads (defaults left out).
+fn summarise(
+    action: Action,
+    source_labels: &[String],
+    separator: &str,
+    pattern: &str,
+    modulus: u64,
+    target_label: &str,
+    replacement: &str,
+) -> String {
+    use std::fmt::Write as _;
+    use Action::*;
+    let mut line = action.as_str().to_owned();
+    let uses_sources = !matches!(action, LabelMap | LabelDrop | LabelKeep);
+    if uses_sources {
+        let _ = write!(line, " source_labels=[{}]", source_labels.join(","));
+        if separator != DEFAULT_SEPARATOR {
+            let _ = write!(line, " separator={separator:?}");
+        }
+    }
+    if !matches!(
+        action,
+        KeepEqual | DropEqual | HashMod | Lowercase | Uppercase
+    ) {
+        let _ = write!(line, " regex={pattern:?}");
+    }
+    if action == HashMod {
+        let _ = write!(line, " modulus={modulus}");
+    }
+    if !target_label.is_empty() {
+        let _ = write!(line, " target_label={target_label}");
+    }
+    if matches!(action, Replace | LabelMap) {
+        let _ = write!(line, " replacement={replacement:?}");
+    }
+    line
 }
 
 /// Parses the filter's JSON configuration (`null` = no rules) and compiles every rule.
@@ -476,6 +523,15 @@ pub fn compile(index: usize, config: &RelabelConfig) -> Result<Rule, Vec<Problem
 
     match (action, regex) {
         (Some(action), Some(regex)) if problems.is_empty() => Ok(Rule {
+            summary: summarise(
+                action,
+                &source_labels,
+                separator,
+                pattern,
+                modulus,
+                target_label,
+                replacement,
+            ),
             action,
             matches_all: pattern == DEFAULT_REGEX,
             target: Template::parse(target_label, &regex),

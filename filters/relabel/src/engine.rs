@@ -278,6 +278,52 @@ impl Relabeler {
         self.process(labels) && text::is_metric_name(labels.get("__name__"))
     }
 
+    /// [`Relabeler::process_series`] step by step, for a trace: `step(index, matched, kept,
+    /// labels)` after each rule applied (until one drops the series), where `matched` says
+    /// whether the rule's condition held (the regex matched the joined source values, or any
+    /// label name for labelmap/labeldrop/labelkeep; the labels were equal for keepequal/
+    /// dropequal; always for hashmod/lowercase/uppercase). Returns whether the series is kept,
+    /// its `__name__` check included. Not a hot path: it bypasses the per-string memo.
+    pub fn explain_series(
+        &mut self,
+        labels: &mut LabelSet<'_>,
+        mut step: impl FnMut(usize, bool, bool, &LabelSet<'_>),
+    ) -> bool {
+        self.begin_batch(0);
+        for index in 0..self.rules.len() {
+            let matched = self.condition(index, labels);
+            let kept = self.apply(index, labels);
+            step(index, matched, kept, labels);
+            if !kept {
+                return false;
+            }
+        }
+        text::is_metric_name(labels.get("__name__"))
+    }
+
+    /// Whether rule `index`'s condition holds for `labels` (see [`Relabeler::explain_series`]).
+    fn condition(&self, index: usize, labels: &LabelSet<'_>) -> bool {
+        let rule = &self.rules[index];
+        let joined = || {
+            rule.source_labels
+                .iter()
+                .map(|name| labels.get(name))
+                .collect::<Vec<_>>()
+                .join(&rule.separator)
+        };
+        match rule.action {
+            Action::Keep | Action::Drop | Action::Replace => {
+                rule.matches_all || rule.regex.is_match(&joined())
+            }
+            Action::KeepEqual | Action::DropEqual => labels.get(&rule.target_label) == joined(),
+            Action::HashMod | Action::Lowercase | Action::Uppercase => true,
+            Action::LabelMap | Action::LabelDrop | Action::LabelKeep => labels
+                .labels()
+                .iter()
+                .any(|label| rule.regex.is_match(&label.name)),
+        }
+    }
+
     fn apply(&mut self, index: usize, labels: &mut LabelSet<'_>) -> bool {
         let rule = &self.rules[index];
         let memo = &mut self.memo[index];

@@ -127,6 +127,11 @@ impl Filter for Relabel {
 }
 
 impl Relabel {
+    /// The compiled rules, for the trace (`explain`).
+    pub(crate) fn relabeler_mut(&mut self) -> &mut Relabeler {
+        &mut self.relabeler
+    }
+
     /// The outcome cache's counters (hits, misses, evictions).
     pub fn cache_stats(&self) -> promrelay_sdk::memo::MemoStats {
         self.memo.stats()

@@ -6,6 +6,7 @@
 //! - [`text`] holds the Go-compatible pieces: template expansion, name grammar, RE2 translation.
 //! - [`filter`] wires them into the promrelay SDK: PASS / MASK / REPLACED, family regrouping, and
 //!   the per-series outcome cache (`edits` holds the edits it replays).
+//! - `explain` is the optional per-rule trace (`promrelay_trace`), for debugging only.
 //!
 //! The relabel logic does not depend on the filter ABI, so it is tested and benchmarked natively;
 //! the filter itself runs natively too through `promrelay_sdk::testing`.
@@ -13,12 +14,13 @@
 pub mod config;
 mod edits;
 pub mod engine;
+mod explain;
 pub mod filter;
 pub mod text;
 
 pub use filter::Relabel;
 
-promrelay_sdk::export_filter!(Relabel);
+promrelay_sdk::export_filter!(Relabel, explain);
 
 pub use config::{parse, Action, ConfigError, Problem, RelabelConfig, Rule, Settings};
 pub use engine::{process, Label, LabelSet, Relabeler};

@@ -164,7 +164,12 @@ pub mod export {
     /// `() -> i32`: length of the last call's output.
     pub const OUTPUT_LEN: &str = "promrelay_output_len";
 
-    /// Every function export, in the order ABI.md lists them.
+    /// Optional, `(len: i32) -> i32`: the input buffer holds a batch of the series to explain;
+    /// returns a status, the output is the trace as JSON (ABI.md §10). Called only by
+    /// `promrelay filter run --explain` and the monitor port's `/explain`, never per scrape.
+    pub const TRACE: &str = "promrelay_trace";
+
+    /// Every required function export, in the order ABI.md lists them.
     pub const FUNCTIONS: [&str; 6] = [ABI_VERSION, RESERVE, INIT, PROCESS, OUTPUT_PTR, OUTPUT_LEN];
 }
 

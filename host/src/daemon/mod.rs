@@ -239,8 +239,11 @@ pub async fn run(
     // The publisher and receiver drain after the scrapers stopped, by the shutdown's deadline.
     let pipeline_stop = Shutdown::new();
 
+    // What the monitor port's /explain reads; replaced by each reload that took effect.
+    let explain_source = run_poller.then(|| admin::ExplainSource::new(&config));
     if let Some(port) = config.monitor_port {
         let state = AdminState {
+            explain: explain_source.clone(),
             identity: config.identity.clone(),
             component,
             ready: ready.clone(),
@@ -354,11 +357,17 @@ pub async fn run(
                 tracing::info!("SIGHUP: reloading {}", config_path.display());
                 let outcome = reload(&config_path, &mut current, poller.as_mut(),
                     discovery.as_mut(), filters.as_deref(), receiver_sources.as_ref(), web.as_ref()).await;
+                if let (Ok(_), Some(source)) = (&outcome, &explain_source) {
+                    source.update(&current);
+                }
                 events.send(reload_event(&outcome));
             }
             Some(answer) = reload_rx.recv() => {
                 let outcome = reload(&config_path, &mut current, poller.as_mut(),
                     discovery.as_mut(), filters.as_deref(), receiver_sources.as_ref(), web.as_ref()).await;
+                if let (Ok(_), Some(source)) = (&outcome, &explain_source) {
+                    source.update(&current);
+                }
                 events.send(reload_event(&outcome));
                 let _ = answer.send(outcome);
             }

@@ -24,21 +24,40 @@ use crate::model::{Scrape, ScrapeMeta};
 /// `promrelay filter ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum FilterCommand {
-    /// Run a filter on one scrape as the relay would and print the result as Prometheus text
+    /// Run a filter (or a chain) on one scrape as the relay would and print the result as
+    /// Prometheus text, or with --explain what each filter did to the series a selector picks
     ///
     /// The scrape gets the target labels `job` and `instance` first, as in the relay, and the
     /// filter runs under the relay's default limits unless --time-limit / --memory-limit-mib
-    /// say otherwise (the limits are printed on stderr).
+    /// say otherwise (the limits are printed on stderr). --module may be given several times
+    /// (a chain, in order); --relay-config FILE (or `promrelay --config FILE filter run`) runs
+    /// the chain of the relay config's job --job instead: its global filters, then the job's,
+    /// with their settings.
     Run {
-        /// The filter module (.wasm, or .wat text).
+        /// The filter module (.wasm, or .wat text); several times for a chain, in order.
         #[arg(long)]
-        module: PathBuf,
-        /// The filter's own config (YAML), as under `config:` in the relay's configuration.
+        module: Vec<PathBuf>,
+        /// The filter's own config (YAML), as under `config:` in the relay's configuration;
+        /// with several --module, once per module in the same order.
         #[arg(long)]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
+        /// A relay config file: run the chain of its job --job (its filters, settings and
+        /// label_limit) instead of --module.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["module", "config"])]
+        relay_config: Option<PathBuf>,
         /// A file in the Prometheus text format, `-` for stdin, or an http(s) URL to scrape.
         #[arg(long, default_value = "-")]
         input: String,
+        /// Explain instead of printing the result: for the series SELECTOR matches before the
+        /// chain (`name{label="v",…}` with =, !=, =~, !~ as in PromQL; empty = every series),
+        /// each filter's outcome (unchanged, rewritten with the labels added, removed and
+        /// changed, or dropped) and, for filters that offer a trace (the shipped relabel),
+        /// each rule's step.
+        #[arg(long, value_name = "SELECTOR", num_args = 0..=1, default_missing_value = "")]
+        explain: Option<String>,
+        /// How many matching series --explain follows at most.
+        #[arg(long, value_name = "N", default_value_t = super::explain::DEFAULT_SERIES_LIMIT)]
+        explain_limit: usize,
         #[command(flatten)]
         target: TargetArgs,
         #[command(flatten)]
@@ -144,26 +163,72 @@ pub struct TargetArgs {
     pub instance: Option<String>,
 }
 
-/// Runs one `promrelay filter` command.
-pub fn run(command: FilterCommand) -> anyhow::Result<()> {
+/// Runs one `promrelay filter` command; `global_config` is `promrelay --config FILE` given
+/// before the command (for `filter run`, a relay config whose chain runs).
+pub fn run(command: FilterCommand, global_config: Option<PathBuf>) -> anyhow::Result<()> {
     match command {
         FilterCommand::Run {
             module,
             config,
+            relay_config,
             input,
+            explain,
+            explain_limit,
             target,
             limits,
         } => {
-            let stage = load(&module, config.as_deref(), &limits)?;
-            eprintln!("limits: {}", limits.describe());
+            // Checked before the chain compiles (seconds): a typo fails at once.
+            let selector = explain
+                .as_deref()
+                .map(super::explain::Selector::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let relay_config = relay_config.or(global_config);
+            let (stages, label_limit) = match &relay_config {
+                Some(path) => relay_chain(path, &target.job)?,
+                None => {
+                    if module.is_empty() {
+                        bail!("filter run needs --module (once per filter of a chain) or --relay-config FILE with --job JOB");
+                    }
+                    if !config.is_empty() && config.len() != module.len() {
+                        bail!(
+                            "{} --config for {} --module: give one filter config per module, in the same order, or none",
+                            config.len(),
+                            module.len()
+                        );
+                    }
+                    let stages = module
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| load(m, config.get(i).map(PathBuf::as_path), &limits))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    eprintln!("limits: {}", limits.describe());
+                    (stages, crate::model::DEFAULT_LABEL_LIMIT)
+                }
+            };
             let scrape = read_scrape(&input, &target)?;
-            let scrape = apply(&stage, scrape)?;
-            let mut out = Vec::new();
-            crate::exposition::render(
-                &scrape.families,
-                &crate::exposition::RenderOptions::default(),
-                &mut out,
-            );
+            let out = match selector {
+                Some(selector) => {
+                    let report = super::explain::explain(
+                        &stages,
+                        scrape,
+                        &selector,
+                        explain_limit,
+                        label_limit,
+                    );
+                    super::explain::render_text(&report).into_bytes()
+                }
+                None => {
+                    let scrape = apply_chain(&stages, scrape, label_limit)?;
+                    let mut out = Vec::new();
+                    crate::exposition::render(
+                        &scrape.families,
+                        &crate::exposition::RenderOptions::default(),
+                        &mut out,
+                    );
+                    out
+                }
+            };
             std::io::stdout()
                 .lock()
                 .write_all(&out)
@@ -313,6 +378,57 @@ fn fetch(url: &str) -> anyhow::Result<Vec<u8>> {
     })
     .join()
     .map_err(|_| anyhow::anyhow!("the scrape thread panicked"))?
+}
+
+/// The chain a relay config runs for `job` (global filters, then the job's), each stage its own
+/// (never a running relay's), and the job's `label_limit`.
+fn relay_chain(path: &Path, job: &str) -> anyhow::Result<(Vec<Arc<Stage>>, usize)> {
+    let config = crate::config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let own = config.jobs.iter().find(|j| j.name == job);
+    let Some(own) = own else {
+        let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
+        bail!(
+            "{}: no job {job:?} (--job names the job whose chain runs; the config has: {})",
+            path.display(),
+            if names.is_empty() {
+                "no jobs".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
+    };
+    let engine = FilterEngine::shared();
+    let stages = config
+        .filters
+        .iter()
+        .chain(own.filters.iter())
+        .map(|filter| -> anyhow::Result<Arc<Stage>> {
+            let compiled = engine.load_file(&filter.module)?;
+            let stage = Stage::new(filter.clone(), compiled, Arc::new(StageStats::default()))
+                .with_context(|| format!("{}: loading filter {}", path.display(), filter.name))?;
+            Ok(Arc::new(stage))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if stages.is_empty() {
+        eprintln!(
+            "{}: job {job} has no filters (global or its own): the scrape passes unchanged",
+            path.display()
+        );
+    }
+    Ok((stages, own.label_limit))
+}
+
+fn apply_chain(
+    stages: &[Arc<Stage>],
+    scrape: Scrape,
+    label_limit: usize,
+) -> anyhow::Result<Scrape> {
+    match super::chain::run_stages_with_label_limit(stages.iter(), scrape, label_limit) {
+        FilterOutcome::Pass(scrape) => Ok(scrape),
+        FilterOutcome::Dropped { filter, error } | FilterOutcome::Failed { filter, error } => {
+            bail!("filter {filter} failed ({}): {error}", error.kind())
+        }
+    }
 }
 
 fn apply(stage: &Arc<Stage>, scrape: Scrape) -> anyhow::Result<Scrape> {

@@ -177,6 +177,9 @@ pub enum GuestOutput {
 /// One instantiated, initialised filter.
 pub(crate) struct LiveInstance {
     store: Store<HostState>,
+    /// Kept to look up the optional `promrelay_trace` export when (only when) a chain is
+    /// explained: the scrape path never touches it.
+    instance: wasmtime::Instance,
     memory: Memory,
     reserve: TypedFunc<i32, i32>,
     process: TypedFunc<i32, i32>,
@@ -240,6 +243,7 @@ impl LiveInstance {
             memory,
             limits,
             calls: 0,
+            instance,
             store,
         };
         let abi_version = nullary(&mut live.store, export::ABI_VERSION)?;
@@ -394,6 +398,47 @@ impl LiveInstance {
                 message: self.error_text(),
             }),
             code => Err(FilterError::invalid(format!("unknown status {code}"))),
+        }
+    }
+
+    /// One `promrelay_trace` call on `batch` (ABI.md §10): `None` when the module does not
+    /// export it, else the trace JSON (at most `output_limit` bytes, not yet validated).
+    /// Blocking; only for explaining a chain, never on the scrape path.
+    pub(crate) fn trace(
+        &mut self,
+        batch: &[u8],
+        output_limit: usize,
+    ) -> Result<Option<Vec<u8>>, FilterError> {
+        let Some(func) = self.instance.get_func(&mut self.store, export::TRACE) else {
+            return Ok(None);
+        };
+        let trace = func.typed::<i32, i32>(&self.store).map_err(|e| {
+            FilterError::invalid(format!(
+                "export {} must be (i32) -> i32 (ABI.md §10): {e:#}",
+                export::TRACE
+            ))
+        })?;
+        self.calls += 1;
+        let code = self.run(trace, batch)?;
+        match code {
+            status::PASS => {
+                let output = self.output()?;
+                if output.len() > output_limit {
+                    return Err(FilterError::invalid(format!(
+                        "trace of {} bytes exceeds the limit of {output_limit} bytes",
+                        output.len()
+                    )));
+                }
+                Ok(Some(output.to_vec()))
+            }
+            code if status::is_error(code) => Err(FilterError::Guest {
+                status: code,
+                message: self.error_text(),
+            }),
+            code => Err(FilterError::invalid(format!(
+                "{} returned status {code} (0 or an error expected)",
+                export::TRACE
+            ))),
         }
     }
 

@@ -10,6 +10,8 @@
 //! - `chain`: the global chain then the job's; [`Chains::apply`] is what the poller calls.
 //! - `reload`: hot swap (a no-op when nothing changed), the status report.
 //! - `watch`: the module file watcher (content changes only, debounced).
+//! - `explain`: a chain explained series by series (selector, per-stage diff, the optional
+//!   `promrelay_trace` of a filter) for `filter run --explain` and the monitor port's `/explain`.
 //! - `cli`: `promrelay filter run|check|new|bench` for filter authors; `scaffold`: the crate
 //!   `filter new` writes and where it finds the SDK.
 //!
@@ -22,6 +24,7 @@ pub mod cli;
 pub mod codec;
 mod engine;
 mod error;
+pub mod explain;
 mod instance;
 mod metrics;
 mod reload;

@@ -143,6 +143,30 @@ impl Stage {
         self.call_instance(batch, series_count, true)
     }
 
+    /// The filter's own trace of `batch` (`promrelay_trace`, ABI.md §10), `None` when the module
+    /// offers none. Counts, logs and reports nothing, like [`Stage::trial`]: only an explain
+    /// (CLI or monitor port) calls it, on a stage of its own, never a live chain's. Blocking.
+    pub(crate) fn trace(&self, batch: &[u8]) -> Result<Option<Vec<u8>>, FilterError> {
+        let pooled = self.lock_pool().pop();
+        let mut instance = match pooled {
+            Some(instance) => instance,
+            None => LiveInstance::new(
+                &self.module,
+                self.limits,
+                &self.config_json,
+                self.log.clone(),
+            )?,
+        };
+        instance.set_dry_run(true);
+        let output_limit = batch.len().saturating_mul(64).max(1 << 20);
+        let trace = instance.trace(batch, output_limit)?;
+        let mut pool = self.lock_pool();
+        if pool.len() < POOL_SIZE && !instance.worn_out(MAX_CALLS_PER_INSTANCE) {
+            pool.push(instance);
+        }
+        Ok(trace)
+    }
+
     fn call_instance(
         &self,
         batch: &[u8],

@@ -161,14 +161,14 @@ fn cli_check_accepts_a_good_module_and_refuses_a_bad_one() {
         config: None,
         limits: limits(),
     };
-    cli::run(good).expect("pass.wat checks");
+    cli::run(good, None).expect("pass.wat checks");
     for bad in ["trap_init.wat", "imports_wasi.wat", "wrong_version.wat"] {
         let command = FilterCommand::Check {
             module: wat_path(bad),
             config: None,
             limits: limits(),
         };
-        assert!(cli::run(command).is_err(), "{bad}");
+        assert!(cli::run(command, None).is_err(), "{bad}");
     }
 }
 
@@ -179,16 +179,22 @@ fn cli_run_filters_a_file_and_fails_with_the_guest_message() {
     std::fs::write(&input, "# TYPE up gauge\nup{job=\"node\"} 1\n").expect("write input");
     let input = input.display().to_string();
     let run = |module: &str| {
-        cli::run(FilterCommand::Run {
-            module: wat_path(module),
-            config: None,
-            input: input.clone(),
-            target: cli::TargetArgs {
-                job: "filter-run".into(),
-                instance: None,
+        cli::run(
+            FilterCommand::Run {
+                module: vec![wat_path(module)],
+                config: Vec::new(),
+                relay_config: None,
+                input: input.clone(),
+                explain: None,
+                explain_limit: 10,
+                target: cli::TargetArgs {
+                    job: "filter-run".into(),
+                    instance: None,
+                },
+                limits: limits(),
             },
-            limits: limits(),
-        })
+            None,
+        )
     };
     run("mask_even.wat").expect("mask runs");
     let error = run("guest_error.wat").expect_err("guest error fails the command");
@@ -201,11 +207,14 @@ fn cli_run_filters_a_file_and_fails_with_the_guest_message() {
 #[test]
 fn cli_new_writes_a_filter_crate() {
     let dir = tempfile::tempdir().expect("tempdir");
-    cli::run(FilterCommand::New {
-        name: "site-tagger".into(),
-        dir: dir.path().to_path_buf(),
-        sdk: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk")),
-    })
+    cli::run(
+        FilterCommand::New {
+            name: "site-tagger".into(),
+            dir: dir.path().to_path_buf(),
+            sdk: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk")),
+        },
+        None,
+    )
     .expect("crate written");
     let lib = std::fs::read_to_string(dir.path().join("site-tagger/src/lib.rs")).expect("lib.rs");
     assert!(lib.contains("export_filter!(SiteTagger);"));
@@ -218,7 +227,7 @@ fn cli_new_writes_a_filter_crate() {
         dir: dir.path().to_path_buf(),
         sdk: Some(PathBuf::from(".")),
     };
-    assert!(cli::run(again).is_err(), "refuses to overwrite");
+    assert!(cli::run(again, None).is_err(), "refuses to overwrite");
 }
 
 /// The shipped Rust filters (built by `scripts/build-filters.sh`) through this engine: the SDK

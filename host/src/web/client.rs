@@ -50,6 +50,7 @@ pub fn self_job_client(web: &WebSettings) -> anyhow::Result<(reqwest::Client, &'
         value.set_sensitive(true);
         headers.insert(AUTHORIZATION, value);
     }
+    crate::tls::install_crypto_provider();
     let builder = reqwest::Client::builder()
         .user_agent(concat!("promrelay/", env!("CARGO_PKG_VERSION")))
         .gzip(true)
@@ -79,6 +80,7 @@ pub fn local_client(
             web.path.display()
         );
     }
+    crate::tls::install_crypto_provider();
     let builder = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .default_headers(headers);
