@@ -16,6 +16,7 @@ mod filters;
 mod filters_large;
 mod harness;
 mod https;
+mod large;
 mod leaf;
 mod management;
 mod outage;
