@@ -19,6 +19,7 @@ pub mod publish;
 pub mod receive;
 pub mod scrape;
 pub mod shutdown;
+pub mod spool;
 pub mod sink;
 pub mod telemetry;
 pub mod tls;
