@@ -288,6 +288,7 @@ pub async fn run(
             outage_buffer: config.outage_buffer,
             max_in_flight: 64,
             flush_timeout: shutdown::DRAIN_TIMEOUT,
+            spool: config.spool.clone(),
         };
         let stop = pipeline_stop.clone();
         tasks.spawn(async move { ("publisher", publish::run(settings, scrapes_rx, stop).await) });
@@ -458,6 +459,10 @@ async fn reload(
 
 /// Runs every scrape through the filter chains, several at a time, and forwards what passes.
 /// `on_error: fail` turns the scrape into a failed one: only its synthetic series, with `up 0`.
+///
+/// At shutdown it ends when its input closes (the scrapers stopped), after every scrape inside it
+/// went on to the publisher, which keeps reading until then: nothing is dropped between stages.
+/// Only a publisher gone at its deadline loses a scrape here, and that is logged.
 async fn filter_stage(
     chains: Arc<Chains>,
     input: mpsc::Receiver<Scrape>,
@@ -486,7 +491,11 @@ async fn filter_stage(
                     }
                 };
                 if let Some(scrape) = forward {
-                    let _ = output.send(scrape).await;
+                    if let Err(lost) = output.send(scrape).await {
+                        tracing::warn!(job = %lost.0.meta.job, instance = %lost.0.meta.instance,
+                            "shutdown: a filtered scrape is lost: the publisher stopped at its \
+                             deadline");
+                    }
                 }
             }
         })
