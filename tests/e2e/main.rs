@@ -20,3 +20,4 @@ mod pipeline;
 mod receiver;
 mod remote_write;
 mod security;
+mod spool;
