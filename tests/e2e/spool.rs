@@ -117,6 +117,7 @@ impl Rig {
             }
             let stored = self.stored(Some(stopped_at));
             if stored <= made && stored + 1 >= made {
+                eprintln!("{stored} of the {made} scrapes made before the stop stored");
                 Ok(())
             } else {
                 Err(format!(

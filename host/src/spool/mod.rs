@@ -472,7 +472,11 @@ impl Spool {
                 METRICS.errors.inc();
                 tracing::warn!("spool: {e:#}");
             }
-            let keep_from = self.entries.front().map_or(position.segment, |e| e.segment);
+            // Nothing left: every segment but the one written to is done.
+            let keep_from = match self.entries.front() {
+                Some(entry) => entry.segment,
+                None => self.segments.back().map_or(position.segment, |s| s.id),
+            };
             while self.segments.len() > 1 && self.segments[0].id < keep_from {
                 if let Some(done) = self.segments.pop_front() {
                     self.remove_file(&done.path);
