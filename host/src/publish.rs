@@ -35,8 +35,8 @@ use crate::model::Scrape;
 use crate::nats::Backoff;
 use crate::shutdown::Shutdown;
 use crate::spool::Spool;
-use pending::Pending;
 use crate::wire::{self, WireMessage};
+use pending::Pending;
 
 /// What the publisher needs from the config.
 #[derive(Debug, Clone)]
@@ -247,7 +247,9 @@ pub async fn run(
     register_metrics();
     // Opened before connecting: an unusable spool_dir fails the start at once, with its name.
     let mut buffer = match &settings.spool {
-        Some(spool) => Pending::Disk(Spool::open(&spool.dir, settings.outage_buffer, spool.sync)?.0),
+        Some(spool) => {
+            Pending::Disk(Spool::open(&spool.dir, settings.outage_buffer, spool.sync)?.0)
+        }
         None => Pending::Memory(OutageBuffer::new(settings.outage_buffer)),
     };
     let sync_every = match settings.spool.as_ref().map(|spool| spool.sync) {

@@ -61,7 +61,8 @@ impl Rig {
         // Nothing ages out while the broker is down.
         config.max_age = Some("600".into());
         let receiver = Relay::start_command(&["receiver"], &config.to_yaml());
-        let mut poller = Relay::start_command(&["poller"], &config.monitor_port(free_port()).to_yaml());
+        let mut poller =
+            Relay::start_command(&["poller"], &config.monitor_port(free_port()).to_yaml());
         poller.wait_healthy();
         Rig {
             nats,
@@ -111,21 +112,25 @@ impl Rig {
 
         self.nats.restart();
         self.poller.restart();
-        poll_until_ok(WAIT, "every scrape made before the stop in Prometheus", || {
-            if let Err(error) = self.poller.ensure_running() {
-                panic!("{error:#}");
-            }
-            let stored = self.stored(Some(stopped_at));
-            if stored <= made && stored + 1 >= made {
-                eprintln!("{stored} of the {made} scrapes made before the stop stored");
-                Ok(())
-            } else {
-                Err(format!(
-                    "{stored} of the {made} scrapes made before the stop stored: {} lost",
-                    made.saturating_sub(stored)
-                ))
-            }
-        });
+        poll_until_ok(
+            WAIT,
+            "every scrape made before the stop in Prometheus",
+            || {
+                if let Err(error) = self.poller.ensure_running() {
+                    panic!("{error:#}");
+                }
+                let stored = self.stored(Some(stopped_at));
+                if stored <= made && stored + 1 >= made {
+                    eprintln!("{stored} of the {made} scrapes made before the stop stored");
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{stored} of the {made} scrapes made before the stop stored: {} lost",
+                        made.saturating_sub(stored)
+                    ))
+                }
+            },
+        );
         let log = self.poller.log();
         assert!(
             log.contains("scrapes left by an earlier run are published first"),
@@ -166,7 +171,12 @@ fn poller_yaml(nats_url: &str, target: &TargetServer, dir: &Path) -> (String, St
         .extra(&format!("spool_dir: {dir:?}\n"));
     config.receiver_stream = None;
     config.push_gateway = None;
-    let stream = config.poller_stream.as_ref().expect("poller").cluster_id.clone();
+    let stream = config
+        .poller_stream
+        .as_ref()
+        .expect("poller")
+        .cluster_id
+        .clone();
     (config.to_yaml(), stream)
 }
 
@@ -200,15 +210,25 @@ fn a_torn_spool_file_at_start_is_skipped_with_a_warning_and_the_relay_runs() {
     let (yaml, stream) = poller_yaml(&nats.url(), &target, spool.path());
     let mut poller = Relay::start_command(&["poller"], &yaml);
     // The intact record of the earlier run, then new scrapes.
-    poll_until(WAIT, "the earlier record and 2 new scrapes in the stream", || {
-        if let Err(error) = poller.ensure_running() {
-            panic!("{error:#}");
-        }
-        nats.stream_messages(&stream).filter(|n| *n >= 3)
-    });
+    poll_until(
+        WAIT,
+        "the earlier record and 2 new scrapes in the stream",
+        || {
+            if let Err(error) = poller.ensure_running() {
+                panic!("{error:#}");
+            }
+            nats.stream_messages(&stream).filter(|n| *n >= 3)
+        },
+    );
     let log = poller.log();
-    assert!(log.contains("the last record is torn"), "no warning; log:\n{log}");
-    assert!(log.contains(&file.display().to_string()), "the warning names no file; log:\n{log}");
+    assert!(
+        log.contains("the last record is torn"),
+        "no warning; log:\n{log}"
+    );
+    assert!(
+        log.contains(&file.display().to_string()),
+        "the warning names no file; log:\n{log}"
+    );
     poller.sigterm_and_assert_one_message_per_scrape_plus(&nats, &stream, &target, 1);
 }
 
@@ -229,7 +249,11 @@ fn a_spool_written_by_another_format_version_stops_the_start_naming_the_file() {
     let log = poller.log();
     assert!(log.contains(&file.display().to_string()), "log:\n{log}");
     assert!(log.contains("spool format version 9"), "log:\n{log}");
-    assert_eq!(std::fs::read(&file).expect("read"), bytes, "the file is left as it was");
+    assert_eq!(
+        std::fs::read(&file).expect("read"),
+        bytes,
+        "the file is left as it was"
+    );
 }
 
 #[test]
@@ -248,7 +272,12 @@ fn a_sigterm_while_scrapes_are_inside_a_slow_filter_loses_none() {
         ));
     config.receiver_stream = None;
     config.push_gateway = None;
-    let stream = config.poller_stream.as_ref().expect("poller").cluster_id.clone();
+    let stream = config
+        .poller_stream
+        .as_ref()
+        .expect("poller")
+        .cluster_id
+        .clone();
     let mut poller = Relay::start_command(&["poller"], &config.to_yaml());
     poll_until(WAIT, "3 filtered scrapes in the stream", || {
         if let Err(error) = poller.ensure_running() {

@@ -256,7 +256,11 @@ fn spool(cx: &mut Builder<'_>, top: &mut Fields<'_>) -> Option<SpoolConfig> {
                 "interval" => Some(SpoolSync::Interval(interval)),
                 "never" => Some(SpoolSync::Never),
                 other => {
-                    p.at(k, n, format!("{other:?} is not one of always, interval, never"));
+                    p.at(
+                        k,
+                        n,
+                        format!("{other:?} is not one of always, interval, never"),
+                    );
                     None
                 }
             }

@@ -18,12 +18,10 @@ impl Pending {
     pub(super) fn push(&mut self, message: WireMessage) -> usize {
         match self {
             Pending::Memory(buffer) => buffer.push_back(message),
-            Pending::Disk(spool) => {
-                spool.append(&message).unwrap_or_else(|e| {
-                    tracing::error!("{e:#}");
-                    0
-                })
-            }
+            Pending::Disk(spool) => spool.append(&message).unwrap_or_else(|e| {
+                tracing::error!("{e:#}");
+                0
+            }),
         }
     }
 

@@ -168,7 +168,10 @@ impl Spool {
     pub fn open(dir: &Path, limit: u64, sync: SpoolSync) -> anyhow::Result<(Spool, OpenReport)> {
         register_metrics();
         fs::create_dir_all(dir).with_context(|| {
-            format!("creating spool_dir {}: check the path and its permissions", dir.display())
+            format!(
+                "creating spool_dir {}: check the path and its permissions",
+                dir.display()
+            )
         })?;
         let lock_path = dir.join("lock");
         let lock = OpenOptions::new()
@@ -176,7 +179,12 @@ impl Spool {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .with_context(|| format!("opening {}: check spool_dir's permissions", lock_path.display()))?;
+            .with_context(|| {
+                format!(
+                    "opening {}: check spool_dir's permissions",
+                    lock_path.display()
+                )
+            })?;
         if let Err(e) = lock.try_lock() {
             anyhow::bail!(
                 "spool_dir {} is in use by another promrelay ({}: {e}); give each poller its own \
@@ -202,7 +210,11 @@ impl Spool {
             _lock: lock,
         };
         let report = spool.recover(position)?;
-        let next = spool.segments.back().map_or(1, |s| s.id + 1).max(position.segment + 1);
+        let next = spool
+            .segments
+            .back()
+            .map_or(1, |s| s.id + 1)
+            .max(position.segment + 1);
         spool.roll_to(next)?;
         spool.enforce_limit();
         spool.publish_gauges();
@@ -282,7 +294,11 @@ impl Spool {
                     len = scan.good_len;
                 }
             }
-            let skip_before = if id == position.segment { position.offset } else { 0 };
+            let skip_before = if id == position.segment {
+                position.offset
+            } else {
+                0
+            };
             let live: Vec<Extent> = scan
                 .records
                 .into_iter()
@@ -299,7 +315,12 @@ impl Spool {
                 extent,
                 state: State::Waiting,
             }));
-            self.segments.push_back(Segment { id, path, file, len });
+            self.segments.push_back(Segment {
+                id,
+                path,
+                file,
+                len,
+            });
         }
         Ok(report)
     }
@@ -333,7 +354,10 @@ impl Spool {
     /// `promrelay_spool_errors_total`) and is returned as an error.
     pub fn append(&mut self, message: &WireMessage) -> anyhow::Result<usize> {
         let record = segment::encode(message);
-        let active = self.segments.back_mut().context("the spool has no segment to write")?;
+        let active = self
+            .segments
+            .back_mut()
+            .context("the spool has no segment to write")?;
         if let Err(e) = active.file.write_all_at(&record, active.len) {
             METRICS.errors.inc();
             // The next record overwrites whatever part of this one reached the file.
@@ -439,8 +463,12 @@ impl Spool {
             .file
             .read_exact_at(&mut bytes, entry.extent.offset)
             .with_context(what)?;
-        let body = segment::body_at(&bytes).map_err(anyhow::Error::msg).with_context(what)?;
-        segment::decode(body).map_err(anyhow::Error::msg).with_context(what)
+        let body = segment::body_at(&bytes)
+            .map_err(anyhow::Error::msg)
+            .with_context(what)?;
+        segment::decode(body)
+            .map_err(anyhow::Error::msg)
+            .with_context(what)
     }
 
     /// JetStream acknowledged record `seq` (or it can never be published): it is forgotten, and
@@ -458,7 +486,11 @@ impl Spool {
         entry.state = State::Acked;
         self.unacked -= 1;
         let mut last = None;
-        while self.entries.front().is_some_and(|e| e.state == State::Acked) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| e.state == State::Acked)
+        {
             last = self.entries.pop_front();
             self.first_seq += 1;
         }
@@ -511,7 +543,10 @@ impl Spool {
 
     /// Records waiting to be sent (not those in flight).
     pub fn waiting(&self) -> usize {
-        self.entries.iter().filter(|e| e.state == State::Waiting).count()
+        self.entries
+            .iter()
+            .filter(|e| e.state == State::Waiting)
+            .count()
     }
 
     /// Bytes of the segment files.

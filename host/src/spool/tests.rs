@@ -50,10 +50,17 @@ fn a_record_reads_back_as_the_message_it_was_made_from() {
     assert_eq!(back.msg_id, original.msg_id);
     assert_eq!(back.payload, original.payload);
     assert_eq!(
-        back.headers.get(crate::wire::HEADER_MSG_ID).map(|v| v.as_str()),
+        back.headers
+            .get(crate::wire::HEADER_MSG_ID)
+            .map(|v| v.as_str()),
         Some("site/node/a/1")
     );
-    assert_eq!(back.headers.get(crate::wire::HEADER_JOB).map(|v| v.as_str()), Some("node"));
+    assert_eq!(
+        back.headers
+            .get(crate::wire::HEADER_JOB)
+            .map(|v| v.as_str()),
+        Some("node")
+    );
 }
 
 #[test]
@@ -121,11 +128,21 @@ fn acked_segments_are_deleted_and_the_spool_returns_to_one_empty_segment() {
     // Segments of 128 KiB (an eighth of the bound): 40 records of 10 KB fill several.
     let (mut spool, _) = open(dir.path(), 1 << 20);
     for i in 0..40 {
-        spool.append(&message(&i.to_string(), 10_000)).expect("append");
+        spool
+            .append(&message(&i.to_string(), 10_000))
+            .expect("append");
     }
-    assert!(segments(dir.path()).len() >= 3, "{:?}", segments(dir.path()));
+    assert!(
+        segments(dir.path()).len() >= 3,
+        "{:?}",
+        segments(dir.path())
+    );
     assert_eq!(publish_all(&mut spool).len(), 40);
-    assert_eq!(segments(dir.path()).len(), 1, "only the segment written to is left");
+    assert_eq!(
+        segments(dir.path()).len(),
+        1,
+        "only the segment written to is left"
+    );
     drop(spool);
     let (spool, report) = open(dir.path(), 1 << 20);
     assert_eq!(report.recovered, 0, "acked records are not replayed");
@@ -139,7 +156,9 @@ fn over_its_bound_the_spool_drops_the_oldest_segment_first_and_counts_it() {
     let (mut spool, _) = open(dir.path(), 256 * 1024);
     let mut dropped = 0;
     for i in 0..60 {
-        dropped += spool.append(&message(&format!("{i:02}"), 10_000)).expect("append");
+        dropped += spool
+            .append(&message(&format!("{i:02}"), 10_000))
+            .expect("append");
     }
     assert!(dropped > 0, "60 records of 10 KB exceed 256 KiB");
     assert!(spool.bytes() <= 256 * 1024, "{} bytes", spool.bytes());
@@ -161,11 +180,20 @@ fn a_torn_last_record_is_skipped_with_the_records_before_it_kept() {
     let file = segments(dir.path()).pop().expect("a segment");
     let len = fs::metadata(&file).expect("metadata").len();
     // The process died halfway through writing c.
-    let torn = fs::OpenOptions::new().write(true).open(&file).expect("open");
+    let torn = fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .expect("open");
     torn.set_len(len - 60).expect("truncate");
     drop(torn);
     let (mut spool, report) = open(dir.path(), 1 << 20);
-    assert_eq!(report, OpenReport { recovered: 2, skipped: 1 });
+    assert_eq!(
+        report,
+        OpenReport {
+            recovered: 2,
+            skipped: 1
+        }
+    );
     assert_eq!(publish_all(&mut spool), ["a", "b"]);
     drop(spool);
     // The torn tail was cut: a second start finds nothing to warn about.
@@ -189,7 +217,13 @@ fn a_checksum_mismatch_mid_file_skips_that_record_and_keeps_the_ones_after_it() 
     bytes[inside_b] ^= 0xff;
     fs::write(&file, &bytes).expect("write");
     let (mut spool, report) = open(dir.path(), 1 << 20);
-    assert_eq!(report, OpenReport { recovered: 2, skipped: 1 });
+    assert_eq!(
+        report,
+        OpenReport {
+            recovered: 2,
+            skipped: 1
+        }
+    );
     assert_eq!(publish_all(&mut spool), ["a", "c"]);
 }
 
@@ -203,8 +237,12 @@ fn a_segment_of_another_format_version_is_refused_naming_the_file() {
     let mut bytes = fs::read(&file).expect("read");
     bytes[8..12].copy_from_slice(&7u32.to_le_bytes());
     fs::write(&file, &bytes).expect("write");
-    let error = Spool::open(dir.path(), 1 << 20, SpoolSync::Interval(Duration::from_secs(1)))
-        .expect_err("a version-7 segment is refused");
+    let error = Spool::open(
+        dir.path(),
+        1 << 20,
+        SpoolSync::Interval(Duration::from_secs(1)),
+    )
+    .expect_err("a version-7 segment is refused");
     let text = format!("{error:#}");
     assert!(text.contains(&file.display().to_string()), "{text}");
     assert!(text.contains("version 7"), "{text}");
@@ -222,7 +260,13 @@ fn a_file_that_is_not_a_segment_is_refused_and_a_torn_header_is_removed() {
     assert!(format!("{error:#}").contains("spool magic"), "{error:#}");
     fs::write(&stranger, &segment::header()[..5]).expect("write");
     let (_, report) = open(dir.path(), 1 << 20);
-    assert_eq!(report, OpenReport { recovered: 0, skipped: 1 });
+    assert_eq!(
+        report,
+        OpenReport {
+            recovered: 0,
+            skipped: 1
+        }
+    );
     assert!(!stranger.exists());
 }
 
@@ -231,12 +275,18 @@ fn a_second_process_cannot_open_a_spool_in_use() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_held, _) = open(dir.path(), 1 << 20);
     let error = Spool::open(dir.path(), 1 << 20, SpoolSync::Never).expect_err("locked");
-    assert!(format!("{error:#}").contains("in use by another promrelay"), "{error:#}");
+    assert!(
+        format!("{error:#}").contains("in use by another promrelay"),
+        "{error:#}"
+    );
 }
 
 #[test]
 fn spool_sync_always_and_interval_write_the_same_records() {
-    for sync in [SpoolSync::Always, SpoolSync::Interval(Duration::from_millis(1))] {
+    for sync in [
+        SpoolSync::Always,
+        SpoolSync::Interval(Duration::from_millis(1)),
+    ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut spool, _) = Spool::open(dir.path(), 1 << 20, sync).expect("open");
         spool.append(&message("a", 10)).expect("append");
