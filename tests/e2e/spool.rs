@@ -6,16 +6,16 @@
 //! SIGKILLed or SIGTERMed, then started again with the poller. Loss is counted, not assumed:
 //! Prometheus keeps each scrape's timestamp, so the `up` samples it holds from before the stop
 //! (`count_over_time(...[1h] @ STOP)`) are the scrapes of the first run that arrived, against
-//! the requests the target answered. A request the stop interrupted before its answer was read
-//! is not a scrape made; at most one can be.
+//! the scrapes the poller made (its `promrelay_scrapes_total`, read at a moment when no request
+//! was in flight, and no more than the requests the target answered).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use promrelay_tests::target::SMALL_BODY;
 use promrelay_tests::{
-    free_port, parse_samples, poll_until, poll_until_ok, Behaviour, NatsServer, Prometheus, Relay,
-    RelayConfig, TargetServer,
+    free_port, parse_samples, poll_until, Behaviour, NatsServer, Prometheus, Relay, RelayConfig,
+    TargetServer,
 };
 
 /// Only reached when something is broken.
@@ -25,6 +25,18 @@ fn metric(relay: &Relay, name: &str) -> Option<f64> {
     let text = relay.metrics_text().ok()?;
     let samples = parse_samples(&text).ok()?;
     samples.iter().find(|s| s.name == name).map(|s| s.value)
+}
+
+/// Scrapes of job app the poller made (`promrelay_scrapes_total`, every outcome).
+fn app_scrapes(relay: &Relay) -> Option<u64> {
+    let text = relay.metrics_text().ok()?;
+    let samples = parse_samples(&text).ok()?;
+    let total: f64 = samples
+        .iter()
+        .filter(|s| s.name == "promrelay_scrapes_total" && s.label("job") == Some("app"))
+        .map(|s| s.value)
+        .sum();
+    Some(total as u64)
 }
 
 fn unix_seconds() -> f64 {
@@ -102,34 +114,40 @@ impl Rig {
         self.wait_stored(3, "3 scrapes in Prometheus before the outage");
         self.nats.stop();
         let before = self.target.requests();
-        poll_until(WAIT, "5 scrapes spooled while NATS is down", || {
+        // Stopped at a moment when no scrape is in flight: every request the target answered is
+        // a scrape the poller made (counted once fetched and parsed).
+        let made = poll_until(WAIT, "5 scrapes spooled while NATS is down", || {
             let spooled = metric(&self.poller, "promrelay_spool_records")?;
-            (self.target.requests() >= before + 5 && spooled >= 5.0).then_some(())
+            let made = app_scrapes(&self.poller)?;
+            let requested = self.target.requests();
+            (requested >= before + 5 && spooled >= 5.0 && made == requested).then_some(made)
         });
         stop(&mut self.poller);
         let stopped_at = unix_seconds();
-        let made = self.target.requests();
+        // A request after the check is interrupted by the stop: not a scrape made.
+        let requested = self.target.requests();
 
         self.nats.restart();
         self.poller.restart();
-        poll_until_ok(
+        // remote_write gets a target's scrapes in order: once one of the restarted poller's is
+        // stored, every earlier one that will ever arrive has.
+        poll_until(
             WAIT,
-            "every scrape made before the stop in Prometheus",
+            "a scrape of the restarted poller in Prometheus",
             || {
                 if let Err(error) = self.poller.ensure_running() {
                     panic!("{error:#}");
                 }
-                let stored = self.stored(Some(stopped_at));
-                if stored <= made && stored + 1 >= made {
-                    eprintln!("{stored} of the {made} scrapes made before the stop stored");
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{stored} of the {made} scrapes made before the stop stored: {} lost",
-                        made.saturating_sub(stored)
-                    ))
-                }
+                let before_stop = self.stored(Some(stopped_at));
+                (self.stored(None) > before_stop).then_some(())
             },
+        );
+        let stored = self.stored(Some(stopped_at));
+        eprintln!("{stored} of the {made} scrapes made before the stop stored");
+        assert!(
+            stored >= made && stored <= requested,
+            "{stored} of the {made} scrapes made before the stop stored: {} lost",
+            made.saturating_sub(stored)
         );
         let log = self.poller.log();
         assert!(
