@@ -436,6 +436,10 @@ async fn reload(
         notes.push("stream, push_gateway and monitor_port changes need a restart".to_owned());
         tracing::warn!("reload: stream, push_gateway and monitor_port changes need a restart");
     }
+    if new.spool != current.spool || new.outage_buffer != current.outage_buffer {
+        notes.push("spool_dir, spool_sync and outage_buffer changes need a restart".to_owned());
+        tracing::warn!("reload: spool_dir, spool_sync and outage_buffer changes need a restart");
+    }
     if let Some(chains) = filters {
         // A filter that fails to load keeps the old chains (and the old config) in force.
         match chains.reload(ChainPlan::from_config(&new)).await {
