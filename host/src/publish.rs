@@ -267,28 +267,19 @@ pub async fn run(
     // Set once the shutdown began: the buffer must be empty by then.
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     let mut input_open = true;
+    // The stream check in progress, if any.
+    let mut checking: Option<Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>> = None;
 
     loop {
         let now = tokio::time::Instant::now();
         let may_send = retry_at.is_none_or(|t| now >= t);
-        if may_send && !stream_ready {
-            match wire::ensure_stream(&js, &settings.stream).await {
-                Ok(_) => {
-                    if backoff.failing() {
-                        tracing::info!(stream = %settings.stream.name, "JetStream stream ready");
-                    }
-                    stream_ready = true;
-                    backoff.reset();
-                    retry_at = None;
-                }
-                Err(e) => {
-                    if !backoff.failing() {
-                        tracing::warn!(stream = %settings.stream.name,
-                            "JetStream stream not ready, buffering scrapes: {e:#}");
-                    }
-                    retry_at = Some(now + backoff.next_delay());
-                }
-            }
+        if may_send && !stream_ready && checking.is_none() {
+            // Polled in the select below rather than awaited here: while NATS is down this takes
+            // a request timeout, and scrapes must still reach the buffer (the spool) meanwhile.
+            let (js, stream) = (js.clone(), settings.stream.clone());
+            checking = Some(Box::pin(async move {
+                wire::ensure_stream(&js, &stream).await.map(|_| ())
+            }));
         }
         if stream_ready && retry_at.is_none() {
             while in_flight.len() < settings.max_in_flight {
@@ -349,6 +340,31 @@ pub async fn run(
                 // are through (it stopped taking new ones when the scrapers stopped).
             }
             _ = sync_tick.tick(), if sync_every.is_some() => buffer.sync(),
+            checked = async {
+                match checking.as_mut() {
+                    Some(check) => check.await,
+                    None => std::future::pending().await,
+                }
+            }, if checking.is_some() => {
+                checking = None;
+                match checked {
+                    Ok(()) => {
+                        if backoff.failing() {
+                            tracing::info!(stream = %settings.stream.name, "JetStream stream ready");
+                        }
+                        stream_ready = true;
+                        backoff.reset();
+                        retry_at = None;
+                    }
+                    Err(e) => {
+                        if !backoff.failing() {
+                            tracing::warn!(stream = %settings.stream.name,
+                                "JetStream stream not ready, buffering scrapes: {e:#}");
+                        }
+                        retry_at = Some(tokio::time::Instant::now() + backoff.next_delay());
+                    }
+                }
+            }
             received = input.recv(), if input_open => match received {
                 Some(scrape) => enqueue(&mut buffer, &scrape, &settings.stream.topic),
                 None => input_open = false,
