@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use promrelay_tests::target::SMALL_BODY;
 use promrelay_tests::{
-    free_port, parse_samples, poll_until, Behaviour, NatsServer, Prometheus, Relay, RelayConfig,
-    TargetServer,
+    free_port, parse_samples, poll_until, poll_until_ok, Behaviour, NatsServer, Prometheus, Relay,
+    RelayConfig, TargetServer,
 };
 
 /// Only reached when something is broken.
@@ -129,25 +129,24 @@ impl Rig {
 
         self.nats.restart();
         self.poller.restart();
-        // remote_write gets a target's scrapes in order: once one of the restarted poller's is
-        // stored, every earlier one that will ever arrive has.
-        poll_until(
+        poll_until_ok(
             WAIT,
-            "a scrape of the restarted poller in Prometheus",
+            "every scrape made before the stop in Prometheus",
             || {
                 if let Err(error) = self.poller.ensure_running() {
                     panic!("{error:#}");
                 }
-                let before_stop = self.stored(Some(stopped_at));
-                (self.stored(None) > before_stop).then_some(())
+                let stored = self.stored(Some(stopped_at));
+                if stored >= made && stored <= requested {
+                    eprintln!("{stored} of the {made} scrapes made before the stop stored");
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{stored} of the {made} scrapes made before the stop stored: {} missing",
+                        made.saturating_sub(stored)
+                    ))
+                }
             },
-        );
-        let stored = self.stored(Some(stopped_at));
-        eprintln!("{stored} of the {made} scrapes made before the stop stored");
-        assert!(
-            stored >= made && stored <= requested,
-            "{stored} of the {made} scrapes made before the stop stored: {} lost",
-            made.saturating_sub(stored)
         );
         let log = self.poller.log();
         assert!(
@@ -278,15 +277,22 @@ fn a_spool_written_by_another_format_version_stops_the_start_naming_the_file() {
 fn a_sigterm_while_scrapes_are_inside_a_slow_filter_loses_none() {
     let nats = NatsServer::start();
     let target = TargetServer::start(Behaviour::Fixed(SMALL_BODY.into()));
-    // Every call runs into its 2 s time limit and then passes the scrape on unchanged: a filter
-    // exactly 2 s slow, whatever the machine's speed. With 1 s scrapes and two calls at a time,
-    // about two scrapes are always inside the filter stage.
+    // Every call runs into its 1 s time limit and then passes the scrape on unchanged: a filter
+    // exactly 1 s slow, whatever the machine's speed. Three targets scraped every second into
+    // two calls at a time: scrapes queue up inside the filter stage.
     let module = crate::filters::wat("endless_loop.wat");
     let mut config = RelayConfig::pipeline(&nats.url(), "http://127.0.0.1:1")
-        .job("app", &[("one", &target.url())])
+        .job(
+            "app",
+            &[
+                ("a", &target.url()),
+                ("b", &target.url()),
+                ("c", &target.url()),
+            ],
+        )
         .extra(&format!(
             "filters:\n  - name: slow\n    module: {module:?}\n    on_error: pass\n    \
-             limits: {{ time: 2s }}\n"
+             limits: {{ time: 1s }}\n"
         ));
     config.receiver_stream = None;
     config.push_gateway = None;
@@ -303,10 +309,10 @@ fn a_sigterm_while_scrapes_are_inside_a_slow_filter_loses_none() {
         }
         nats.stream_messages(&stream).filter(|n| *n >= 3)
     });
-    // Scrapes are inside the filter now: more were made than published.
-    poll_until(WAIT, "a scrape inside the filter stage", || {
+    // Scrapes are inside the filter stage now: three more made than published.
+    poll_until(WAIT, "3 scrapes inside the filter stage", || {
         let published = nats.stream_messages(&stream)?;
-        (target.requests() > published).then_some(())
+        (target.requests() >= published + 3).then_some(())
     });
     poller.sigterm_and_assert_one_message_per_scrape(&nats, &stream, &target);
 }
