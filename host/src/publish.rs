@@ -232,6 +232,9 @@ impl OutageBuffer {
     }
 }
 
+/// A running `wire::ensure_stream`.
+type StreamCheck = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
 type AckFuture =
     Pin<Box<dyn Future<Output = (u64, WireMessage, Instant, Result<(), String>)> + Send>>;
 
@@ -268,7 +271,7 @@ pub async fn run(
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     let mut input_open = true;
     // The stream check in progress, if any.
-    let mut checking: Option<Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>> = None;
+    let mut checking: Option<StreamCheck> = None;
 
     loop {
         let now = tokio::time::Instant::now();
