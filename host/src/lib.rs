@@ -22,6 +22,7 @@ pub mod receive;
 pub mod scrape;
 pub mod shutdown;
 pub mod sink;
+pub mod spool;
 pub mod status;
 pub mod telemetry;
 pub mod tls;

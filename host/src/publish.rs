@@ -5,7 +5,15 @@
 //! the buffer overflows (oldest first, counted in `promrelay_outage_buffer_dropped`). A failed
 //! publish goes back to the front of the buffer and is retried after a backoff; its
 //! `Nats-Msg-Id` lets JetStream drop the duplicate if the first attempt did land.
+//! With `spool_dir` the scrapes wait in the durable [`Spool`] instead (same bound, same
+//! order, kept across restarts); `pending` hides which.
+//!
+//! At shutdown the publisher keeps reading its input until the filter stage closes it (so the
+//! scrapes inside the filter stage are published too) or the shutdown's deadline; whatever is
+//! not acknowledged by then is lost, or stays in the spool for the next start.
 //! This module never scrapes, parses or filters.
+
+mod pending;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -22,10 +30,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::mpsc;
 
+use crate::config::{SpoolConfig, SpoolSync};
 use crate::model::Scrape;
 use crate::nats::Backoff;
 use crate::shutdown::Shutdown;
+use crate::spool::Spool;
 use crate::wire::{self, WireMessage};
+use pending::Pending;
 
 /// What the publisher needs from the config.
 #[derive(Debug, Clone)]
@@ -41,6 +52,8 @@ pub struct PublisherSettings {
     pub flush_timeout: Duration,
     /// What the status page shows of this publisher (updated per ack, error and scrape).
     pub status: crate::status::PublisherStatus,
+    /// `spool_dir`: keep the scrapes on disk rather than in memory.
+    pub spool: Option<SpoolConfig>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -221,11 +234,16 @@ impl OutageBuffer {
     }
 }
 
-type AckFuture = Pin<Box<dyn Future<Output = (WireMessage, Instant, Result<(), String>)> + Send>>;
+/// A running `wire::ensure_stream`.
+type StreamCheck = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
-/// Publishes scrapes from `input` until `shutdown` begins, then drains the buffer until the
-/// shutdown's deadline (or [`PublisherSettings::flush_timeout`] when it set none). Never returns
-/// an error because NATS is down: it buffers and retries.
+type AckFuture =
+    Pin<Box<dyn Future<Output = (u64, WireMessage, Instant, Result<(), String>)> + Send>>;
+
+/// Publishes scrapes from `input` until `shutdown` begins, then goes on until `input` is closed
+/// (the stages before it drained) and the buffer is empty, or until the shutdown's deadline (or
+/// [`PublisherSettings::flush_timeout`] when it set none). Never returns an error because NATS is
+/// down: it buffers and retries. Fails at start when `spool_dir` cannot be used.
 pub async fn run(
     settings: PublisherSettings,
     mut input: mpsc::Receiver<Scrape>,
@@ -239,10 +257,22 @@ pub async fn run(
         &settings.urls,
         settings.outage_buffer,
     );
+    // Opened before connecting: an unusable spool_dir fails the start at once, with its name.
+    let mut buffer = match &settings.spool {
+        Some(spool) => {
+            Pending::Disk(Spool::open(&spool.dir, settings.outage_buffer, spool.sync)?.0)
+        }
+        None => Pending::Memory(OutageBuffer::new(settings.outage_buffer)),
+    };
+    let sync_every = match settings.spool.as_ref().map(|spool| spool.sync) {
+        Some(SpoolSync::Interval(every)) => Some(every),
+        _ => None,
+    };
+    let mut sync_tick = tokio::time::interval(sync_every.unwrap_or(Duration::from_secs(3600)));
+    sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let client = crate::nats::connect(&settings.urls, "poller", &settings.identity).await?;
     status.connected(&client);
     let js = wire::stream::context(client, &settings.stream);
-    let mut buffer = OutageBuffer::new(settings.outage_buffer);
     let mut in_flight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
     let mut backoff = Backoff::default();
     let mut retry_at: Option<tokio::time::Instant> = None;
@@ -250,32 +280,23 @@ pub async fn run(
     // Set once the shutdown began: the buffer must be empty by then.
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     let mut input_open = true;
+    // The stream check in progress, if any.
+    let mut checking: Option<StreamCheck> = None;
 
     loop {
         let now = tokio::time::Instant::now();
         let may_send = retry_at.is_none_or(|t| now >= t);
-        if may_send && !stream_ready {
-            match wire::ensure_stream(&js, &settings.stream).await {
-                Ok(_) => {
-                    if backoff.failing() {
-                        tracing::info!(stream = %settings.stream.name, "JetStream stream ready");
-                    }
-                    stream_ready = true;
-                    backoff.reset();
-                    retry_at = None;
-                }
-                Err(e) => {
-                    if !backoff.failing() {
-                        tracing::warn!(stream = %settings.stream.name,
-                            "JetStream stream not ready, buffering scrapes: {e:#}");
-                    }
-                    retry_at = Some(now + backoff.next_delay());
-                }
-            }
+        if may_send && !stream_ready && checking.is_none() {
+            // Polled in the select below rather than awaited here: while NATS is down this takes
+            // a request timeout, and scrapes must still reach the buffer (the spool) meanwhile.
+            let (js, stream) = (js.clone(), settings.stream.clone());
+            checking = Some(Box::pin(async move {
+                wire::ensure_stream(&js, &stream).await.map(|_| ())
+            }));
         }
         if stream_ready && retry_at.is_none() {
             while in_flight.len() < settings.max_in_flight {
-                let Some(message) = buffer.take() else {
+                let Some((ticket, message)) = buffer.take() else {
                     break;
                 };
                 let publish = PublishMessage::build()
@@ -286,16 +307,16 @@ pub async fn run(
                 match js.send_publish(message.subject.clone(), publish).await {
                     Ok(ack) => in_flight.push(Box::pin(async move {
                         let result = ack.await.map(|_| ()).map_err(|e| format!("{e}"));
-                        (message, sent, result)
+                        (ticket, message, sent, result)
                     })),
                     Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
-                        buffer.settled(&message);
+                        buffer.settled(ticket, &message);
                         count("too_large");
                         tracing::error!(subject = %message.subject,
                             "scrape dropped: larger than the server's max payload: {e}");
                     }
                     Err(e) => {
-                        buffer.retry(message);
+                        buffer.retry(ticket, message);
                         note_failure(&mut backoff, &mut retry_at, &e.to_string(), &status);
                         break;
                     }
@@ -305,16 +326,22 @@ pub async fn run(
 
         status.buffer(buffer.len(), buffer.bytes());
         if !input_open && buffer.is_empty() {
-            return Ok(());
+            break;
         }
         if drain_deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
-            tracing::warn!(
-                left = buffer.len(),
-                waiting = buffer.waiting(),
-                in_flight = in_flight.len(),
-                "shutdown: gave up flushing scrapes to NATS; they are lost"
-            );
-            return Ok(());
+            if let Pending::Disk(_) = buffer {
+                // Already filtered and waiting for this loop: into the spool with the rest.
+                while let Ok(scrape) = input.try_recv() {
+                    enqueue(&mut buffer, &scrape, &settings.stream.topic, &status);
+                }
+            }
+            if input_open {
+                tracing::warn!(
+                    "shutdown: the deadline came before the filter stage finished; the scrapes \
+                     still inside it are lost"
+                );
+            }
+            break;
         }
 
         let far = tokio::time::Instant::now() + Duration::from_secs(3600);
@@ -323,17 +350,43 @@ pub async fn run(
                 drain_deadline = Some(shutdown.deadline().unwrap_or_else(|| {
                     tokio::time::Instant::now() + settings.flush_timeout
                 }));
-                // What is already queued is still read; nothing new can arrive.
-                input.close();
+                // The input stays open: the filter stage closes it once the scrapes inside it
+                // are through (it stopped taking new ones when the scrapers stopped).
+            }
+            _ = sync_tick.tick(), if sync_every.is_some() => buffer.sync(),
+            checked = async {
+                match checking.as_mut() {
+                    Some(check) => check.await,
+                    None => std::future::pending().await,
+                }
+            }, if checking.is_some() => {
+                checking = None;
+                match checked {
+                    Ok(()) => {
+                        if backoff.failing() {
+                            tracing::info!(stream = %settings.stream.name, "JetStream stream ready");
+                        }
+                        stream_ready = true;
+                        backoff.reset();
+                        retry_at = None;
+                    }
+                    Err(e) => {
+                        if !backoff.failing() {
+                            tracing::warn!(stream = %settings.stream.name,
+                                "JetStream stream not ready, buffering scrapes: {e:#}");
+                        }
+                        retry_at = Some(tokio::time::Instant::now() + backoff.next_delay());
+                    }
+                }
             }
             received = input.recv(), if input_open => match received {
                 Some(scrape) => enqueue(&mut buffer, &scrape, &settings.stream.topic, &status),
                 None => input_open = false,
             },
-            Some((message, sent, result)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((ticket, message, sent, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 match result {
                     Ok(()) => {
-                        buffer.settled(&message);
+                        buffer.settled(ticket, &message);
                         count("ok");
                         status.acked(crate::status::now_ms());
                         METRICS.latency.observe(sent.elapsed().as_secs_f64());
@@ -343,7 +396,7 @@ pub async fn run(
                         backoff.reset();
                     }
                     Err(e) => {
-                        buffer.retry(message);
+                        buffer.retry(ticket, message);
                         note_failure(&mut backoff, &mut retry_at, &e, &status);
                         if e.contains("no stream") || e.contains("no responders") {
                             stream_ready = false;
@@ -357,10 +410,12 @@ pub async fn run(
             _ = tokio::time::sleep_until(drain_deadline.unwrap_or(far)), if drain_deadline.is_some() => {}
         }
     }
+    buffer.close();
+    Ok(())
 }
 
 fn enqueue(
-    buffer: &mut OutageBuffer,
+    buffer: &mut Pending,
     scrape: &Scrape,
     topic: &str,
     status: &crate::status::PublisherStatus,
@@ -371,7 +426,7 @@ fn enqueue(
             METRICS
                 .encode_seconds
                 .observe(started.elapsed().as_secs_f64());
-            let dropped = buffer.push_back(message);
+            let dropped = buffer.push(message);
             if dropped > 0 {
                 METRICS.buffer_dropped.inc_by(dropped as u64);
                 status.dropped(dropped as u64);

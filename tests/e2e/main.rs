@@ -26,5 +26,6 @@ mod pipeline;
 mod receiver;
 mod remote_write;
 mod security;
+mod spool;
 mod status_page;
 mod web_config;

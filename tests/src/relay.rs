@@ -393,6 +393,18 @@ impl Relay {
         stream: &str,
         target: &crate::TargetServer,
     ) {
+        self.sigterm_and_assert_one_message_per_scrape_plus(nats, stream, target, 0);
+    }
+
+    /// [`sigterm_and_assert_one_message_per_scrape`](Self::sigterm_and_assert_one_message_per_scrape)
+    /// when `earlier` messages in `stream` came from elsewhere (an earlier run's spool).
+    pub fn sigterm_and_assert_one_message_per_scrape_plus(
+        &mut self,
+        nats: &crate::NatsServer,
+        stream: &str,
+        target: &crate::TargetServer,
+        earlier: u64,
+    ) {
         let status = self.sigterm();
         assert!(
             status.success(),
@@ -402,7 +414,8 @@ impl Relay {
         let scraped = target.requests();
         let published = nats
             .stream_messages(stream)
-            .expect("the relay created its stream");
+            .expect("the relay created its stream")
+            .saturating_sub(earlier);
         assert!(
             published <= scraped && published + 1 >= scraped,
             "{scraped} scrapes, {published} messages in stream {stream}"

@@ -170,6 +170,7 @@ pub(super) fn build(root: Option<&Node>, base: Option<&Path>) -> Result<Config, 
     let outage_buffer = cx
         .read(&mut top, "outage_buffer", positive_bytes)
         .unwrap_or(DEFAULT_OUTAGE_BUFFER);
+    let spool = spool(&mut cx, &mut top);
 
     let tls = top
         .take("tls")
@@ -227,6 +228,7 @@ pub(super) fn build(root: Option<&Node>, base: Option<&Path>) -> Result<Config, 
         jobs,
         filters,
         outage_buffer,
+        spool,
         tls,
         management,
     };
@@ -245,6 +247,34 @@ fn default_identity() -> String {
         .and_then(|name| name.into_string().ok())
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// `spool_dir`, `spool_sync` and `spool_sync_interval`.
+/// A relative `spool_dir` is resolved against the config file's directory, like every path.
+fn spool(cx: &mut Builder<'_>, top: &mut Fields<'_>) -> Option<SpoolConfig> {
+    let dir = cx.path(top, "spool_dir");
+    let interval = cx
+        .read(top, "spool_sync_interval", Problems::positive_duration)
+        .unwrap_or(DEFAULT_SPOOL_SYNC_INTERVAL);
+    let sync = cx
+        .read(top, "spool_sync", |p, k, n| {
+            let text = p.nonempty(k, n)?;
+            match text.as_str() {
+                "always" => Some(SpoolSync::Always),
+                "interval" => Some(SpoolSync::Interval(interval)),
+                "never" => Some(SpoolSync::Never),
+                other => {
+                    p.at(
+                        k,
+                        n,
+                        format!("{other:?} is not one of always, interval, never"),
+                    );
+                    None
+                }
+            }
+        })
+        .unwrap_or(SpoolSync::Interval(interval));
+    dir.map(|dir| SpoolConfig { dir, sync })
 }
 
 fn positive_bytes(problems: &mut Problems, key: &str, node: &Node) -> Option<u64> {

@@ -83,11 +83,39 @@ pub struct Config {
     /// `outage_buffer`: bytes of scrapes kept while NATS is unreachable (oldest dropped first).
     /// Default [`DEFAULT_OUTAGE_BUFFER`].
     pub outage_buffer: u64,
+    /// `spool_dir` and `spool_sync`: where the poller keeps the scrapes JetStream has not
+    /// acknowledged, on disk (bounded by `outage_buffer`). Absent: they are kept in memory.
+    pub spool: Option<SpoolConfig>,
     /// `tls`: the top-level TLS stanza. Already copied into `poller_stream`, `receiver_stream` and
     /// `management` where those have none.
     pub tls: Option<TlsConfig>,
     /// `management`: the circuit breaker (pause/resume) settings.
     pub management: Option<ManagementConfig>,
+}
+
+/// The durable spool (`spool_dir`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpoolConfig {
+    /// `spool_dir`: the directory of the spool's files (created if missing).
+    pub dir: PathBuf,
+    /// `spool_sync` (with `spool_sync_interval`): when written records are made durable.
+    pub sync: SpoolSync,
+}
+
+/// Default `spool_sync_interval`.
+pub const DEFAULT_SPOOL_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// `spool_sync`: when the spool's writes are forced to the disk (`fsync`). A killed process
+/// loses nothing in any case (every record is written to the kernel at once); this decides what
+/// a host crash or power loss can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolSync {
+    /// After every record: a host crash loses nothing acknowledged by the disk.
+    Always,
+    /// Every `spool_sync_interval` (default 1 s): a host crash loses at most that much.
+    Interval(Duration),
+    /// Never: the kernel writes back when it likes (typically within 30 s).
+    Never,
 }
 
 /// Logging settings.

@@ -312,6 +312,7 @@ pub async fn run(
             max_in_flight: 64,
             flush_timeout: shutdown::DRAIN_TIMEOUT,
             status: status.publisher.clone(),
+            spool: config.spool.clone(),
         };
         let stop = pipeline_stop.clone();
         tasks.spawn(async move { ("publisher", publish::run(settings, scrapes_rx, stop).await) });
@@ -507,6 +508,10 @@ async fn reload(
             notes.push(note);
         }
     }
+    if new.spool != current.spool || new.outage_buffer != current.outage_buffer {
+        notes.push("spool_dir, spool_sync and outage_buffer changes need a restart".to_owned());
+        tracing::warn!("reload: spool_dir, spool_sync and outage_buffer changes need a restart");
+    }
     if let Some(chains) = filters {
         // A filter that fails to load keeps the old chains (and the old config) in force.
         match chains.reload(ChainPlan::from_config(&new)).await {
@@ -586,6 +591,10 @@ fn sources_reload(
 
 /// Runs every scrape through the filter chains, several at a time, and forwards what passes.
 /// `on_error: fail` turns the scrape into a failed one: only its synthetic series, with `up 0`.
+///
+/// At shutdown it ends when its input closes (the scrapers stopped), after every scrape inside it
+/// went on to the publisher, which keeps reading until then: nothing is dropped between stages.
+/// Only a publisher gone at its deadline loses a scrape here, and that is logged.
 async fn filter_stage(
     chains: Arc<Chains>,
     input: mpsc::Receiver<Scrape>,
@@ -614,7 +623,11 @@ async fn filter_stage(
                     }
                 };
                 if let Some(scrape) = forward {
-                    let _ = output.send(scrape).await;
+                    if let Err(lost) = output.send(scrape).await {
+                        tracing::warn!(job = %lost.0.meta.job, instance = %lost.0.meta.instance,
+                            "shutdown: a filtered scrape is lost: the publisher stopped at its \
+                             deadline");
+                    }
                 }
             }
         })

@@ -335,3 +335,27 @@ fn every_key_the_reader_knows_is_documented() {
         "not in docs/config.md: {undocumented:?}"
     );
 }
+
+#[test]
+fn spool_dir_and_spool_sync_load_with_interval_as_the_default() {
+    assert_eq!(load_text(ORIGINAL).spool, None);
+    let config = load_text(&format!("{ORIGINAL}spool_dir: /var/spool/promrelay\n"));
+    assert_eq!(
+        config.spool,
+        Some(SpoolConfig {
+            dir: PathBuf::from("/var/spool/promrelay"),
+            sync: SpoolSync::Interval(Duration::from_secs(1)),
+        })
+    );
+    for (text, sync) in [
+        ("spool_sync: always\n", SpoolSync::Always),
+        ("spool_sync: never\n", SpoolSync::Never),
+        (
+            "spool_sync: interval\nspool_sync_interval: 250ms\n",
+            SpoolSync::Interval(Duration::from_millis(250)),
+        ),
+    ] {
+        let config = load_text(&format!("{ORIGINAL}spool_dir: /s\n{text}"));
+        assert_eq!(config.spool.map(|spool| spool.sync), Some(sync), "{text}");
+    }
+}

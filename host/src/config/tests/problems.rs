@@ -59,6 +59,12 @@ const BAD_VALUES: &[(&str, &str, &str, usize)] = &[
         14,
     ),
     (
+        "spool_dir: /var/spool/promrelay\nspool_sync: sometimes\n",
+        "spool_sync",
+        "is not one of always, interval, never",
+        15,
+    ),
+    (
         "remote_write: http://x\n",
         "remote_write",
         "expected a list",
