@@ -21,4 +21,5 @@ mod pause;
 mod pipeline;
 mod receiver;
 mod remote_write;
+mod scale_out;
 mod security;

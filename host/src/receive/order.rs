@@ -116,17 +116,25 @@ impl SharedOrder {
         let bucket = format!("PROMRELAY_ORDER_{consumer}");
         let store = match js.get_key_value(&bucket).await {
             Ok(store) => store,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    description: "promrelay: newest scrape pushed per group".to_string(),
-                    history: 1,
+            Err(_) => {
+                // The stream a KV bucket is, made by hand: the client's `create_key_value` asks
+                // for account details in a shape nats-server 2.9 does not answer.
+                js.get_or_create_stream(jetstream::stream::Config {
+                    name: format!("KV_{bucket}"),
+                    description: Some("promrelay: newest scrape pushed per group".to_string()),
+                    subjects: vec![format!("$KV.{bucket}.>")],
+                    max_messages_per_subject: 1,
                     // A group quiet for longer than the stream keeps messages has nothing older
                     // left to push.
                     max_age: stream.retention + Duration::from_secs(600),
                     storage: stream.storage,
                     num_replicas: stream.replicas,
-                    ..kv::Config::default()
+                    allow_rollup: true,
+                    deny_delete: true,
+                    allow_direct: true,
+                    discard: jetstream::stream::DiscardPolicy::New,
+                    duplicate_window: Duration::from_secs(120),
+                    ..jetstream::stream::Config::default()
                 })
                 .await
                 .map_err(|error| {
@@ -134,7 +142,11 @@ impl SharedOrder {
                         "creating the KV bucket {bucket:?} (receiver_stream.shared_order): \
                          {error}; check that the account may create streams"
                     )
-                })?,
+                })?;
+                js.get_key_value(&bucket).await.map_err(|error| {
+                    anyhow::anyhow!("opening the KV bucket {bucket:?}: {error}")
+                })?
+            }
         };
         Ok(SharedOrder {
             store,
