@@ -79,8 +79,9 @@ impl Watcher {
                             continue;
                         }
                         let seen = newest.entry(instance.to_string()).or_insert(sample.value);
-                        if sample.value < *seen {
-                            backwards.lock().expect("not poisoned").push(format!(
+                        let mut backwards = backwards.lock().expect("not poisoned");
+                        if sample.value < *seen && backwards.len() < 20 {
+                            backwards.push(format!(
                                 "{instance}: round {} after round {seen}",
                                 sample.value
                             ));
