@@ -71,7 +71,10 @@ fn main() -> anyhow::Result<()> {
     let nats = NatsServer::start();
     let pushgateway = Pushgateway::start();
     let client = runtime.block_on(async_nats::connect(nats.url()))?;
-    let js = jetstream::new(client);
+    let js = {
+        let _entered = runtime.enter();
+        jetstream::new(client)
+    };
     println!("| receivers | scrapes | seconds | pushes/s |");
     println!("|---:|---:|---:|---:|");
     for receivers in 1..=3 {
