@@ -1,5 +1,5 @@
 //! Bench: pushes/s with 1, 2 and 3 receivers sharing one durable consumer (`shared_order: true`)
-//! against a real nats-server and a real Pushgateway. For each receiver count: a fresh stream
+//! against a real nats-server and a real Pushgateway. For each receiver count: a fresh Pushgateway and stream
 //! holding `SCRAPES` scrapes of distinct groups (so each is one push, nothing coalesces), the
 //! receivers started together, timed until the consumer has every message acked. Never run by the
 //! tests: `scripts/bench-receivers.sh` runs it (`PROMRELAY_BIN` picks the binary).
@@ -14,7 +14,7 @@ use promrelay_tests::{poll_until, relay::unique_name, NatsServer, Pushgateway, R
 const TOPIC: &str = "prometheus";
 
 fn scrape(instance: &str, time_ms: i64) -> Scrape {
-    let series = (0..20)
+    let series = (0..5)
         .map(|index| Series {
             name: "bench_value".into(),
             labels: vec![
@@ -66,10 +66,9 @@ fn main() -> anyhow::Result<()> {
     let scrapes: usize = std::env::var("SCRAPES")
         .ok()
         .and_then(|value| value.parse().ok())
-        .unwrap_or(3000);
+        .unwrap_or(600);
     let runtime = tokio::runtime::Runtime::new()?;
     let nats = NatsServer::start();
-    let pushgateway = Pushgateway::start();
     let client = runtime.block_on(async_nats::connect(nats.url()))?;
     let js = {
         let _entered = runtime.enter();
@@ -78,6 +77,8 @@ fn main() -> anyhow::Result<()> {
     println!("| receivers | scrapes | seconds | pushes/s |");
     println!("|---:|---:|---:|---:|");
     for receivers in 1..=3 {
+        // A fresh Pushgateway each round: its push cost grows with the groups it holds.
+        let pushgateway = Pushgateway::start();
         let stream = unique_name("BENCH");
         let consumer = unique_name("bench");
         runtime.block_on(wire::ensure_stream(&js, &StreamSettings::new(&stream, TOPIC)))?;
