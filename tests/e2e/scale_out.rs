@@ -66,7 +66,8 @@ impl Watcher {
                 let mut newest: HashMap<String, f64> = HashMap::new();
                 let mut polls = 0;
                 while !stop.load(Ordering::SeqCst) {
-                    let Ok(text) = promrelay_tests::http::get_ok(&format!("{pushgateway_url}/metrics"))
+                    let Ok(text) =
+                        promrelay_tests::http::get_ok(&format!("{pushgateway_url}/metrics"))
                     else {
                         continue;
                     };
@@ -152,7 +153,10 @@ fn three_receivers_on_one_consumer_push_every_group_and_never_an_older_scrape_af
     wait_all_at(&rig, &pushgateway, 39);
     let (polls, backwards) = watcher.finish();
     assert!(polls > 0, "the watcher polled the Pushgateway");
-    assert!(backwards.is_empty(), "pushed rounds went back: {backwards:?}");
+    assert!(
+        backwards.is_empty(),
+        "pushed rounds went back: {backwards:?}"
+    );
 }
 
 #[test]
@@ -168,7 +172,10 @@ fn a_receiver_killed_mid_run_loses_nothing_and_its_scrapes_go_to_the_others_in_o
     publish_rounds(&rig, 15..30, base_ms);
     wait_all_at(&rig, &pushgateway, 29);
     let (_, backwards) = watcher.finish();
-    assert!(backwards.is_empty(), "pushed rounds went back: {backwards:?}");
+    assert!(
+        backwards.is_empty(),
+        "pushed rounds went back: {backwards:?}"
+    );
     drop(receivers);
     // Nothing left behind on the stream: every message was acked by a surviving receiver.
     assert_eq!(rig.consumer_pending(), Some((0, 0)));

@@ -110,10 +110,16 @@ pub(super) fn stream(
         None => Vec::new(),
     };
     let sources_key = fields.key("sources");
-    let ack_wait = receiver_only(cx, &mut fields, key, "ack_wait", Problems::positive_duration)
-        .unwrap_or(DEFAULT_ACK_WAIT);
-    let shared_order = receiver_only(cx, &mut fields, key, "shared_order", Problems::boolean)
-        .unwrap_or(false);
+    let ack_wait = receiver_only(
+        cx,
+        &mut fields,
+        key,
+        "ack_wait",
+        Problems::positive_duration,
+    )
+    .unwrap_or(DEFAULT_ACK_WAIT);
+    let shared_order =
+        receiver_only(cx, &mut fields, key, "shared_order", Problems::boolean).unwrap_or(false);
     if shared_order && client_id.is_empty() {
         cx.problems.add(
             &fields.key("shared_order"),

@@ -143,9 +143,9 @@ impl SharedOrder {
                          {error}; check that the account may create streams"
                     )
                 })?;
-                js.get_key_value(&bucket).await.map_err(|error| {
-                    anyhow::anyhow!("opening the KV bucket {bucket:?}: {error}")
-                })?
+                js.get_key_value(&bucket)
+                    .await
+                    .map_err(|error| anyhow::anyhow!("opening the KV bucket {bucket:?}: {error}"))?
             }
         };
         Ok(SharedOrder {
@@ -302,9 +302,7 @@ mod tests {
             publisher: String::new(),
         };
         let name = entry_key(&key);
-        assert!(name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.'));
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'));
         assert_ne!(
             name,
             entry_key(&GroupKey {

@@ -11,8 +11,6 @@ use promrelay::model::{Family, Label, MetricType, Scrape, ScrapeMeta, Series};
 use promrelay::wire::{self, StreamSettings};
 use promrelay_tests::{poll_until, relay::unique_name, NatsServer, Pushgateway, Relay};
 
-const TOPIC: &str = "prometheus";
-
 fn scrape(instance: &str, time_ms: i64) -> Scrape {
     let series = (0..5)
         .map(|index| Series {
@@ -81,7 +79,13 @@ fn main() -> anyhow::Result<()> {
         let pushgateway = Pushgateway::start();
         let stream = unique_name("BENCH");
         let consumer = unique_name("bench");
-        runtime.block_on(wire::ensure_stream(&js, &StreamSettings::new(&stream, TOPIC)))?;
+        // Streams on one server may not share subjects.
+        let topic = format!("bench{receivers}");
+        let topic = topic.as_str();
+        runtime.block_on(wire::ensure_stream(
+            &js,
+            &StreamSettings::new(&stream, topic),
+        ))?;
         let time_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_millis() as i64;
@@ -90,7 +94,7 @@ fn main() -> anyhow::Result<()> {
             for index in 0..scrapes {
                 let message = wire::encode(
                     &scrape(&format!("r{receivers}-target-{index}"), time_ms),
-                    TOPIC,
+                    topic,
                 )?;
                 acks.push(
                     js.send_publish(
@@ -109,7 +113,7 @@ fn main() -> anyhow::Result<()> {
         })?;
         let yaml = format!(
             "identity: hub\nscrape_interval: 10s\nmax_age: 3600\n\
-             receiver_stream:\n  cluster_id: {stream}\n  urls: {}\n  topic: {TOPIC}\n  \
+             receiver_stream:\n  cluster_id: {stream}\n  urls: {}\n  topic: {topic}\n  \
              client_id: {consumer}\n  ack_wait: 10s\n  shared_order: true\n\
              push_gateway:\n  url: {}\n  publisher_label: true\n",
             nats.url(),

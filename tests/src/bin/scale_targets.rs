@@ -29,7 +29,10 @@ fn body(target: u64, count: u64) -> String {
     let _ = writeln!(text, "# HELP bench_scrapes_total Scrapes of this target.");
     let _ = writeln!(text, "# TYPE bench_scrapes_total counter");
     let _ = writeln!(text, "bench_scrapes_total {count}");
-    let _ = writeln!(text, "# HELP bench_value A varied gauge.\n# TYPE bench_value gauge");
+    let _ = writeln!(
+        text,
+        "# HELP bench_value A varied gauge.\n# TYPE bench_value gauge"
+    );
     for index in 0..series {
         let _ = writeln!(
             text,
@@ -71,7 +74,11 @@ async fn main() -> std::io::Result<()> {
             let path = request.split(' ').nth(1).unwrap_or("/").to_string();
             let text = if path == "/stats" {
                 let stats = stats.lock().expect("not poisoned");
-                let mut text = format!("total {}\ntargets {}\n", stats.total, stats.per_target.len());
+                let mut text = format!(
+                    "total {}\ntargets {}\n",
+                    stats.total,
+                    stats.per_target.len()
+                );
                 for (second, count) in stats.offsets.iter().enumerate() {
                     let _ = writeln!(text, "offset_{second} {count}");
                 }
@@ -93,7 +100,9 @@ async fn main() -> std::io::Result<()> {
                 body(target, count)
             } else {
                 let _ = socket
-                    .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    )
                     .await;
                 return;
             };
