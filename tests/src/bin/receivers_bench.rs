@@ -16,7 +16,7 @@ fn scrape(instance: &str, time_ms: i64) -> Scrape {
         .map(|index| Series {
             name: "bench_value".into(),
             labels: vec![
-                Label::new("device", &format!("d{index}")),
+                Label::new("device", format!("d{index}")),
                 Label::new("instance", instance),
                 Label::new("job", "bench"),
             ],
