@@ -2,7 +2,8 @@
 # One poller, many targets: CPU per target (from /proc/PID/stat), RSS, and how the scrape starts
 # spread over the interval. Not part of the test suite.
 #   scripts/bench-scale.sh [TARGETS=1000] [INTERVAL_SECONDS=10] [MEASURE_SECONDS=60]
-# PROMRELAY_BIN picks the promrelay binary (default: target/release/promrelay, built if missing).
+# PROMRELAY_BIN picks the promrelay binary (default: target/release/promrelay, built if missing);
+# SKIP_BUILD=1 uses the scale_targets binary already built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 targets="${1:-1000}" interval="${2:-10}" measure="${3:-60}"
@@ -11,7 +12,7 @@ if [[ -z "${PROMRELAY_BIN:-}" ]]; then
     cargo build --release -p promrelay --bin promrelay
     PROMRELAY_BIN="$target_dir/release/promrelay"
 fi
-cargo build -q -p promrelay-tests --bin scale_targets
+[[ -n "${SKIP_BUILD:-}" ]] || cargo build -q -p promrelay-tests --bin scale_targets
 work="$(mktemp -d /tmp/bench-scale-XXXXXX)"
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }

@@ -5,7 +5,8 @@
 # Prometheus (each scrape's sample keeps its timestamp, so a lost scrape is a missing sample).
 # Not part of the test suite.
 #   scripts/soak.sh [DURATION_SECONDS=1800] [RESTART_SECONDS=300] [TARGETS=50] [INTERVAL_SECONDS=10]
-# PROMRELAY_BIN picks the promrelay binary (default: target/release/promrelay, built if missing).
+# PROMRELAY_BIN picks the promrelay binary (default: target/release/promrelay, built if missing);
+# SKIP_BUILD=1 uses the scale_targets binary already built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-1800}" restart="${2:-300}" targets="${3:-50}" interval="${4:-10}"
@@ -14,7 +15,7 @@ if [[ -z "${PROMRELAY_BIN:-}" ]]; then
     cargo build --release -p promrelay --bin promrelay
     PROMRELAY_BIN="$target_dir/release/promrelay"
 fi
-cargo build -q -p promrelay-tests --bin scale_targets
+[[ -n "${SKIP_BUILD:-}" ]] || cargo build -q -p promrelay-tests --bin scale_targets
 work="$(mktemp -d /tmp/soak-XXXXXX)"
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
