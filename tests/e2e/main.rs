@@ -25,6 +25,7 @@ mod pause;
 mod pipeline;
 mod receiver;
 mod remote_write;
+mod scale_out;
 mod security;
 mod spool;
 mod status_page;

@@ -110,6 +110,24 @@ pub(super) fn stream(
         None => Vec::new(),
     };
     let sources_key = fields.key("sources");
+    let ack_wait = receiver_only(
+        cx,
+        &mut fields,
+        key,
+        "ack_wait",
+        Problems::positive_duration,
+    )
+    .unwrap_or(DEFAULT_ACK_WAIT);
+    let shared_order =
+        receiver_only(cx, &mut fields, key, "shared_order", Problems::boolean).unwrap_or(false);
+    if shared_order && client_id.is_empty() {
+        cx.problems.add(
+            &fields.key("shared_order"),
+            fields.key_line("shared_order"),
+            "shared_order needs client_id: receivers share work only on one named durable \
+             consumer (set the same client_id in every receiver's config)",
+        );
+    }
     fields.finish(&mut cx.problems);
     check_sources(
         cx,
@@ -131,7 +149,29 @@ pub(super) fn stream(
         auth,
         domain,
         sources,
+        ack_wait,
+        shared_order,
     })
+}
+
+/// Reads a key only a `receiver_stream` has; in a `poller_stream` it is an error naming why.
+fn receiver_only<'a, T>(
+    cx: &mut Builder<'_>,
+    fields: &mut Fields<'a>,
+    section: &str,
+    key: &str,
+    read: impl FnOnce(&mut Problems, &str, &'a Node) -> Option<T>,
+) -> Option<T> {
+    if section == "receiver_stream" {
+        return cx.read(fields, key, read);
+    }
+    let node = fields.take(key)?;
+    cx.problems.at(
+        &fields.key(key),
+        node,
+        format!("{key} belongs in receiver_stream: it sets the receivers' durable consumer"),
+    );
+    None
 }
 
 /// The mistakes of a hub's `sources` that only show beside its own `domain` and name.

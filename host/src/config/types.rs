@@ -15,6 +15,8 @@ pub const DEFAULT_SCRAPE_BODY_LIMIT: u64 = 16 * 1024 * 1024;
 pub const DEFAULT_OUTAGE_BUFFER: u64 = 64 * 1024 * 1024;
 /// Default JetStream retention (`max_age` of the stream): 10 minutes, as the original recommended.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(600);
+/// `receiver_stream.ack_wait` when absent.
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(60);
 /// Default subject prefix.
 pub const DEFAULT_TOPIC: &str = "prometheus";
 /// Default time limit of one filter call: 5 s. The limit exists to stop a runaway filter, not to
@@ -187,6 +189,13 @@ pub struct StreamConfig {
     /// `sources` (`receiver_stream` only): the site streams the hub stream sources. Not empty: the
     /// receiver's stream has no subjects of its own and copies each of these.
     pub sources: Vec<StreamSource>,
+    /// `ack_wait` (`receiver_stream` only): how long the durable consumer waits for a receiver's
+    /// ack before redelivering a message (to any receiver of the consumer). Default 60 s.
+    pub ack_wait: Duration,
+    /// `shared_order` (`receiver_stream` only): receivers sharing the consumer (`client_id`)
+    /// agree through a JetStream KV bucket on the newest scrape pushed to the Pushgateway per
+    /// group, so none pushes an older one after it. Default `false`.
+    pub shared_order: bool,
 }
 
 /// One entry of `receiver_stream.sources`: a site stream in another JetStream domain.

@@ -14,6 +14,7 @@ use async_nats::jetstream::{self, AckKind};
 use super::batch::{GroupKey, Need};
 use super::ledger::SinkResult;
 use super::metrics::{MessageOutcome, Stats, METRICS};
+use super::order::{Claim, SharedOrder};
 use super::{timed_decode, unix_ms};
 use crate::model::{Scrape, ScrapeMeta};
 use crate::sink::{Outcome, Sink};
@@ -50,6 +51,8 @@ pub(super) struct BatchContext<'a> {
     /// backoff, or a second or so); a message several sinks need waits for the longest.
     pub nak_delays: Vec<Duration>,
     pub stats: &'a Stats,
+    /// Receivers sharing the consumer: the Pushgateway's push order across them.
+    pub order: Option<&'a SharedOrder>,
 }
 
 /// Delivers one group's messages (sorted by scrape time), each to the sinks that need it.
@@ -79,6 +82,8 @@ pub(super) async fn deliver_group(
                 Need::Push => targets.push(sink),
             }
         }
+        let key = GroupKey::of(&meta);
+        let claims = claim(context, &key, meta.time_ms, &mut targets, &mut results).await;
         let mut answers = Vec::new();
         if !targets.is_empty() {
             let decoded = match scrape.take() {
@@ -100,6 +105,12 @@ pub(super) async fn deliver_group(
                 },
             };
             answers = push(sinks, &targets, &decoded).await;
+            if let (Some(order), Some((sink, claim))) = (context.order, claims) {
+                let pushed = answers.iter().any(|(index, answer)| {
+                    *index == sink && matches!(answer, Outcome::Ok | Outcome::AlreadyStored(_))
+                });
+                order.finish(&key, claim, meta.time_ms, pushed).await;
+            }
             for (sink, answer) in &answers {
                 results[*sink] = match answer {
                     Outcome::Ok | Outcome::AlreadyStored(_) => SinkResult::Delivered,
@@ -144,6 +155,42 @@ pub(super) async fn deliver_group(
         });
     }
     deliveries
+}
+
+/// With receivers sharing the consumer: claims the Pushgateway push of this scrape, taking the
+/// Pushgateway out of `targets` when it must not be pushed now (superseded: nothing owed; another
+/// receiver pushing the group, or the bucket unreachable: owed, the message comes back).
+async fn claim(
+    context: &BatchContext<'_>,
+    key: &GroupKey,
+    time_ms: i64,
+    targets: &mut Vec<usize>,
+    results: &mut [SinkResult],
+) -> Option<(usize, Claim)> {
+    let order = context.order?;
+    let position = targets
+        .iter()
+        .position(|&sink| matches!(context.sinks[sink], Sink::Pushgateway(_)))?;
+    let sink = targets[position];
+    let claim = match order.claim(key, time_ms).await {
+        Ok(claim) => claim,
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "push order unknown; retrying later");
+            Claim::Busy
+        }
+    };
+    match claim {
+        Claim::Go { .. } => Some((sink, claim)),
+        Claim::Superseded | Claim::Busy => {
+            targets.remove(position);
+            results[sink] = if claim == Claim::Busy {
+                SinkResult::Owed
+            } else {
+                SinkResult::Nothing
+            };
+            None
+        }
+    }
 }
 
 /// Pushes one scrape into the `targets` sinks at once.

@@ -29,6 +29,7 @@ mod deliver;
 mod hold;
 mod ledger;
 mod metrics;
+mod order;
 mod settings;
 mod sources;
 
@@ -139,6 +140,9 @@ struct Receiver {
     health: SinkHealth,
     /// Subjects whose messages did not decode, logged once each (bounded).
     undecodable_subjects: HashSet<String>,
+    /// With `shared_order`: the push order shared by the receivers of the consumer (opened with
+    /// the consumer).
+    order: Option<order::SharedOrder>,
 }
 
 impl Receiver {
@@ -154,17 +158,25 @@ impl Receiver {
             hold: None,
             health: SinkHealth::default(),
             undecodable_subjects: HashSet::new(),
+            order: None,
             settings,
         }
     }
 
-    /// The stream (created if missing) and the durable consumer (created if missing).
+    /// The stream (created if missing), the shared push order (with `shared_order`) and the
+    /// durable consumer (created if missing).
     async fn consumer(
-        &self,
+        &mut self,
         js: &jetstream::Context,
     ) -> anyhow::Result<consumer::Consumer<consumer::pull::Config>> {
+        let stream = wire::ensure_stream(js, &self.settings.stream).await?;
+        if let (Some(lease), None) = (self.settings.shared_order, &self.order) {
+            let settings = &self.settings;
+            self.order = Some(
+                order::SharedOrder::open(js, &settings.consumer, &settings.stream, lease).await?,
+            );
+        }
         let settings = &self.settings;
-        let stream = wire::ensure_stream(js, &settings.stream).await?;
         let config = consumer::pull::Config {
             durable_name: Some(settings.consumer.clone()),
             description: Some("promrelay receiver".to_string()),
@@ -428,6 +440,7 @@ impl Receiver {
                 .map(|clock| clock.remaining(clock_now).max(base_delay))
                 .collect(),
             stats: &stats,
+            order: self.order.as_ref(),
         };
         let deliveries: Vec<Delivery> = {
             let deliveries = futures::stream::iter(groups)

@@ -39,6 +39,9 @@ pub struct ReceiverSettings {
     pub max_ack_pending: i64,
     /// The consumer's `ack_wait`: an unacked message is redelivered after this. Default 60 s.
     pub ack_wait: Duration,
+    /// Receivers share the consumer (`receiver_stream.shared_order`): `Some(push timeout of the
+    /// Pushgateway)`, how long a push claim must hold. Default `None` (one receiver).
+    pub shared_order: Option<Duration>,
     /// On shutdown, how long in-flight pushes may still take. Default 10 s.
     pub drain_timeout: Duration,
     /// Outcome counters of this receiver (also in the process-wide metrics).
@@ -79,6 +82,7 @@ impl ReceiverSettings {
             max_ack_pending: 4096,
             ack_wait: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(10),
+            shared_order: None,
             stats: Arc::new(Stats::default()),
             source_updates: None,
             status: crate::status::ReceiverStatus::default(),
@@ -120,6 +124,15 @@ impl ReceiverSettings {
         );
         settings.identity = config.identity.clone();
         settings.max_age = config.max_age;
+        settings.ack_wait = section.ack_wait;
+        if section.shared_order {
+            settings.shared_order = Some(
+                config
+                    .push_gateway
+                    .as_ref()
+                    .map_or(Duration::from_secs(30), |push_gateway| push_gateway.timeout),
+            );
+        }
         Ok(settings)
     }
 }

@@ -180,3 +180,46 @@ fn one_stream_name_in_two_domains_without_sources_is_refused() {
         problems[0].message
     );
 }
+
+#[test]
+fn receivers_that_scale_out_share_a_named_consumer_with_their_ack_wait() {
+    let base = "  cluster_id: HUB\n  urls: nats://127.0.0.1:4222\n";
+    let config = load_text(&hub(&format!(
+        "{base}  client_id: central\n  ack_wait: 10s\n  shared_order: true\n"
+    )));
+    let receiver = config.receiver_stream.as_ref().expect("receiver_stream");
+    assert_eq!(receiver.ack_wait, std::time::Duration::from_secs(10));
+    assert!(receiver.shared_order);
+    let defaults = load_text(&hub(base));
+    let receiver = defaults.receiver_stream.as_ref().expect("receiver_stream");
+    assert_eq!(receiver.ack_wait, std::time::Duration::from_secs(60));
+    assert!(!receiver.shared_order);
+
+    // (config, key of the one problem, what its message says)
+    let table = [
+        (
+            hub(&format!("{base}  shared_order: true\n")),
+            "receiver_stream.shared_order",
+            "needs client_id",
+        ),
+        (
+            SITE.replace("  domain: site1\n", "  domain: site1\n  ack_wait: 5s\n"),
+            "poller_stream.ack_wait",
+            "belongs in receiver_stream",
+        ),
+        (
+            SITE.replace(
+                "  domain: site1\n",
+                "  domain: site1\n  shared_order: true\n",
+            ),
+            "poller_stream.shared_order",
+            "belongs in receiver_stream",
+        ),
+    ];
+    for (text, key, says) in table {
+        let problems = problems_of(&text);
+        assert_eq!(problems.len(), 1, "{text}\n{problems:#?}");
+        assert_eq!(problems[0].key, key);
+        assert!(problems[0].message.contains(says), "{:?}", problems[0]);
+    }
+}
