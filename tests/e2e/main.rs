@@ -9,6 +9,7 @@ mod config;
 mod demo;
 mod diagnostics;
 mod discovery;
+mod docs;
 mod enroll;
 mod explain;
 mod filter_reload;
