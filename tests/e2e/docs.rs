@@ -13,7 +13,9 @@ fn every_test_named_in_guarantees_md_exists() {
             continue;
         };
         if !module.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-            || !function.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            || !function
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         {
             continue;
         }
