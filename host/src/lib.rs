@@ -23,6 +23,7 @@ pub mod scrape;
 pub mod shutdown;
 pub mod sink;
 pub mod spool;
+pub mod stale;
 pub mod status;
 pub mod telemetry;
 pub mod tls;

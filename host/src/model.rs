@@ -126,6 +126,19 @@ pub struct Family {
     pub series: Vec<Series>,
 }
 
+/// The bits of Prometheus' staleness marker: a NaN of its own that ends a series at once.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// The staleness marker as a value.
+pub fn stale_nan() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}
+
+/// Whether `value` is the staleness marker (bit for bit; other NaNs are plain samples).
+pub fn is_stale(value: f64) -> bool {
+    value.to_bits() == STALE_NAN_BITS
+}
+
 /// The target labels the poller adds to every scraped series, in the order it adds them.
 pub const TARGET_LABELS: [&str; 2] = ["job", "instance"];
 

@@ -68,6 +68,8 @@ struct PublishMetrics {
     buffer_scrapes: Gauge,
     buffer_dropped: Counter,
     encode_seconds: Histogram,
+    split: Counter,
+    stale: Counter,
 }
 
 static METRICS: LazyLock<PublishMetrics> = LazyLock::new(|| {
@@ -80,6 +82,8 @@ static METRICS: LazyLock<PublishMetrics> = LazyLock::new(|| {
         buffer_scrapes: Gauge::default(),
         buffer_dropped: Counter::default(),
         encode_seconds: Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05]),
+        split: Counter::default(),
+        stale: Counter::default(),
     };
     let mut registry = crate::telemetry::registry();
     registry.register(
@@ -109,8 +113,18 @@ static METRICS: LazyLock<PublishMetrics> = LazyLock::new(|| {
     );
     registry.register(
         "encode_duration_seconds",
-        "Time to render and compress one scrape for the wire",
+        "Time to encode and compress one scrape for the wire",
         metrics.encode_seconds.clone(),
+    );
+    registry.register(
+        "scrapes_split",
+        "Scrapes larger than the server's max payload, published as several parts",
+        metrics.split.clone(),
+    );
+    registry.register(
+        "stale_markers",
+        "Staleness markers written for series gone since their target's previous scrape",
+        metrics.stale.clone(),
     );
     metrics
 });
@@ -272,6 +286,11 @@ pub async fn run(
     sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let client = crate::nats::connect(&settings.urls, "poller", &settings.identity).await?;
     status.connected(&client);
+    let sizing = client.clone();
+    let max_payload = move || match sizing.server_info().max_payload {
+        0 => DEFAULT_MAX_PAYLOAD,
+        size => size,
+    };
     let js = wire::stream::context(client, &settings.stream);
     let mut in_flight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
     let mut backoff = Backoff::default();
@@ -282,6 +301,8 @@ pub async fn run(
     let mut input_open = true;
     // The stream check in progress, if any.
     let mut checking: Option<StreamCheck> = None;
+    // The previous scrape of each target, for staleness markers.
+    let mut staleness = crate::stale::Staleness::default();
 
     loop {
         let now = tokio::time::Instant::now();
@@ -332,7 +353,14 @@ pub async fn run(
             if let Pending::Disk(_) = buffer {
                 // Already filtered and waiting for this loop: into the spool with the rest.
                 while let Ok(scrape) = input.try_recv() {
-                    enqueue(&mut buffer, &scrape, &settings.stream.topic, &status);
+                    enqueue(
+                        &mut buffer,
+                        &mut staleness,
+                        scrape,
+                        &settings.stream,
+                        max_payload(),
+                        &status,
+                    );
                 }
             }
             if input_open {
@@ -380,7 +408,7 @@ pub async fn run(
                 }
             }
             received = input.recv(), if input_open => match received {
-                Some(scrape) => enqueue(&mut buffer, &scrape, &settings.stream.topic, &status),
+                Some(scrape) => enqueue(&mut buffer, &mut staleness, scrape, &settings.stream, max_payload(), &status),
                 None => input_open = false,
             },
             Some((ticket, message, sent, result)) = in_flight.next(), if !in_flight.is_empty() => {
@@ -414,23 +442,41 @@ pub async fn run(
     Ok(())
 }
 
+/// nats-server's default `max_payload`, used until the server has said its own.
+const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+
+/// Encodes a scrape (as parts when it is larger than the server takes in one message) into the
+/// outage buffer.
 fn enqueue(
     buffer: &mut Pending,
-    scrape: &Scrape,
-    topic: &str,
+    staleness: &mut crate::stale::Staleness,
+    mut scrape: Scrape,
+    stream: &wire::StreamSettings,
+    max_payload: usize,
     status: &crate::status::PublisherStatus,
 ) {
     let started = Instant::now();
-    match wire::encode(scrape, topic) {
-        Ok(message) => {
+    let markers = staleness.mark(&mut scrape);
+    if markers > 0 {
+        METRICS.stale.inc_by(markers as u64);
+    }
+    match wire::encode_parts(&scrape, &stream.topic, stream.format, max_payload) {
+        Ok(messages) => {
             METRICS
                 .encode_seconds
                 .observe(started.elapsed().as_secs_f64());
-            let dropped = buffer.push(message);
-            if dropped > 0 {
-                METRICS.buffer_dropped.inc_by(dropped as u64);
-                status.dropped(dropped as u64);
-                tracing::debug!(dropped, "outage buffer full: dropped the oldest scrapes");
+            if messages.len() > 1 {
+                METRICS.split.inc();
+                tracing::debug!(job = %scrape.meta.job, instance = %scrape.meta.instance,
+                    parts = messages.len(), max_payload, "scrape larger than the max payload: sent in parts");
+            }
+            for message in messages {
+                let dropped = buffer.push(message);
+                if dropped > 0 {
+                    METRICS.buffer_dropped.inc_by(dropped as u64);
+                    status.dropped(dropped as u64);
+                    tracing::debug!(dropped, "outage buffer full: dropped the oldest scrapes");
+                }
             }
         }
         Err(e) => {

@@ -16,8 +16,12 @@
 //! [`WireError`], never a panic. This module knows nothing about connections; `ensure_stream`
 //! (in [`stream`]) is the one place that talks to the server, shared by publisher and receiver.
 
+pub mod body;
+pub mod parts;
 pub mod stream;
 
+pub use body::{WireFormat, FORMAT_BATCH};
+pub use parts::{part_of, Part, HEADER_PART, HEADER_SCRAPE_ID};
 pub use stream::{ensure_stream, SourceSettings, StreamSettings};
 
 use std::io::Read;
@@ -29,7 +33,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::exposition::{self, ParseError, RenderOptions};
+use crate::exposition::{self, ParseError};
 use crate::model::{Scrape, ScrapeMeta};
 
 /// Header: the publishing poller's identity.
@@ -49,7 +53,7 @@ pub const HEADER_SAMPLES: &str = "Promrelay-Samples";
 /// Header: JetStream's de-duplication id.
 pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
 
-/// The only body format written today.
+/// The text body format (`poller_stream.format: text`; [`FORMAT_BATCH`] is the default).
 pub const FORMAT_TEXT: &str = "text/plain; version=0.0.4";
 /// zstd compression (what [`encode`] writes).
 pub const ENCODING_ZSTD: &str = "zstd";
@@ -88,7 +92,9 @@ pub enum WireError {
         value: String,
         reason: String,
     },
-    #[error("unsupported body format {0:?} (this promrelay reads {FORMAT_TEXT:?})")]
+    #[error(
+        "unsupported body format {0:?} (this promrelay reads {FORMAT_BATCH:?} and {FORMAT_TEXT:?})"
+    )]
     UnsupportedFormat(String),
     #[error("unsupported body encoding {0:?} (this promrelay reads zstd, gzip, identity)")]
     UnsupportedEncoding(String),
@@ -99,41 +105,126 @@ pub enum WireError {
         encoding: &'static str,
         source: std::io::Error,
     },
+    #[error("body is not a valid batch: {0}")]
+    Batch(String),
     #[error("body is not Prometheus text: {0}")]
     Parse(#[from] ParseError),
     #[error("message has no Promrelay headers and is not a prometheus-streams JSON message: {0}")]
     Legacy(String),
 }
 
-/// Encodes one scrape for the stream under `topic`.
+/// Encodes one scrape for the stream under `topic` as a batch body (the default format).
+pub fn encode(scrape: &Scrape, topic: &str) -> anyhow::Result<WireMessage> {
+    encode_as(scrape, topic, WireFormat::Batch)
+}
+
+/// Encodes one scrape as one message with a `format` body.
 ///
 /// Fails only when a routing fact cannot travel in a header (it contains CR or LF) or when
-/// compression fails.
-pub fn encode(scrape: &Scrape, topic: &str) -> anyhow::Result<WireMessage> {
+/// encoding or compression fails.
+pub fn encode_as(scrape: &Scrape, topic: &str, format: WireFormat) -> anyhow::Result<WireMessage> {
+    BODY.with(|buffer| {
+        let mut body = buffer.borrow_mut();
+        body::encode(scrape, format, &mut body)?;
+        let payload = zstd::bulk::compress(&body, ZSTD_LEVEL)
+            .map_err(|error| anyhow::anyhow!("zstd compression of a scrape failed: {error}"))?;
+        if body.capacity() > 16 * 1024 * 1024 {
+            // A one-off huge scrape does not pin its buffer for ever.
+            *body = Vec::new();
+        }
+        message(
+            scrape,
+            topic,
+            format,
+            payload,
+            message_id(&scrape.meta),
+            None,
+        )
+    })
+}
+
+thread_local! {
+    // The uncompressed body, reused across scrapes.
+    static BODY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Encodes one scrape as messages whose payloads each fit `max_payload` bytes (with
+/// [`parts::HEADER_ROOM`] left for headers): one message when it fits, else the parts of
+/// [`parts::split`], as few as fit. Fails when even one series per part is too large.
+pub fn encode_parts(
+    scrape: &Scrape,
+    topic: &str,
+    format: WireFormat,
+    max_payload: usize,
+) -> anyhow::Result<Vec<WireMessage>> {
+    let whole = encode_as(scrape, topic, format)?;
+    let limit = max_payload.saturating_sub(parts::HEADER_ROOM).max(1);
+    if whole.payload.len() <= limit {
+        return Ok(vec![whole]);
+    }
+    let series = scrape.sample_count();
+    // Compression ratios differ little between parts of one scrape: start from the ratio.
+    let mut count = whole.payload.len().div_ceil(limit) + 1;
+    let scrape_id = message_id(&scrape.meta);
+    loop {
+        if count > parts::MAX_PARTS as usize || count > series.max(1) {
+            anyhow::bail!(
+                "a scrape of {series} series does not fit in {} parts of {max_payload} bytes",
+                count.min(parts::MAX_PARTS as usize)
+            );
+        }
+        let pieces = parts::split(scrape, count);
+        let total = pieces.len() as u32;
+        let mut messages = Vec::with_capacity(pieces.len());
+        let mut fits = true;
+        for (index, piece) in pieces.iter().enumerate() {
+            let mut body = Vec::new();
+            body::encode(piece, format, &mut body)?;
+            let payload = zstd::bulk::compress(&body, ZSTD_LEVEL)
+                .map_err(|error| anyhow::anyhow!("zstd compression of a part failed: {error}"))?;
+            if payload.len() > limit {
+                fits = false;
+                break;
+            }
+            let part = Part {
+                index: index as u32 + 1,
+                count: total,
+                scrape_id: scrape_id.clone(),
+            };
+            let id = format!("{scrape_id}-{}of{total}", part.index);
+            messages.push(message(piece, topic, format, payload, id, Some(&part))?);
+        }
+        if fits {
+            return Ok(messages);
+        }
+        count *= 2;
+    }
+}
+
+fn message(
+    scrape: &Scrape,
+    topic: &str,
+    format: WireFormat,
+    payload: Vec<u8>,
+    msg_id: String,
+    part: Option<&Part>,
+) -> anyhow::Result<WireMessage> {
     let meta = &scrape.meta;
-    let mut text = Vec::with_capacity(64 * 1024);
-    exposition::render(
-        &scrape.families,
-        &RenderOptions {
-            timestamps: true,
-            omit_labels: &[],
-        },
-        &mut text,
-    );
-    let payload = zstd::bulk::compress(&text, ZSTD_LEVEL)
-        .map_err(|error| anyhow::anyhow!("zstd compression of a scrape failed: {error}"))?;
-    let msg_id = message_id(meta);
     let mut headers = HeaderMap::new();
-    let facts: [(&'static str, String); 8] = [
+    let mut facts: Vec<(&'static str, String)> = vec![
         (HEADER_PUBLISHER, meta.publisher.clone()),
         (HEADER_JOB, meta.job.clone()),
         (HEADER_INSTANCE, meta.instance.clone()),
         (HEADER_TIME, meta.time_ms.to_string()),
-        (HEADER_FORMAT, FORMAT_TEXT.to_string()),
+        (HEADER_FORMAT, format.header().to_string()),
         (HEADER_ENCODING, ENCODING_ZSTD.to_string()),
         (HEADER_SAMPLES, scrape.sample_count().to_string()),
         (HEADER_MSG_ID, msg_id.clone()),
     ];
+    if let Some(part) = part {
+        facts.push((HEADER_PART, format!("{}/{}", part.index, part.count)));
+        facts.push((HEADER_SCRAPE_ID, part.scrape_id.clone()));
+    }
     for (name, value) in facts {
         let header_value: HeaderValue = value.parse().map_err(|_| {
             anyhow::anyhow!("{name} {value:?} cannot be sent in a NATS header (CR or LF)")
@@ -207,7 +298,8 @@ pub fn decode_with_limit(
         _ => return decode_legacy(payload, limit),
     };
     let format = header(headers, HEADER_FORMAT)?;
-    if !format_is_text(format) {
+    let batch = body::format_is_batch(format)?;
+    if !batch && !format_is_text(format) {
         return Err(WireError::UnsupportedFormat(format.to_string()));
     }
     let encoding = headers
@@ -230,7 +322,11 @@ pub fn decode_with_limit(
         instance: header(headers, HEADER_INSTANCE)?.to_string(),
         time_ms,
     };
-    let families = exposition::parse(&text)?;
+    let families = if batch {
+        body::decode_batch(&text)?
+    } else {
+        exposition::parse(&text)?
+    };
     Ok(Scrape { meta, families })
 }
 

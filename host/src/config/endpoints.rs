@@ -128,6 +128,7 @@ pub(super) fn stream(
              consumer (set the same client_id in every receiver's config)",
         );
     }
+    let format = poller_only(cx, &mut fields, key, "format", wire_format).unwrap_or_default();
     fields.finish(&mut cx.problems);
     check_sources(
         cx,
@@ -151,7 +152,51 @@ pub(super) fn stream(
         sources,
         ack_wait,
         shared_order,
+        format,
     })
+}
+
+/// Reads a key only a `poller_stream` has; in a `receiver_stream` it is an error naming why.
+fn poller_only<'a, T>(
+    cx: &mut Builder<'_>,
+    fields: &mut Fields<'a>,
+    section: &str,
+    key: &str,
+    read: impl FnOnce(&mut Problems, &str, &'a Node) -> Option<T>,
+) -> Option<T> {
+    if section == "poller_stream" {
+        return cx.read(fields, key, read);
+    }
+    let node = fields.take(key)?;
+    cx.problems.at(
+        &fields.key(key),
+        node,
+        format!(
+            "{key} belongs in poller_stream: it sets what the poller writes (a receiver reads \
+             every format)"
+        ),
+    );
+    None
+}
+
+/// `batch` or `text`.
+fn wire_format(problems: &mut Problems, key: &str, node: &Node) -> Option<crate::wire::WireFormat> {
+    match node.scalar().map(str::to_ascii_lowercase).as_deref() {
+        Some("batch") => Some(crate::wire::WireFormat::Batch),
+        Some("text") => Some(crate::wire::WireFormat::Text),
+        _ => {
+            problems.at(
+                key,
+                node,
+                format!(
+                    "{} is not a format (use batch, the default, or text for receivers older \
+                     than promrelay's batch format)",
+                    node.describe()
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// Reads a key only a `receiver_stream` has; in a `poller_stream` it is an error naming why.

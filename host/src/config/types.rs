@@ -196,6 +196,9 @@ pub struct StreamConfig {
     /// agree through a JetStream KV bucket on the newest scrape pushed to the Pushgateway per
     /// group, so none pushes an older one after it. Default `false`.
     pub shared_order: bool,
+    /// `format` (`poller_stream` only): the message body, `batch` (default: carries staleness
+    /// markers) or `text` (Prometheus text, for receivers older than the batch format).
+    pub format: crate::wire::WireFormat,
 }
 
 /// One entry of `receiver_stream.sources`: a site stream in another JetStream domain.

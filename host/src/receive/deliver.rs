@@ -22,6 +22,8 @@ use crate::sink::{Outcome, Sink};
 /// A message on its way to the sinks, with what each sink needs of it.
 pub(super) struct Pending {
     pub message: jetstream::Message,
+    /// The other parts' messages of a scrape that arrived in parts (acked and nak'ed with it).
+    pub parts: Vec<jetstream::Message>,
     pub meta: ScrapeMeta,
     /// Already decoded (a message without routing headers), else decoded when first pushed.
     pub scrape: Option<Scrape>,
@@ -66,6 +68,7 @@ pub(super) async fn deliver_group(
     for pending in group {
         let Pending {
             message,
+            parts,
             meta,
             mut scrape,
             needs,
@@ -132,9 +135,15 @@ pub(super) async fn deliver_group(
                 .max()
                 .unwrap_or_default();
             nak(&message, delay).await;
+            for part in &parts {
+                nak(part, delay).await;
+            }
             MessageOutcome::Retried
         } else {
             ack(&message).await;
+            for part in &parts {
+                ack(part).await;
+            }
             if results.contains(&SinkResult::Refused) {
                 MessageOutcome::Rejected
             } else if results.contains(&SinkResult::Delivered) {
@@ -293,7 +302,7 @@ impl SinkHealth {
     }
 }
 
-async fn nak(message: &jetstream::Message, delay: Duration) {
+pub(super) async fn nak(message: &jetstream::Message, delay: Duration) {
     if let Err(error) = message.ack_with(AckKind::Nak(Some(delay))).await {
         tracing::debug!(%error, "nak failed; the message is redelivered after ack_wait");
     }

@@ -29,6 +29,8 @@ pub enum MessageOutcome {
     /// A sink still needs it (it failed transiently, backs off, or waits for an older scrape);
     /// left for redelivery (not final: it comes back).
     Retried,
+    /// A part of a scrape whose other parts never came (`receive::parts`); acked, never pushed.
+    Partial,
 }
 
 impl MessageOutcome {
@@ -41,6 +43,7 @@ impl MessageOutcome {
             MessageOutcome::Rejected => "rejected",
             MessageOutcome::DecodeError => "decode_error",
             MessageOutcome::Retried => "retried",
+            MessageOutcome::Partial => "partial",
         }
     }
 }
@@ -195,6 +198,7 @@ pub struct Stats {
     rejected: AtomicU64,
     decode_error: AtomicU64,
     retried: AtomicU64,
+    partial: AtomicU64,
 }
 
 impl Stats {
@@ -206,6 +210,7 @@ impl Stats {
             MessageOutcome::Rejected => &self.rejected,
             MessageOutcome::DecodeError => &self.decode_error,
             MessageOutcome::Retried => &self.retried,
+            MessageOutcome::Partial => &self.partial,
         }
     }
 

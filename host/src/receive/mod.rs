@@ -30,6 +30,7 @@ mod hold;
 mod ledger;
 mod metrics;
 mod order;
+mod parts;
 mod settings;
 mod sources;
 
@@ -53,7 +54,7 @@ use crate::model::{Scrape, ScrapeMeta};
 use crate::nats::Backoff;
 use crate::sink::{Coalescing, Outcome};
 use crate::wire;
-use deliver::{ack, deliver_group, BatchContext, Delivery, Pending, SinkClock, SinkHealth};
+use deliver::{ack, deliver_group, nak, BatchContext, Delivery, Pending, SinkClock, SinkHealth};
 use hold::CrashHold;
 use metrics::METRICS;
 
@@ -143,6 +144,8 @@ struct Receiver {
     /// With `shared_order`: the push order shared by the receivers of the consumer (opened with
     /// the consumer).
     order: Option<order::SharedOrder>,
+    /// Parts of scrapes that arrived in parts, until each scrape is whole.
+    assembler: parts::Assembler,
 }
 
 impl Receiver {
@@ -159,6 +162,7 @@ impl Receiver {
             health: SinkHealth::default(),
             undecodable_subjects: HashSet::new(),
             order: None,
+            assembler: parts::Assembler::default(),
             settings,
         }
     }
@@ -247,6 +251,7 @@ impl Receiver {
                 _ = shutdown.cancelled() => return Ok(()),
                 fetched = self.fetch(consumer) => fetched?,
             };
+            self.sweep_parts().await;
             if messages.is_empty() {
                 continue;
             }
@@ -322,7 +327,7 @@ impl Receiver {
         let stats = Arc::clone(&self.settings.stats);
 
         // Routing facts first: a message no sink needs is never decompressed.
-        let mut items: Vec<(jetstream::Message, ScrapeMeta, Option<Scrape>, u64)> =
+        let mut items: Vec<(jetstream::Message, ScrapeMeta, Option<Scrape>, u64, Vec<_>)> =
             Vec::with_capacity(messages.len());
         let received = messages.len() as u64;
         let redelivered = messages
@@ -337,8 +342,37 @@ impl Receiver {
             .status
             .batch(received, redelivered, pending, now_ms);
         for message in messages {
-            let peeked = wire::peek_meta(message.headers.as_ref());
+            let (message, meta, scrape, parts) = match wire::part_of(message.headers.as_ref()) {
+                Ok(None) => (message, None, None, Vec::new()),
+                Ok(Some(part)) => match timed_decode(&message) {
+                    Ok(scrape) => {
+                        match self.assembler.offer(part, message, scrape, Instant::now()) {
+                            Some(whole) => (
+                                whole.message,
+                                Some(whole.scrape.meta.clone()),
+                                Some(whole.scrape),
+                                whole.parts,
+                            ),
+                            None => continue,
+                        }
+                    }
+                    Err(error) => {
+                        self.undecodable(message.subject.as_str(), &error.to_string());
+                        stats.record(MessageOutcome::DecodeError, "");
+                        ack(&message).await;
+                        continue;
+                    }
+                },
+                Err(error) => {
+                    self.undecodable(message.subject.as_str(), &error.to_string());
+                    stats.record(MessageOutcome::DecodeError, "");
+                    ack(&message).await;
+                    continue;
+                }
+            };
+            let peeked = meta.or_else(|| wire::peek_meta(message.headers.as_ref()));
             let (meta, scrape) = match peeked {
+                Some(meta) if scrape.is_some() => (meta, scrape),
                 Some(meta) => (meta, None),
                 None => match timed_decode(&message) {
                     Ok(scrape) => (scrape.meta.clone(), Some(scrape)),
@@ -355,7 +389,7 @@ impl Receiver {
                 .info()
                 .map(|info| info.stream_sequence)
                 .unwrap_or_default();
-            items.push((message, meta, scrape, sequence));
+            items.push((message, meta, scrape, sequence, parts));
         }
 
         let hold_above = self.hold_above(consumer).await;
@@ -377,7 +411,7 @@ impl Receiver {
         let decisions = {
             let plan_items: Vec<Item<'_>> = items
                 .iter()
-                .map(|(_, meta, _, sequence)| Item {
+                .map(|(_, meta, _, sequence, _)| Item {
                     meta,
                     sequence: *sequence,
                 })
@@ -392,18 +426,23 @@ impl Receiver {
         };
 
         let mut groups: HashMap<GroupKey, Vec<(u64, Pending)>> = HashMap::new();
-        for ((message, meta, scrape, sequence), decision) in items.into_iter().zip(decisions) {
+        for ((message, meta, scrape, sequence, parts), decision) in items.into_iter().zip(decisions)
+        {
             match decision {
                 Decision::Aged => {
                     stats.record(MessageOutcome::Aged, &meta.job);
                     self.ledger.forget(&GroupKey::of(&meta), meta.time_ms);
                     ack(&message).await;
+                    for part in &parts {
+                        ack(part).await;
+                    }
                 }
                 Decision::Deliver(needs) => {
                     groups.entry(GroupKey::of(&meta)).or_default().push((
                         sequence,
                         Pending {
                             message,
+                            parts,
                             meta,
                             scrape,
                             needs,
@@ -464,6 +503,28 @@ impl Receiver {
             }
         };
         self.account(deliveries, now_ms);
+    }
+
+    /// Hands back parts that waited too long for the rest of their scrape; gives up scrapes
+    /// that stayed in pieces past `parts::PART_TIMEOUT` (acked, counted `partial`, logged).
+    async fn sweep_parts(&mut self) {
+        let swept = self.assembler.sweep(Instant::now());
+        for message in &swept.nak {
+            nak(message, Duration::ZERO).await;
+        }
+        for (scrape_id, held, count, messages) in swept.given_up {
+            tracing::warn!(%scrape_id, held, count,
+                "a scrape that arrived in parts is incomplete after {:?}: its {held} parts of \
+                 {count} are dropped, the scrape is not pushed",
+                parts::PART_TIMEOUT);
+            for message in &messages {
+                let job = wire::peek_meta(message.headers.as_ref())
+                    .map(|meta| meta.job)
+                    .unwrap_or_default();
+                self.settings.stats.record(MessageOutcome::Partial, &job);
+                ack(message).await;
+            }
+        }
     }
 
     /// The crash hold's stream sequence while it lasts.

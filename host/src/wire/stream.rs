@@ -43,6 +43,8 @@ pub struct StreamSettings {
     pub domain: Option<String>,
     /// Site streams this (hub) stream sources; not empty: the stream has no subjects.
     pub sources: Vec<SourceSettings>,
+    /// The body format a publisher writes (a receiver reads every format).
+    pub format: super::WireFormat,
 }
 
 /// One site stream a hub stream sources, from another JetStream domain.
@@ -91,6 +93,7 @@ impl StreamSettings {
             replicas: 1,
             domain: None,
             sources: Vec::new(),
+            format: super::WireFormat::Batch,
         }
     }
 
@@ -114,6 +117,7 @@ impl StreamSettings {
                     domain: source.domain.clone(),
                 })
                 .collect(),
+            format: section.format,
         }
     }
 

@@ -207,3 +207,147 @@ fn format_header_variants() {
     assert!(!format_is_text("text/plain; version=1.0.0"));
     assert!(!format_is_text("application/json"));
 }
+
+fn big_scrape(series: usize) -> Scrape {
+    let mut scrape = scrape();
+    scrape.families = (0..4)
+        .map(|family| Family {
+            name: format!("metric_{family}").into(),
+            help: Some("Help.".into()),
+            unit: None,
+            kind: MetricType::Counter,
+            series: (0..series / 4)
+                .map(|i| Series {
+                    name: format!("metric_{family}").into(),
+                    labels: vec![
+                        Label::new(
+                            "id",
+                            format!("{i:08}-{}", i.wrapping_mul(2_654_435_761) % 9973),
+                        ),
+                        Label::new("job", "node"),
+                    ],
+                    value: i as f64 * 1.5,
+                    timestamp_ms: None,
+                })
+                .collect(),
+        })
+        .collect();
+    scrape
+}
+
+#[test]
+fn the_default_body_is_a_batch_and_keeps_staleness_markers_and_float_bits() {
+    let mut original = scrape();
+    original.families[0].series[0].value = crate::model::stale_nan();
+    original.families[0].series[1].value = f64::from_bits(0x7ff8_0000_0000_0001);
+    let message = encode(&original, "prometheus").expect("encodes");
+    assert_eq!(
+        message.headers.get(HEADER_FORMAT).map(|v| v.as_str()),
+        Some(FORMAT_BATCH)
+    );
+    let decoded = decode(Some(&message.headers), &message.payload).expect("decodes");
+    let values: Vec<u64> = decoded.families[0]
+        .series
+        .iter()
+        .map(|s| s.value.to_bits())
+        .collect();
+    assert_eq!(
+        values,
+        [crate::model::STALE_NAN_BITS, 0x7ff8_0000_0000_0001]
+    );
+    assert_eq!(
+        decoded.families[0].series[1].timestamp_ms,
+        Some(1_700_000_000_000)
+    );
+}
+
+#[test]
+fn a_text_body_is_still_written_on_request_without_staleness_markers_and_read() {
+    let mut original = scrape();
+    original.families[0].series[0].value = crate::model::stale_nan();
+    let message = encode_as(&original, "prometheus", WireFormat::Text).expect("encodes");
+    assert_eq!(
+        message.headers.get(HEADER_FORMAT).map(|v| v.as_str()),
+        Some(FORMAT_TEXT)
+    );
+    let text = decompress(ENCODING_ZSTD, &message.payload, 1 << 20).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&text).contains("NaN"),
+        "no marker in text"
+    );
+    let decoded = decode(Some(&message.headers), &message.payload).expect("decodes");
+    assert_eq!(decoded.families[0].series.len(), 1);
+}
+
+#[test]
+fn a_batch_of_another_version_or_a_broken_batch_is_refused_with_a_clear_error() {
+    let message = encode(&scrape(), "prometheus").unwrap();
+    let mut headers = message.headers.clone();
+    headers.insert(HEADER_FORMAT, "application/vnd.promrelay.batch; version=2");
+    let error = decode(Some(&headers), &message.payload)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("version 1"), "{error}");
+    let garbage = zstd::bulk::compress(b"PRB1 but not really a batch", 3).unwrap();
+    let error = decode(Some(&message.headers), &garbage)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("not a valid batch"), "{error}");
+}
+
+#[test]
+fn split_and_join_give_back_the_scrape_and_every_part_is_a_scrape() {
+    let original = big_scrape(1_000);
+    for count in [1, 2, 3, 7, 1_000, 5_000] {
+        let parts = parts::split(&original, count);
+        assert_eq!(parts.len(), count.min(1_000));
+        assert!(parts.iter().all(|part| part.meta == original.meta));
+        assert_eq!(parts::join(parts), original, "{count} parts");
+    }
+}
+
+#[test]
+fn a_scrape_larger_than_the_max_payload_goes_in_parts_that_each_fit_and_join_back() {
+    let original = big_scrape(40_000);
+    let max_payload = 64 * 1024;
+    let whole = encode(&original, "prometheus").unwrap();
+    assert!(whole.payload.len() > max_payload, "{}", whole.payload.len());
+    let messages = encode_parts(&original, "prometheus", WireFormat::Batch, max_payload).unwrap();
+    assert!(messages.len() > 1);
+    let count = messages.len();
+    let mut decoded = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    for (index, message) in messages.iter().enumerate() {
+        assert!(message.payload.len() + parts::HEADER_ROOM <= max_payload);
+        let part = part_of(Some(&message.headers)).unwrap().expect("a part");
+        assert_eq!((part.index, part.count), (index as u32 + 1, count as u32));
+        assert_eq!(part.scrape_id, whole.msg_id);
+        assert!(
+            ids.insert(message.msg_id.clone()),
+            "each part has its own Nats-Msg-Id"
+        );
+        decoded.push(decode(Some(&message.headers), &message.payload).unwrap());
+    }
+    assert_eq!(parts::join(decoded), original);
+    // Small enough: one message, no part headers.
+    let one = encode_parts(&scrape(), "prometheus", WireFormat::Batch, max_payload).unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(part_of(Some(&one[0].headers)).unwrap(), None);
+}
+
+#[test]
+fn bad_part_headers_are_errors() {
+    let message = encode(&scrape(), "prometheus").unwrap();
+    for value in ["0/3", "4/3", "x/3", "3", "1/0", "1/100000"] {
+        let mut headers = message.headers.clone();
+        headers.insert(HEADER_PART, value);
+        headers.insert(HEADER_SCRAPE_ID, "v1-x");
+        assert!(part_of(Some(&headers)).is_err(), "{value}");
+    }
+    let mut headers = message.headers.clone();
+    headers.insert(HEADER_PART, "1/2");
+    assert!(matches!(
+        part_of(Some(&headers)),
+        Err(WireError::MissingHeader(HEADER_SCRAPE_ID))
+    ));
+}

@@ -1,0 +1,311 @@
+//! Staleness markers, as Prometheus writes them: a series a target exposed in its previous
+//! scrape and not in this one gets one sample of the staleness NaN (`model::STALE_NAN_BITS`) at
+//! this scrape's time; a target that went down (its scrape holds only the synthetic series)
+//! thereby marks every series it had. remote_write carries the markers, so a vanished series
+//! ends in Prometheus at once instead of after its 5-minute lookback; the Pushgateway sink
+//! leaves them out.
+//!
+//! Per target the tracker keeps the previous scrape as one encoded batch (each distinct string
+//! once: about a hundred bytes per series) and the sorted hashes of its series; per scrape it
+//! hashes the series once. Series with their own timestamps are not tracked (Prometheus does
+//! not mark them either). A target not scraped for [`FORGET_AFTER`] is forgotten.
+
+use std::collections::HashMap;
+
+use promrelay_abi::{BatchReader, NAME_LABEL};
+
+use crate::filter::codec;
+use crate::model::{self, Family, Label, MetricType, Scrape, Series, Str};
+
+/// A target whose last scrape is this old (milliseconds) is forgotten.
+pub const FORGET_AFTER_MS: i64 = 3_600_000;
+
+/// The previous scrape of one target.
+struct Previous {
+    /// The previous scrape, encoded.
+    batch: Vec<u8>,
+    /// Sorted: (series hash, series index in `batch`, family index in `batch`).
+    series: Vec<(u64, u32, u32)>,
+    time_ms: i64,
+}
+
+/// Per target (job, instance, publisher): what its previous scrape exposed.
+#[derive(Default)]
+pub struct Staleness {
+    targets: HashMap<(String, String), Previous>,
+    /// Spare buffers, reused for the next scrape's batch and hashes.
+    spare: Option<(Vec<u8>, Vec<(u64, u32, u32)>)>,
+    /// Scrapes seen since the last sweep of forgotten targets.
+    since_sweep: usize,
+}
+
+impl Staleness {
+    /// Adds a staleness marker to `scrape` for every series its target's previous scrape had
+    /// and this one has not; remembers this one. Returns how many markers it added.
+    pub fn mark(&mut self, scrape: &mut Scrape) -> usize {
+        let (mut batch, mut series) = self.spare.take().unwrap_or_default();
+        series.clear();
+        let mut index = 0u32;
+        for (family_index, family) in scrape.families.iter().enumerate() {
+            for sample in &family.series {
+                if sample.timestamp_ms.is_none() && !model::is_stale(sample.value) {
+                    series.push((series_hash(sample), index, family_index as u32));
+                }
+                index += 1;
+            }
+        }
+        series.sort_unstable_by_key(|entry| entry.0);
+        if codec::encode_into(scrape, &mut batch).is_err() {
+            // A model breaking its own invariant: nothing to compare with next time.
+            batch.clear();
+            series.clear();
+        }
+        let key = (scrape.meta.job.clone(), scrape.meta.instance.clone());
+        let markers = match self.targets.remove(&key) {
+            Some(previous) => {
+                let added = add_markers(scrape, &previous, &series);
+                self.spare = Some((previous.batch, previous.series));
+                added
+            }
+            None => 0,
+        };
+        self.targets.insert(
+            key,
+            Previous {
+                batch,
+                series,
+                time_ms: scrape.meta.time_ms,
+            },
+        );
+        self.since_sweep += 1;
+        if self.since_sweep >= 1024 {
+            self.since_sweep = 0;
+            let newest = scrape.meta.time_ms;
+            self.targets
+                .retain(|_, previous| newest - previous.time_ms < FORGET_AFTER_MS);
+        }
+        markers
+    }
+
+    /// Targets remembered.
+    pub fn targets(&self) -> usize {
+        self.targets.len()
+    }
+}
+
+/// A 64-bit hash of a series' name and labels (a collision only costs one missed marker).
+fn series_hash(series: &Series) -> u64 {
+    let mut hash = Hash64::default();
+    hash.write(series.name.as_bytes());
+    for label in &series.labels {
+        hash.write(label.name.as_bytes());
+        hash.write(label.value.as_bytes());
+    }
+    hash.finish()
+}
+
+#[derive(Default)]
+struct Hash64(u64);
+
+impl Hash64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.mix(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.mix(u64::from_le_bytes(tail));
+        // The length separates "ab","c" from "a","bc".
+        self.mix(bytes.len() as u64 | 1 << 63);
+    }
+
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ (h >> 33)
+    }
+}
+
+/// Appends the markers of the series of `previous` missing from `current` (sorted hashes).
+fn add_markers(scrape: &mut Scrape, previous: &Previous, current: &[(u64, u32, u32)]) -> usize {
+    let gone: Vec<(u32, u32)> = previous
+        .series
+        .iter()
+        .filter(|(hash, _, _)| current.binary_search_by_key(hash, |entry| entry.0).is_err())
+        .map(|&(_, index, family)| (family, index))
+        .collect();
+    if gone.is_empty() {
+        return 0;
+    }
+    let Ok(reader) = BatchReader::new(&previous.batch) else {
+        return 0;
+    };
+    let mut gone = gone;
+    gone.sort_unstable();
+    let mut added = 0;
+    let mut at = 0;
+    while at < gone.len() {
+        let family_index = gone[at].0;
+        let Ok(record) = reader.family(family_index) else {
+            break;
+        };
+        let text = |index: u32| reader.str(index).unwrap_or_default();
+        let name = text(record.name);
+        let target = match scrape
+            .families
+            .iter()
+            .position(|family| family.name == name)
+        {
+            Some(position) => position,
+            None => {
+                scrape.families.push(Family {
+                    name: Str::from(name),
+                    help: reader.opt_str(record.help).ok().flatten().map(Str::from),
+                    unit: reader.opt_str(record.unit).ok().flatten().map(Str::from),
+                    kind: kind(record.kind),
+                    series: Vec::new(),
+                });
+                scrape.families.len() - 1
+            }
+        };
+        while at < gone.len() && gone[at].0 == family_index {
+            if let Ok(sample) = reader.series(gone[at].1) {
+                let mut series = Series {
+                    name: Str::default(),
+                    labels: Vec::new(),
+                    value: model::stale_nan(),
+                    timestamp_ms: None,
+                };
+                for label in reader.labels(&sample) {
+                    let (label_name, value) = (text(label.name), text(label.value));
+                    if label_name == NAME_LABEL {
+                        series.name = Str::from(value);
+                    } else {
+                        series.labels.push(Label::new(label_name, value));
+                    }
+                }
+                scrape.families[target].series.push(series);
+                added += 1;
+            }
+            at += 1;
+        }
+    }
+    added
+}
+
+fn kind(kind: promrelay_abi::MetricType) -> MetricType {
+    use promrelay_abi::MetricType as Abi;
+    match kind {
+        Abi::Counter => MetricType::Counter,
+        Abi::Gauge => MetricType::Gauge,
+        Abi::Histogram => MetricType::Histogram,
+        Abi::Summary => MetricType::Summary,
+        Abi::GaugeHistogram => MetricType::GaugeHistogram,
+        Abi::Info => MetricType::Info,
+        Abi::StateSet => MetricType::StateSet,
+        Abi::Untyped => MetricType::Untyped,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ScrapeMeta;
+
+    fn scrape(time_ms: i64, series: &[(&str, &str)]) -> Scrape {
+        Scrape {
+            meta: ScrapeMeta {
+                publisher: "p".into(),
+                job: "node".into(),
+                instance: "h:1".into(),
+                time_ms,
+            },
+            families: vec![Family {
+                name: "x".into(),
+                help: Some("X.".into()),
+                unit: None,
+                kind: MetricType::Gauge,
+                series: series
+                    .iter()
+                    .map(|(name, value)| Series {
+                        name: (*name).into(),
+                        labels: vec![Label::new("a", *value), Label::new("job", "node")],
+                        value: 1.0,
+                        timestamp_ms: None,
+                    })
+                    .collect(),
+            }],
+        }
+    }
+
+    fn stale(scrape: &Scrape) -> Vec<String> {
+        scrape
+            .families
+            .iter()
+            .flat_map(|family| &family.series)
+            .filter(|series| model::is_stale(series.value))
+            .map(|series| format!("{}{{a={}}}", series.name, series.label("a").unwrap_or("")))
+            .collect()
+    }
+
+    #[test]
+    fn a_series_gone_since_the_previous_scrape_gets_one_marker_and_then_none() {
+        let mut tracker = Staleness::default();
+        let mut first = scrape(1_000, &[("x", "1"), ("x", "2"), ("x", "3")]);
+        assert_eq!(
+            tracker.mark(&mut first),
+            0,
+            "nothing to compare the first scrape with"
+        );
+        let mut second = scrape(2_000, &[("x", "1"), ("x", "3")]);
+        assert_eq!(tracker.mark(&mut second), 1);
+        assert_eq!(stale(&second), ["x{a=2}"]);
+        let marker = second.families[0].series.last().unwrap();
+        assert_eq!(marker.value.to_bits(), model::STALE_NAN_BITS);
+        assert_eq!(
+            marker.timestamp_ms, None,
+            "the marker takes the scrape's time"
+        );
+        assert_eq!(marker.label("job"), Some("node"));
+        let mut third = scrape(3_000, &[("x", "1"), ("x", "3")]);
+        assert_eq!(tracker.mark(&mut third), 0, "a marker is written once");
+    }
+
+    #[test]
+    fn a_target_down_marks_every_series_and_a_vanished_family_comes_back_for_its_markers() {
+        let mut tracker = Staleness::default();
+        let mut up = scrape(1_000, &[("x", "1"), ("x", "2")]);
+        tracker.mark(&mut up);
+        let mut down = scrape(2_000, &[]);
+        down.families.clear();
+        assert_eq!(tracker.mark(&mut down), 2);
+        assert_eq!(down.families.len(), 1);
+        assert_eq!(down.families[0].name, "x");
+        assert_eq!(down.families[0].help.as_deref(), Some("X."));
+        assert_eq!(stale(&down), ["x{a=1}", "x{a=2}"]);
+    }
+
+    #[test]
+    fn series_with_their_own_timestamps_and_other_targets_are_left_alone() {
+        let mut tracker = Staleness::default();
+        let mut first = scrape(1_000, &[("x", "1"), ("x", "2")]);
+        first.families[0].series[1].timestamp_ms = Some(900);
+        tracker.mark(&mut first);
+        let mut other = scrape(1_500, &[]);
+        other.meta.instance = "other:1".into();
+        assert_eq!(tracker.mark(&mut other), 0);
+        let mut second = scrape(2_000, &[]);
+        assert_eq!(tracker.mark(&mut second), 1);
+        assert_eq!(stale(&second), ["x{a=1}"]);
+        assert_eq!(tracker.targets(), 2);
+    }
+}
