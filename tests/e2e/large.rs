@@ -65,11 +65,15 @@ fn a_scrape_larger_than_the_max_payload_arrives_whole_in_parts_and_others_still_
     let mut relay = Relay::start_config(&config);
     relay.wait_healthy();
 
-    poll_until(WAIT, "the 20 000 series of the big scrape in the Pushgateway", || {
-        let series = pushgateway.series_for("big");
-        let big = series.iter().filter(|s| s.name == "big").count();
-        (big == 20_000).then_some(())
-    });
+    poll_until(
+        WAIT,
+        "the 20 000 series of the big scrape in the Pushgateway",
+        || {
+            let series = pushgateway.series_for("big");
+            let big = series.iter().filter(|s| s.name == "big").count();
+            (big == 20_000).then_some(())
+        },
+    );
     assert!(counter(&relay, "promrelay_scrapes_split_total") >= 1.0);
     assert_eq!(publishes(&relay, "too_large"), 0.0, "nothing dropped");
     poll_until(WAIT, "the small job's scrapes still arrive", || {
@@ -126,13 +130,17 @@ fn a_200_000_series_scrape_reaches_prometheus_whole_through_remote_write() {
     config.max_age = Some("600".into());
     let mut relay = Relay::start_config(&config);
     relay.wait_healthy();
-    poll_until(Duration::from_secs(240), "200 000 series in Prometheus", || {
-        prometheus
-            .query_number("count(wide_series_value{job=\"wide\"})")
-            .ok()
-            .flatten()
-            .filter(|count| *count == 200_000.0)
-    });
+    poll_until(
+        Duration::from_secs(240),
+        "200 000 series in Prometheus",
+        || {
+            prometheus
+                .query_number("count(wide_series_value{job=\"wide\"})")
+                .ok()
+                .flatten()
+                .filter(|count| *count == 200_000.0)
+        },
+    );
     assert!(counter(&relay, "promrelay_scrapes_split_total") >= 1.0);
     assert_eq!(publishes(&relay, "too_large"), 0.0);
     relay.ensure_running().expect("the relay keeps running");

@@ -29,5 +29,6 @@ mod remote_write;
 mod scale_out;
 mod security;
 mod spool;
+mod staleness;
 mod status_page;
 mod web_config;
