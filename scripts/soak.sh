@@ -61,11 +61,15 @@ pids+=($poller)
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 fds() { ls "/proc/$1/fd" | wc -l; }
 served() { curl -s "http://127.0.0.1:$port/stats" | awk '/^total/ {print $2}'; }
-stored() {
-    curl -s "http://127.0.0.1:$prom_port/api/v1/query" \
-        --data-urlencode "query=sum(count_over_time(bench_scrapes_total[$((duration + 600))s]))" |
+query() {
+    curl -s "http://127.0.0.1:$prom_port/api/v1/query" --data-urlencode "query=$1" |
         python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else 0)'
 }
+stored() { query "sum(count_over_time(bench_scrapes_total[$((duration + 600))s]))"; }
+# Each target numbers its answers (bench_scrapes_total = n for its n-th request): the newest
+# number stored per target tells a scrape missing between stored ones (lost in the pipeline)
+# from one served after the newest stored (the poller's request in flight at its SIGTERM).
+numbered() { query "sum(max_over_time(bench_scrapes_total[$((duration + 600))s]))"; }
 sleep $((interval * 2))
 echo "start: poller RSS $(rss "$poller") KiB, fds $(fds "$poller"); receiver RSS $(rss "$receiver") KiB, fds $(fds "$receiver")"
 started=$SECONDS next_restart=$restart restarts=0
@@ -88,3 +92,5 @@ for _ in $(seq 120); do
     sleep 1
 done
 echo "soak ${duration}s, ${restarts} broker restarts, $targets targets at ${interval}s: scrapes made $made, stored $(stored)"
+echo "missing between stored scrapes (lost): $(( $(numbered) - $(stored) )); served after each target's newest stored scrape (in flight at the poller's SIGTERM): $(( made - $(numbered) ))"
+grep -i "lost\|shutdown" "$work/poller.log" | head -5 || true

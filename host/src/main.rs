@@ -58,6 +58,10 @@ enum Command {
     /// Tools for filter authors: run, check, bench and create WebAssembly filters.
     #[command(subcommand)]
     Filter(promrelay::filter::cli::FilterCommand),
+    /// Print a message body from the stream (read on standard input: zstd or not, a batch or
+    /// text) as Prometheus text with its timestamps, staleness markers shown as comments; for
+    /// `nats stream get ... --translate 'promrelay decode'`.
+    Decode,
 }
 
 /// `--config F` after the command, as the original accepted it.
@@ -147,6 +151,14 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Poller(arg) => (Mode::Poller, pick(arg)),
         Command::Receiver(arg) => (Mode::Receiver, pick(arg)),
         Command::Filter(_) => (Mode::Auto, default.clone()),
+        Command::Decode => {
+            use std::io::{Read as _, Write as _};
+            let mut body = Vec::new();
+            std::io::stdin().read_to_end(&mut body)?;
+            let text = promrelay::wire::body::to_text(&body)?;
+            std::io::stdout().write_all(text.as_bytes())?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Enroll(args) => {
             let config = args.config.as_deref().or(cli.config.as_deref());
             let args = enroll_defaults(args, config)?;

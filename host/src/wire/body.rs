@@ -116,3 +116,42 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Family>, WireError> {
     codec::decode(bytes, codec::MAX_SERIES, MAX_LABELS)
         .map_err(|error| WireError::Batch(error.to_string()))
 }
+
+/// A message body as an operator reads it (`promrelay decode`): zstd-compressed or not, a batch
+/// or text; a batch is rendered as text 0.0.4 with timestamps, and each staleness marker as a
+/// `# stale:` comment line (text has no value for it).
+pub fn to_text(body: &[u8]) -> Result<String, WireError> {
+    const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+    let plain = if body.starts_with(&ZSTD_MAGIC) {
+        super::decompress(super::ENCODING_ZSTD, body, super::MAX_DECODED_BYTES)?
+    } else {
+        body.to_vec()
+    };
+    if !plain.starts_with(&promrelay_abi::MAGIC) {
+        return String::from_utf8(plain)
+            .map_err(|_| WireError::Batch("neither a batch nor UTF-8 text".into()));
+    }
+    let families = decode_batch(&plain)?;
+    let options = crate::exposition::RenderOptions {
+        timestamps: true,
+        omit_labels: &[],
+    };
+    let mut out = Vec::new();
+    crate::exposition::render(&without_stale(&families), &options, &mut out);
+    let mut text = String::from_utf8_lossy(&out).into_owned();
+    for family in &families {
+        for series in family.series.iter().filter(|s| model::is_stale(s.value)) {
+            let labels: Vec<String> = series
+                .labels
+                .iter()
+                .map(|l| format!("{}={:?}", l.name, l.value.as_str()))
+                .collect();
+            text.push_str(&format!(
+                "# stale: {}{{{}}}\n",
+                series.name,
+                labels.join(",")
+            ));
+        }
+    }
+    Ok(text)
+}

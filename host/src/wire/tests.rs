@@ -351,3 +351,24 @@ fn bad_part_headers_are_errors() {
         Err(WireError::MissingHeader(HEADER_SCRAPE_ID))
     ));
 }
+
+#[test]
+fn decode_for_the_nats_cli_prints_a_batch_body_as_text_with_its_markers() {
+    let mut original = scrape();
+    original.families[0].series[0].value = crate::model::stale_nan();
+    let message = encode(&original, "prometheus").unwrap();
+    let text = body::to_text(&message.payload).unwrap();
+    assert!(text.contains("# TYPE node_load1 gauge"), "{text}");
+    assert!(
+        text.contains("node_load1{cpu=\"a\\\"b\\\\c\\nd\"} +Inf 1700000000000"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# stale: node_load1{instance=\"h1:9100\",job=\"node\"}"),
+        "{text}"
+    );
+    let plain = encode_as(&original, "p", WireFormat::Text).unwrap();
+    assert!(body::to_text(&plain.payload)
+        .unwrap()
+        .contains("node_load1"));
+}
