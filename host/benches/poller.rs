@@ -1,5 +1,5 @@
 //! The poller's per-scrape path without network: parse → add target labels → encode for the wire
-//! (render + compress). Reported in samples per second beside a parse-only baseline of the same
+//! (batch + compress), with and without the staleness tracker. Reported in samples per second beside a parse-only baseline of the same
 //! input, measured in the same run. Figures go in `BENCHMARKS.md`.
 
 mod common;
@@ -15,7 +15,7 @@ const NODE_EXPORTER: &str = concat!(
     "/../tests/data/node_exporter.prom"
 );
 
-fn poller_path(body: &[u8]) -> usize {
+fn poller_path(body: &[u8], staleness: Option<&mut promrelay::stale::Staleness>) -> usize {
     let families = exposition::parse(body).expect("benchmark input parses");
     let mut scrape = Scrape {
         meta: ScrapeMeta {
@@ -27,6 +27,9 @@ fn poller_path(body: &[u8]) -> usize {
         families,
     };
     scrape.add_target_labels("node", "host:9100");
+    if let Some(staleness) = staleness {
+        staleness.mark(&mut scrape);
+    }
     let message = promrelay::wire::encode(&scrape, "prometheus").expect("encodes");
     message.payload.len()
 }
@@ -48,7 +51,13 @@ fn benchmarks(criterion: &mut Criterion) {
             b.iter(|| exposition::parse(black_box(body)))
         });
         group.bench_function("parse_label_encode_compress", |b| {
-            b.iter(|| poller_path(black_box(body)))
+            b.iter(|| poller_path(black_box(body), None))
+        });
+        // What the publisher does: the same with the staleness tracker (steady state: the
+        // target's previous scrape had the same series).
+        let mut staleness = promrelay::stale::Staleness::default();
+        group.bench_function("parse_label_stale_encode_compress", |b| {
+            b.iter(|| poller_path(black_box(body), Some(&mut staleness)))
         });
         group.finish();
     }

@@ -113,6 +113,15 @@ enum Mode {
     DryRun,
 }
 
+/// A stable hash of a scrape's target: its scrapes go to the same filter instance when it is idle.
+fn target_hash(job: &str, instance: &str) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    job.hash(&mut hasher);
+    instance.hash(&mut hasher);
+    hasher.finish()
+}
+
 fn run<'a>(
     stages: impl Iterator<Item = &'a Arc<Stage>>,
     mut scrape: Scrape,
@@ -120,6 +129,7 @@ fn run<'a>(
     label_limit: usize,
 ) -> FilterOutcome {
     let live = mode == Mode::Live;
+    let affinity = target_hash(&scrape.meta.job, &scrape.meta.instance);
     let mut batch: Vec<u8> = Vec::new();
     let mut batch_valid = false;
     for stage in stages {
@@ -137,7 +147,7 @@ fn run<'a>(
         }
         let series_in = scrape.sample_count();
         let called = if live {
-            stage.call(&batch, series_in)
+            stage.call(&batch, series_in, affinity)
         } else {
             stage.trial(&batch, series_in)
         };

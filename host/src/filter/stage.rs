@@ -23,6 +23,8 @@ use crate::config::{FilterConfig, OnError};
 /// Calls after which an instance is replaced by a fresh one.
 pub const MAX_CALLS_PER_INSTANCE: u64 = 10_000;
 /// Idle instances kept per filter (one per concurrently filtered scrape, up to this many).
+/// A target's scrapes go to the same slot when it is free ([`Stage::call`]'s affinity), so a
+/// filter that remembers per series (the relabel memo) finds its series there again.
 const POOL_SIZE: usize = 4;
 /// Distinct error texts remembered per filter for "log once".
 const DISTINCT_ERRORS: usize = 64;
@@ -53,7 +55,8 @@ pub struct Stage {
     pub stats: Arc<StageStats>,
     limits: CallLimits,
     config_json: Vec<u8>,
-    pool: Mutex<Vec<LiveInstance>>,
+    /// `POOL_SIZE` slots of idle instances.
+    pool: Mutex<Vec<Option<LiveInstance>>>,
     log: Arc<LogGate>,
     calls_metric: Counter,
     duration_metric: Histogram,
@@ -92,7 +95,11 @@ impl Stage {
             duration_metric: METRICS.duration.get_or_create(&labels).clone(),
             series_in_metric: METRICS.series_in.get_or_create(&labels).clone(),
             series_out_metric: METRICS.series_out.get_or_create(&labels).clone(),
-            pool: Mutex::new(vec![canary]),
+            pool: Mutex::new({
+                let mut slots: Vec<Option<LiveInstance>> = (0..POOL_SIZE).map(|_| None).collect();
+                slots[0] = Some(canary);
+                slots
+            }),
             loaded_at: SystemTime::now(),
             limits,
             config_json,
@@ -117,13 +124,19 @@ impl Stage {
 
     /// One guest call on `batch` (holding `series_count` series) for a live scrape. Blocking:
     /// run it on a blocking thread. Failures are counted and logged here; the caller applies
-    /// `on_error`.
-    pub fn call(&self, batch: &[u8], series_count: usize) -> Result<GuestOutput, FilterError> {
+    /// `on_error`. `affinity` (a hash of the scrape's target) picks the instance that served
+    /// this target before, when it is idle.
+    pub fn call(
+        &self,
+        batch: &[u8],
+        series_count: usize,
+        affinity: u64,
+    ) -> Result<GuestOutput, FilterError> {
         let started = Instant::now();
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         self.calls_metric.inc();
         self.series_in_metric.inc_by(series_count as u64);
-        let result = self.call_instance(batch, series_count, false);
+        let result = self.call_instance(batch, series_count, false, affinity);
         self.duration_metric
             .observe(started.elapsed().as_secs_f64());
         if let Err(error) = &result {
@@ -140,30 +153,18 @@ impl Stage {
         batch: &[u8],
         series_count: usize,
     ) -> Result<GuestOutput, FilterError> {
-        self.call_instance(batch, series_count, true)
+        self.call_instance(batch, series_count, true, 0)
     }
 
     /// The filter's own trace of `batch` (`promrelay_trace`, ABI.md §10), `None` when the module
     /// offers none. Counts, logs and reports nothing, like [`Stage::trial`]: only an explain
     /// (CLI or monitor port) calls it, on a stage of its own, never a live chain's. Blocking.
     pub(crate) fn trace(&self, batch: &[u8]) -> Result<Option<Vec<u8>>, FilterError> {
-        let pooled = self.lock_pool().pop();
-        let mut instance = match pooled {
-            Some(instance) => instance,
-            None => LiveInstance::new(
-                &self.module,
-                self.limits,
-                &self.config_json,
-                self.log.clone(),
-            )?,
-        };
+        let mut instance = self.take(0)?;
         instance.set_dry_run(true);
         let output_limit = batch.len().saturating_mul(64).max(1 << 20);
         let trace = instance.trace(batch, output_limit)?;
-        let mut pool = self.lock_pool();
-        if pool.len() < POOL_SIZE && !instance.worn_out(MAX_CALLS_PER_INSTANCE) {
-            pool.push(instance);
-        }
+        self.put_back(0, instance);
         Ok(trace)
     }
 
@@ -172,29 +173,52 @@ impl Stage {
         batch: &[u8],
         series_count: usize,
         dry_run: bool,
+        affinity: u64,
     ) -> Result<GuestOutput, FilterError> {
-        let pooled = self.lock_pool().pop();
-        let mut instance = match pooled {
-            Some(instance) => instance,
-            None => LiveInstance::new(
-                &self.module,
-                self.limits,
-                &self.config_json,
-                self.log.clone(),
-            )?,
-        };
+        let mut instance = self.take(affinity)?;
         instance.set_dry_run(dry_run);
         let output_limit = batch.len().saturating_mul(4).max(1 << 20);
         // On error the instance is dropped here: a trapped or interrupted instance may hold
         // inconsistent state, and a fresh one costs one instantiation and `init`.
         let output = instance.process(batch, series_count, output_limit)?;
-        if !instance.worn_out(MAX_CALLS_PER_INSTANCE) {
-            let mut pool = self.lock_pool();
-            if pool.len() < POOL_SIZE {
-                pool.push(instance);
-            }
-        }
+        self.put_back(affinity, instance);
         Ok(output)
+    }
+
+    /// The idle instance of the affinity's slot, else any idle one, else a new one.
+    fn take(&self, affinity: u64) -> Result<LiveInstance, FilterError> {
+        let pooled = {
+            let mut pool = self.lock_pool();
+            let slot = (affinity % POOL_SIZE as u64) as usize;
+            match pool[slot].take() {
+                Some(instance) => Some(instance),
+                None => pool.iter_mut().find_map(Option::take),
+            }
+        };
+        match pooled {
+            Some(instance) => Ok(instance),
+            None => LiveInstance::new(
+                &self.module,
+                self.limits,
+                &self.config_json,
+                self.log.clone(),
+            ),
+        }
+    }
+
+    /// Back into the affinity's slot, else any empty one; dropped when worn out or no slot is
+    /// free.
+    fn put_back(&self, affinity: u64, instance: LiveInstance) {
+        if instance.worn_out(MAX_CALLS_PER_INSTANCE) {
+            return;
+        }
+        let mut pool = self.lock_pool();
+        let slot = (affinity % POOL_SIZE as u64) as usize;
+        if pool[slot].is_none() {
+            pool[slot] = Some(instance);
+        } else if let Some(empty) = pool.iter_mut().find(|slot| slot.is_none()) {
+            *empty = Some(instance);
+        }
     }
 
     /// Counts series a filter let through.
@@ -241,7 +265,13 @@ impl Stage {
             .unwrap_or_else(|p| p.into_inner()) = Some(text);
     }
 
-    fn lock_pool(&self) -> std::sync::MutexGuard<'_, Vec<LiveInstance>> {
+    /// Which pool slots hold an idle instance (tests).
+    #[cfg(test)]
+    pub(crate) fn idle_slots(&self) -> Vec<bool> {
+        self.lock_pool().iter().map(Option::is_some).collect()
+    }
+
+    fn lock_pool(&self) -> std::sync::MutexGuard<'_, Vec<Option<LiveInstance>>> {
         self.pool.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -536,3 +536,32 @@ fn compiled_modules_are_cached_by_content_hash() {
     assert!(Arc::ptr_eq(&first, &second));
     assert_eq!(first.hash.len(), 64);
 }
+
+#[test]
+fn a_targets_scrapes_go_back_to_the_instance_slot_of_its_affinity() {
+    let stage = stage("pass.wat", OnError::Drop).expect("loads");
+    let batch = codec::encode(&sample_scrape()).expect("encodes");
+    assert_eq!(
+        stage.idle_slots(),
+        [true, false, false, false],
+        "the canary"
+    );
+    stage.call(&batch, 3, 6).expect("passes");
+    assert_eq!(
+        stage.idle_slots(),
+        [false, false, true, false],
+        "6 % 4: slot 2"
+    );
+    stage.call(&batch, 3, 2).expect("passes");
+    assert_eq!(
+        stage.idle_slots(),
+        [false, false, true, false],
+        "taken from and put back into its slot"
+    );
+    stage.call(&batch, 3, 3).expect("passes");
+    assert_eq!(
+        stage.idle_slots(),
+        [false, false, false, true],
+        "the idle one moves to the caller's slot"
+    );
+}
