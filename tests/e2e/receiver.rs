@@ -128,7 +128,12 @@ impl Rig {
 
     /// Publishes a scrape and waits for JetStream's ack; retries while the server restarts.
     pub(crate) fn publish(&self, scrape: &Scrape) {
-        let message = wire::encode(scrape, TOPIC).expect("the scrape encodes");
+        self.publish_as(scrape, wire::WireFormat::Batch);
+    }
+
+    /// [`Rig::publish`] with a body of this format.
+    pub(crate) fn publish_as(&self, scrape: &Scrape, format: wire::WireFormat) {
+        let message = wire::encode_as(scrape, TOPIC, format).expect("the scrape encodes");
         poll_until(WAIT, "JetStream to acknowledge a publish", || {
             self.runtime.block_on(async {
                 let ack = self
@@ -434,6 +439,52 @@ fn a_prometheus_streams_json_message_of_a_whole_node_exporter_scrape_arrives_ser
             sample.value,
             original.value
         );
+    }
+    rig.stop();
+}
+
+#[test]
+fn a_text_message_of_an_earlier_promrelay_and_a_batch_message_both_arrive_series_for_series() {
+    let pushgateway = Pushgateway::start();
+    let mut rig = Rig::new();
+    let text = include_str!("../data/node_exporter.prom");
+    let families = promrelay::exposition::parse(text.as_bytes()).expect("the capture parses");
+    for (instance, format) in [
+        ("old-poller", wire::WireFormat::Text),
+        ("new-poller", wire::WireFormat::Batch),
+    ] {
+        let mut scrape = Scrape {
+            meta: promrelay::model::ScrapeMeta {
+                publisher: "P1".into(),
+                job: "formats".into(),
+                instance: instance.into(),
+                time_ms: now_ms(),
+            },
+            families: families.clone(),
+        };
+        scrape.add_target_labels("formats", instance);
+        rig.publish_as(&scrape, format);
+    }
+    rig.start(rig.settings(vec![Rig::pushgateway_sink(&pushgateway)]));
+    let expected = promrelay_tests::parse_samples(text).expect("the captured scrape parses");
+    let arrived = poll_until(WAIT, "both scrapes in the Pushgateway", || {
+        let pushed = pushgateway.pushed_series_for("formats");
+        let count = |instance: &str| {
+            pushed
+                .iter()
+                .filter(|s| s.label("instance") == Some(instance))
+                .count()
+        };
+        (count("old-poller") == expected.len() && count("new-poller") == expected.len())
+            .then_some(pushed)
+    });
+    for sample in &arrived {
+        let key = sample.key_without(&["instance", "job", "publisher"]);
+        let original = expected
+            .iter()
+            .find(|candidate| candidate.key() == key)
+            .unwrap_or_else(|| panic!("{key} was not in the scrape"));
+        assert!(sample.same_value(original), "{key}");
     }
     rig.stop();
 }
