@@ -13,6 +13,7 @@
 //! check that module, certificate or key files exist, connect anywhere or resolve names. The
 //! stages that use those files report their own errors.
 
+mod access;
 mod build;
 mod discovery;
 mod endpoints;
