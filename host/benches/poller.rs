@@ -27,11 +27,25 @@ fn poller_path(body: &[u8], staleness: Option<&mut promrelay::stale::Staleness>)
         families,
     };
     scrape.add_target_labels("node", "host:9100");
-    if let Some(staleness) = staleness {
-        staleness.mark(&mut scrape);
-    }
-    let message = promrelay::wire::encode(&scrape, "prometheus").expect("encodes");
-    message.payload.len()
+    let Some(staleness) = staleness else {
+        let message = promrelay::wire::encode(&scrape, "prometheus").expect("encodes");
+        return message.payload.len();
+    };
+    // As the publisher does it: markers, then the wire's batch kept by the tracker.
+    let mut marked = Some(staleness.begin(&mut scrape));
+    let messages = promrelay::wire::encode_parts_with(
+        &scrape,
+        "prometheus",
+        promrelay::wire::WireFormat::Batch,
+        usize::MAX,
+        Some(&mut |batch: &[u8]| {
+            if let Some(marked) = marked.take() {
+                staleness.finish(marked, batch);
+            }
+        }),
+    )
+    .expect("encodes");
+    messages.iter().map(|m| m.payload.len()).sum()
 }
 
 fn benchmarks(criterion: &mut Criterion) {

@@ -456,11 +456,27 @@ fn enqueue(
     status: &crate::status::PublisherStatus,
 ) {
     let started = Instant::now();
-    let markers = staleness.mark(&mut scrape);
-    if markers > 0 {
-        METRICS.stale.inc_by(markers as u64);
+    let marked = staleness.begin(&mut scrape);
+    if marked.markers > 0 {
+        METRICS.stale.inc_by(marked.markers as u64);
     }
-    match wire::encode_parts(&scrape, &stream.topic, stream.format, max_payload) {
+    // The tracker keeps the wire's own batch of the scrape rather than encoding it again.
+    let mut marked = Some(marked);
+    let encoded = wire::encode_parts_with(
+        &scrape,
+        &stream.topic,
+        stream.format,
+        max_payload,
+        Some(&mut |batch: &[u8]| {
+            if let Some(marked) = marked.take() {
+                staleness.finish(marked, batch);
+            }
+        }),
+    );
+    if let Some(marked) = marked.take() {
+        staleness.finish_encoding(marked, &scrape);
+    }
+    match encoded {
         Ok(messages) => {
             METRICS
                 .encode_seconds

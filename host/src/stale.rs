@@ -24,17 +24,27 @@ pub const FORGET_AFTER_MS: i64 = 3_600_000;
 struct Previous {
     /// The previous scrape, encoded.
     batch: Vec<u8>,
-    /// Sorted: (series hash, series index in `batch`, family index in `batch`).
+    /// Sorted: (series hash, position in its family, family index in `batch`).
     series: Vec<(u64, u32, u32)>,
     time_ms: i64,
 }
 
-/// Per target (job, instance, publisher): what its previous scrape exposed.
+/// A scrape with its markers added, not remembered yet ([`Staleness::begin`]).
+pub struct Marked {
+    key: (String, String),
+    series: Vec<(u64, u32, u32)>,
+    time_ms: i64,
+    /// Markers added.
+    pub markers: usize,
+}
+
+/// Per target (job, instance): what its previous scrape exposed.
 #[derive(Default)]
 pub struct Staleness {
     targets: HashMap<(String, String), Previous>,
     /// Spare buffers, reused for the next scrape's batch and hashes.
-    spare: Option<(Vec<u8>, Vec<(u64, u32, u32)>)>,
+    spare_batch: Option<Vec<u8>>,
+    spare_series: Option<Vec<(u64, u32, u32)>>,
     /// Scrapes seen since the last sweep of forgotten targets.
     since_sweep: usize,
 }
@@ -43,48 +53,88 @@ impl Staleness {
     /// Adds a staleness marker to `scrape` for every series its target's previous scrape had
     /// and this one has not; remembers this one. Returns how many markers it added.
     pub fn mark(&mut self, scrape: &mut Scrape) -> usize {
-        let (mut batch, mut series) = self.spare.take().unwrap_or_default();
+        let marked = self.begin(scrape);
+        let markers = marked.markers;
+        self.finish_encoding(marked, scrape);
+        markers
+    }
+
+    /// The first half of [`mark`](Self::mark): adds the markers; [`finish`](Self::finish) (with
+    /// the scrape's batch, markers included, when the caller encoded one anyway) or
+    /// [`finish_encoding`](Self::finish_encoding) remembers the scrape.
+    pub fn begin(&mut self, scrape: &mut Scrape) -> Marked {
+        let mut series = self.spare_series.take().unwrap_or_default();
         series.clear();
-        let mut index = 0u32;
         for (family_index, family) in scrape.families.iter().enumerate() {
-            for sample in &family.series {
+            for (position, sample) in family.series.iter().enumerate() {
                 if sample.timestamp_ms.is_none() && !model::is_stale(sample.value) {
-                    series.push((series_hash(sample), index, family_index as u32));
+                    series.push((series_hash(sample), position as u32, family_index as u32));
                 }
-                index += 1;
             }
         }
         series.sort_unstable_by_key(|entry| entry.0);
-        if codec::encode_into(scrape, &mut batch).is_err() {
-            // A model breaking its own invariant: nothing to compare with next time.
-            batch.clear();
-            series.clear();
-        }
         let key = (scrape.meta.job.clone(), scrape.meta.instance.clone());
-        let markers = match self.targets.remove(&key) {
-            Some(previous) => {
-                let added = add_markers(scrape, &previous, &series);
-                self.spare = Some((previous.batch, previous.series));
-                added
-            }
+        let markers = match self.targets.get(&key) {
+            Some(previous) => add_markers(scrape, previous, &series),
             None => 0,
         };
-        self.targets.insert(
+        // Markers go to the end of their families (or new families at the end), so the
+        // positions remembered above stay right in the batch of the scrape with its markers.
+        Marked {
+            key,
+            series,
+            time_ms: scrape.meta.time_ms,
+            markers,
+        }
+    }
+
+    /// Remembers the scrape of `marked` by its batch (`batch`: the scrape as encoded, markers
+    /// included).
+    pub fn finish(&mut self, marked: Marked, batch: &[u8]) {
+        let mut buffer = self.spare_batch.take().unwrap_or_default();
+        buffer.clear();
+        buffer.extend_from_slice(batch);
+        self.store(marked, buffer);
+    }
+
+    /// Remembers the scrape of `marked`, encoding it (`scrape`: with its markers).
+    pub fn finish_encoding(&mut self, marked: Marked, scrape: &Scrape) {
+        let mut buffer = self.spare_batch.take().unwrap_or_default();
+        if codec::encode_into(scrape, &mut buffer).is_err() {
+            // A model breaking its own invariant: nothing to compare with next time.
+            buffer.clear();
+        }
+        self.store(marked, buffer);
+    }
+
+    fn store(&mut self, marked: Marked, batch: Vec<u8>) {
+        let Marked {
+            key,
+            mut series,
+            time_ms,
+            ..
+        } = marked;
+        if batch.is_empty() {
+            series.clear();
+        }
+        let previous = self.targets.insert(
             key,
             Previous {
                 batch,
                 series,
-                time_ms: scrape.meta.time_ms,
+                time_ms,
             },
         );
+        if let Some(previous) = previous {
+            self.spare_batch = Some(previous.batch);
+            self.spare_series = Some(previous.series);
+        }
         self.since_sweep += 1;
         if self.since_sweep >= 1024 {
             self.since_sweep = 0;
-            let newest = scrape.meta.time_ms;
             self.targets
-                .retain(|_, previous| newest - previous.time_ms < FORGET_AFTER_MS);
+                .retain(|_, previous| time_ms - previous.time_ms < FORGET_AFTER_MS);
         }
-        markers
     }
 
     /// Targets remembered.
@@ -141,7 +191,7 @@ fn add_markers(scrape: &mut Scrape, previous: &Previous, current: &[(u64, u32, u
         .series
         .iter()
         .filter(|(hash, _, _)| current.binary_search_by_key(hash, |entry| entry.0).is_err())
-        .map(|&(_, index, family)| (family, index))
+        .map(|&(_, position, family)| (family, position))
         .collect();
     if gone.is_empty() {
         return 0;
@@ -178,7 +228,7 @@ fn add_markers(scrape: &mut Scrape, previous: &Previous, current: &[(u64, u32, u
             }
         };
         while at < gone.len() && gone[at].0 == family_index {
-            if let Ok(sample) = reader.series(gone[at].1) {
+            if let Ok(sample) = reader.series(record.first_series + gone[at].1) {
                 let mut series = Series {
                     name: Str::default(),
                     labels: Vec::new(),
@@ -269,7 +319,7 @@ mod tests {
         let mut second = scrape(2_000, &[("x", "1"), ("x", "3")]);
         assert_eq!(tracker.mark(&mut second), 1);
         assert_eq!(stale(&second), ["x{a=2}"]);
-        let marker = second.families[0].series.last().unwrap();
+        let marker = second.families[0].series.last().expect("a marker");
         assert_eq!(marker.value.to_bits(), model::STALE_NAN_BITS);
         assert_eq!(
             marker.timestamp_ms, None,
@@ -307,5 +357,53 @@ mod tests {
         assert_eq!(tracker.mark(&mut second), 1);
         assert_eq!(stale(&second), ["x{a=1}"]);
         assert_eq!(tracker.targets(), 2);
+    }
+
+    #[test]
+    fn remembering_the_wires_batch_gives_the_same_markers_as_encoding_anew() {
+        let mut tracker = Staleness::default();
+        let mut previous = scrape(1_000, &[("x", "1"), ("x", "2"), ("x", "3")]);
+        previous.families.push(Family {
+            name: "y".into(),
+            help: None,
+            unit: None,
+            kind: MetricType::Counter,
+            series: vec![Series {
+                name: "y_total".into(),
+                labels: vec![Label::new("b", "1")],
+                value: 5.0,
+                timestamp_ms: None,
+            }],
+        });
+        for round in 0..3 {
+            let marked = tracker.begin(&mut previous);
+            let mut marked = Some(marked);
+            crate::wire::encode_parts_with(
+                &previous,
+                "t",
+                crate::wire::WireFormat::Batch,
+                usize::MAX,
+                Some(&mut |batch: &[u8]| {
+                    tracker.finish(marked.take().expect("called once"), batch)
+                }),
+            )
+            .expect("encodes");
+            assert!(
+                marked.is_none(),
+                "the batch was handed over in round {round}"
+            );
+            previous.meta.time_ms += 1_000;
+        }
+        let mut next = scrape(9_000, &[("x", "3")]);
+        assert_eq!(tracker.mark(&mut next), 3);
+        let mut markers = stale(&next);
+        markers.sort();
+        assert_eq!(markers, ["x{a=1}", "x{a=2}", "y_total{a=}"]);
+        let y = next
+            .families
+            .iter()
+            .find(|f| f.name == "y")
+            .expect("y comes back");
+        assert_eq!(y.series[0].label("b"), Some("1"));
     }
 }

@@ -123,9 +123,22 @@ pub fn encode(scrape: &Scrape, topic: &str) -> anyhow::Result<WireMessage> {
 /// Fails only when a routing fact cannot travel in a header (it contains CR or LF) or when
 /// encoding or compression fails.
 pub fn encode_as(scrape: &Scrape, topic: &str, format: WireFormat) -> anyhow::Result<WireMessage> {
+    encode_whole(scrape, topic, format, None)
+}
+
+/// `on_batch` sees the uncompressed batch body (only for [`WireFormat::Batch`]).
+fn encode_whole(
+    scrape: &Scrape,
+    topic: &str,
+    format: WireFormat,
+    on_batch: Option<OnBatch<'_>>,
+) -> anyhow::Result<WireMessage> {
     BODY.with(|buffer| {
         let mut body = buffer.borrow_mut();
         body::encode(scrape, format, &mut body)?;
+        if let (WireFormat::Batch, Some(on_batch)) = (format, on_batch) {
+            on_batch(&body);
+        }
         let payload = zstd::bulk::compress(&body, ZSTD_LEVEL)
             .map_err(|error| anyhow::anyhow!("zstd compression of a scrape failed: {error}"))?;
         if body.capacity() > 16 * 1024 * 1024 {
@@ -143,6 +156,9 @@ pub fn encode_as(scrape: &Scrape, topic: &str, format: WireFormat) -> anyhow::Re
     })
 }
 
+/// Sees a whole scrape's uncompressed batch body (see [`encode_parts_with`]).
+pub type OnBatch<'a> = &'a mut dyn FnMut(&[u8]);
+
 thread_local! {
     // The uncompressed body, reused across scrapes.
     static BODY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -157,7 +173,19 @@ pub fn encode_parts(
     format: WireFormat,
     max_payload: usize,
 ) -> anyhow::Result<Vec<WireMessage>> {
-    let whole = encode_as(scrape, topic, format)?;
+    encode_parts_with(scrape, topic, format, max_payload, None)
+}
+
+/// [`encode_parts`], handing the whole scrape's uncompressed batch body to `on_batch` when the
+/// format is the batch (the staleness tracker keeps it instead of encoding the scrape again).
+pub fn encode_parts_with(
+    scrape: &Scrape,
+    topic: &str,
+    format: WireFormat,
+    max_payload: usize,
+    on_batch: Option<OnBatch<'_>>,
+) -> anyhow::Result<Vec<WireMessage>> {
+    let whole = encode_whole(scrape, topic, format, on_batch)?;
     let limit = max_payload.saturating_sub(parts::HEADER_ROOM).max(1);
     if whole.payload.len() <= limit {
         return Ok(vec![whole]);

@@ -270,7 +270,7 @@ fn a_text_body_is_still_written_on_request_without_staleness_markers_and_read() 
         message.headers.get(HEADER_FORMAT).map(|v| v.as_str()),
         Some(FORMAT_TEXT)
     );
-    let text = decompress(ENCODING_ZSTD, &message.payload, 1 << 20).unwrap();
+    let text = decompress(ENCODING_ZSTD, &message.payload, 1 << 20).expect("test input");
     assert!(
         !String::from_utf8_lossy(&text).contains("NaN"),
         "no marker in text"
@@ -281,16 +281,16 @@ fn a_text_body_is_still_written_on_request_without_staleness_markers_and_read() 
 
 #[test]
 fn a_batch_of_another_version_or_a_broken_batch_is_refused_with_a_clear_error() {
-    let message = encode(&scrape(), "prometheus").unwrap();
+    let message = encode(&scrape(), "prometheus").expect("test input");
     let mut headers = message.headers.clone();
     headers.insert(HEADER_FORMAT, "application/vnd.promrelay.batch; version=2");
     let error = decode(Some(&headers), &message.payload)
-        .unwrap_err()
+        .expect_err("must fail")
         .to_string();
     assert!(error.contains("version 1"), "{error}");
-    let garbage = zstd::bulk::compress(b"PRB1 but not really a batch", 3).unwrap();
+    let garbage = zstd::bulk::compress(b"PRB1 but not really a batch", 3).expect("test input");
     let error = decode(Some(&message.headers), &garbage)
-        .unwrap_err()
+        .expect_err("must fail")
         .to_string();
     assert!(error.contains("not a valid batch"), "{error}");
 }
@@ -310,34 +310,38 @@ fn split_and_join_give_back_the_scrape_and_every_part_is_a_scrape() {
 fn a_scrape_larger_than_the_max_payload_goes_in_parts_that_each_fit_and_join_back() {
     let original = big_scrape(40_000);
     let max_payload = 64 * 1024;
-    let whole = encode(&original, "prometheus").unwrap();
+    let whole = encode(&original, "prometheus").expect("test input");
     assert!(whole.payload.len() > max_payload, "{}", whole.payload.len());
-    let messages = encode_parts(&original, "prometheus", WireFormat::Batch, max_payload).unwrap();
+    let messages =
+        encode_parts(&original, "prometheus", WireFormat::Batch, max_payload).expect("test input");
     assert!(messages.len() > 1);
     let count = messages.len();
     let mut decoded = Vec::new();
     let mut ids = std::collections::HashSet::new();
     for (index, message) in messages.iter().enumerate() {
         assert!(message.payload.len() + parts::HEADER_ROOM <= max_payload);
-        let part = part_of(Some(&message.headers)).unwrap().expect("a part");
+        let part = part_of(Some(&message.headers))
+            .expect("test input")
+            .expect("a part");
         assert_eq!((part.index, part.count), (index as u32 + 1, count as u32));
         assert_eq!(part.scrape_id, whole.msg_id);
         assert!(
             ids.insert(message.msg_id.clone()),
             "each part has its own Nats-Msg-Id"
         );
-        decoded.push(decode(Some(&message.headers), &message.payload).unwrap());
+        decoded.push(decode(Some(&message.headers), &message.payload).expect("test input"));
     }
     assert_eq!(parts::join(decoded), original);
     // Small enough: one message, no part headers.
-    let one = encode_parts(&scrape(), "prometheus", WireFormat::Batch, max_payload).unwrap();
+    let one =
+        encode_parts(&scrape(), "prometheus", WireFormat::Batch, max_payload).expect("test input");
     assert_eq!(one.len(), 1);
-    assert_eq!(part_of(Some(&one[0].headers)).unwrap(), None);
+    assert_eq!(part_of(Some(&one[0].headers)).expect("test input"), None);
 }
 
 #[test]
 fn bad_part_headers_are_errors() {
-    let message = encode(&scrape(), "prometheus").unwrap();
+    let message = encode(&scrape(), "prometheus").expect("test input");
     for value in ["0/3", "4/3", "x/3", "3", "1/0", "1/100000"] {
         let mut headers = message.headers.clone();
         headers.insert(HEADER_PART, value);
@@ -356,8 +360,8 @@ fn bad_part_headers_are_errors() {
 fn decode_for_the_nats_cli_prints_a_batch_body_as_text_with_its_markers() {
     let mut original = scrape();
     original.families[0].series[0].value = crate::model::stale_nan();
-    let message = encode(&original, "prometheus").unwrap();
-    let text = body::to_text(&message.payload).unwrap();
+    let message = encode(&original, "prometheus").expect("test input");
+    let text = body::to_text(&message.payload).expect("test input");
     assert!(text.contains("# TYPE node_load1 gauge"), "{text}");
     assert!(
         text.contains("node_load1{cpu=\"a\\\"b\\\\c\\nd\"} +Inf 1700000000000"),
@@ -367,8 +371,8 @@ fn decode_for_the_nats_cli_prints_a_batch_body_as_text_with_its_markers() {
         text.contains("# stale: node_load1{instance=\"h1:9100\",job=\"node\"}"),
         "{text}"
     );
-    let plain = encode_as(&original, "p", WireFormat::Text).unwrap();
+    let plain = encode_as(&original, "p", WireFormat::Text).expect("test input");
     assert!(body::to_text(&plain.payload)
-        .unwrap()
+        .expect("test input")
         .contains("node_load1"));
 }
