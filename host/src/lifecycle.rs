@@ -153,19 +153,19 @@ pub fn emit(event: Event) {
     }
 }
 
-/// Starts the sender: connects with `role`'s security (see [`crate::nats::configure`]) and
-/// publishes each queued event until the queue closes; a `shutdown` event is flushed before the
+/// Starts the sender: connects with `security` and publishes each queued event until the queue closes; a `shutdown` event is flushed before the
 /// task ends. The returned handle finishes after the last event; the caller bounds the wait (a
 /// flush waits for a NATS server that is down).
 pub fn start(
     urls: Vec<String>,
     role: &'static str,
+    security: crate::nats::Security,
     identity: String,
     component: String,
 ) -> (Events, tokio::task::JoinHandle<()>) {
     let (queue, mut events) = mpsc::channel::<Event>(64);
     let handle = tokio::spawn(async move {
-        let client = match crate::nats::connect(&urls, role, &identity).await {
+        let client = match crate::nats::connect(&urls, role, &identity, &security).await {
             Ok(client) => client,
             Err(error) => {
                 tracing::warn!("lifecycle events disabled: {error:#}");

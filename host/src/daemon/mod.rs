@@ -158,29 +158,33 @@ pub async fn run(
          receiver_stream and push_gateway (or remote_write)",
         config_path.display()
     );
-    // TLS files are checked now, so that a bad file fails the start with its name.
-    if let Some(stream) = config.poller_stream.as_ref().filter(|_| run_poller) {
-        let security = nats::Security::load("poller_stream", stream.tls.as_ref(), &stream.auth)
-            .with_context(|| config_path.display().to_string())?;
-        nats::configure("poller", security);
-    }
-    if let Some(stream) = config.receiver_stream.as_ref().filter(|_| run_receiver) {
-        let security = nats::Security::load("receiver_stream", stream.tls.as_ref(), &stream.auth)
-            .with_context(|| config_path.display().to_string())?;
-        nats::configure("receiver", security);
-    }
+    // TLS files are checked now, so that a bad file fails the start with its name. Each
+    // connection gets its section's security as a value: nothing is registered process-wide, so
+    // two relays in one process connect each with its own.
+    let poller_security = match config.poller_stream.as_ref().filter(|_| run_poller) {
+        Some(stream) => nats::Security::load("poller_stream", stream.tls.as_ref(), &stream.auth)
+            .with_context(|| config_path.display().to_string())?,
+        None => nats::Security::default(),
+    };
+    let receiver_security = match config.receiver_stream.as_ref().filter(|_| run_receiver) {
+        Some(stream) => {
+            nats::Security::load("receiver_stream", stream.tls.as_ref(), &stream.auth)
+                .with_context(|| config_path.display().to_string())?
+        }
+        None => nats::Security::default(),
+    };
     for warning in config.warnings() {
         tracing::warn!("{}: {warning}", config_path.display());
     }
-    if let Some(management) = config.management.as_ref() {
-        let security = nats::Security::load(
+    let management_security = match config.management.as_ref() {
+        Some(management) => nats::Security::load(
             "management",
             management.tls.as_ref(),
             &config::NatsAuth::None,
         )
-        .with_context(|| config_path.display().to_string())?;
-        nats::configure("management", security);
-    }
+        .with_context(|| config_path.display().to_string())?,
+        None => nats::Security::default(),
+    };
     // The monitor port's web config: a bad file fails the start with its name and key.
     let web = match (&config.web_config_file, config.monitor_port) {
         (Some(path), Some(_)) => Some(
@@ -203,16 +207,22 @@ pub async fn run(
     tracing::info!(identity = %config.identity, component, version = env!("CARGO_PKG_VERSION"),
         "promrelay starting");
     let (events, events_task) = {
-        let (urls, role) = match (&config.poller_stream, &config.receiver_stream) {
-            (Some(stream), _) if run_poller => (stream.urls.clone(), "poller"),
-            (_, Some(stream)) => (stream.urls.clone(), "receiver"),
-            _ => (Vec::new(), "poller"),
+        let (urls, role, security) = match (&config.poller_stream, &config.receiver_stream) {
+            (Some(stream), _) if run_poller => (stream.urls.clone(), "poller", &poller_security),
+            (_, Some(stream)) => (stream.urls.clone(), "receiver", &receiver_security),
+            _ => (Vec::new(), "poller", &poller_security),
         };
         let name = config
             .management
             .as_ref()
             .map_or(SELF_JOB, |management| management.name.as_str());
-        lifecycle::start(urls, role, config.identity.clone(), name.to_owned())
+        lifecycle::start(
+            urls,
+            role,
+            security.clone(),
+            config.identity.clone(),
+            name.to_owned(),
+        )
     };
     events.send(lifecycle::Event::Startup);
     // Filter loads and failures are reported from inside the filter module.
@@ -273,10 +283,11 @@ pub async fn run(
         let identity = config.identity.clone();
         let breaker = breaker.clone();
         let stop = pipeline_stop.token();
+        let security = management_security.clone();
         tasks.spawn(async move {
             (
                 "management",
-                crate::management::serve(management, identity, breaker, stop).await,
+                crate::management::serve(management, identity, security, breaker, stop).await,
             )
         });
     }
@@ -307,6 +318,7 @@ pub async fn run(
         let settings = publish::PublisherSettings {
             identity: config.identity.clone(),
             urls: stream.urls.clone(),
+            security: poller_security.clone(),
             stream: wire::StreamSettings::from_config(stream),
             outage_buffer: config.outage_buffer,
             max_in_flight: 64,
@@ -341,6 +353,7 @@ pub async fn run(
         settings.source_updates = Some(sources_rx);
         receiver_sources = Some(sources_tx);
         settings.status = status.receiver.clone();
+        settings.security = receiver_security.clone();
         let stop = pipeline_stop.token();
         let paused = breaker.subscribe(Role::Receiver);
         tasks.spawn(async move { ("receiver", receive::run(settings, stop, paused).await) });
