@@ -167,10 +167,8 @@ pub async fn run(
         None => nats::Security::default(),
     };
     let receiver_security = match config.receiver_stream.as_ref().filter(|_| run_receiver) {
-        Some(stream) => {
-            nats::Security::load("receiver_stream", stream.tls.as_ref(), &stream.auth)
-                .with_context(|| config_path.display().to_string())?
-        }
+        Some(stream) => nats::Security::load("receiver_stream", stream.tls.as_ref(), &stream.auth)
+            .with_context(|| config_path.display().to_string())?,
         None => nats::Security::default(),
     };
     for warning in config.warnings() {
@@ -225,8 +223,18 @@ pub async fn run(
         )
     };
     events.send(lifecycle::Event::Startup);
-    // Filter loads and failures are reported from inside the filter module.
-    lifecycle::install(Some(events.clone()));
+    // The poller's filter engine and chains, this daemon's own: the chains report filter loads
+    // and failures to `events`, the monitor port reads their status, /explain compiles on the
+    // engine. Filled by the first reload below, once the monitor port answers.
+    let engine = match run_poller {
+        true => Some(Arc::new(
+            FilterEngine::new().context("creating the filter engine")?,
+        )),
+        false => None,
+    };
+    let filters: Option<Arc<Chains>> = engine
+        .as_ref()
+        .map(|engine| Chains::empty(engine.clone(), events.clone()));
 
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     let breaker = Breaker::new(run_poller, run_receiver);
@@ -250,7 +258,9 @@ pub async fn run(
     let pipeline_stop = Shutdown::new();
 
     // What the monitor port's /explain reads; replaced by each reload that took effect.
-    let explain_source = run_poller.then(|| admin::ExplainSource::new(&config));
+    let explain_source = engine
+        .as_ref()
+        .map(|engine| admin::ExplainSource::new(&config, engine.clone()));
     if let Some(port) = config.monitor_port {
         let state = AdminState {
             explain: explain_source.clone(),
@@ -259,7 +269,14 @@ pub async fn run(
             ready: ready.clone(),
             reload: reload_tx.clone(),
             breaker: breaker.clone(),
-            filters: Arc::new(crate::filter::status_json),
+            filters: {
+                let chains = filters.clone();
+                Arc::new(move || {
+                    chains
+                        .as_ref()
+                        .map_or_else(crate::filter::no_chains_json, |chains| chains.status_json())
+                })
+            },
             token: config.management.as_ref().and_then(|m| m.token.clone()),
             status: status.clone(),
             config_path: config_path.display().to_string(),
@@ -293,24 +310,22 @@ pub async fn run(
     }
 
     let mut poller = None;
-    let mut filters: Option<Arc<Chains>> = None;
     let mut discovery: Option<Discovery> = None;
     let (discovered_tx, mut discovered_rx) = mpsc::channel::<JobTargets>(64);
-    if run_poller {
+    if let Some(chains) = filters.clone() {
         let stream = config
             .poller_stream
             .as_ref()
             .context("poller_stream is required")?;
-        let chains = Chains::build(FilterEngine::shared(), ChainPlan::from_config(&config))
+        chains
+            .reload(ChainPlan::from_config(&config))
             .await
             // The error names its filter ("filter global/NAME: ..."): no second prefix.
             .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
-        chains.install();
         // The watcher stops with the scrapers: no new chain is needed once scraping ended.
         let _watcher = chains.watch(scrapers_stop.clone())?;
         let (raw_tx, raw_rx) = mpsc::channel::<Scrape>(1024);
         let (scrapes_tx, scrapes_rx) = mpsc::channel::<Scrape>(1024);
-        filters = Some(chains.clone());
         tasks.spawn(async move {
             filter_stage(chains, raw_rx, scrapes_tx).await;
             ("filter stage", Ok(()))

@@ -19,6 +19,7 @@ use super::error::FilterError;
 use super::instance::{CallLimits, GuestOutput, LiveInstance, LogGate};
 use super::metrics::{filter_labels, METRICS};
 use crate::config::{FilterConfig, OnError};
+use crate::lifecycle::Events;
 
 /// Calls after which an instance is replaced by a fresh one.
 pub const MAX_CALLS_PER_INSTANCE: u64 = 10_000;
@@ -51,6 +52,8 @@ pub struct Stage {
     pub module: Arc<CompiledModule>,
     pub loaded_at: SystemTime,
     pub stats: Arc<StageStats>,
+    /// Where this filter's first failures with a new error are reported (`filter_failure`).
+    events: Events,
     limits: CallLimits,
     config_json: Vec<u8>,
     pool: Mutex<Vec<LiveInstance>>,
@@ -72,11 +75,13 @@ impl std::fmt::Debug for Stage {
 }
 
 impl Stage {
-    /// Builds the stage and its canary instance (instantiate, ABI version, `init`). Blocking.
+    /// Builds the stage and its canary instance (instantiate, ABI version, `init`); its failures
+    /// are reported to `events` ([`Events::none`] outside a daemon). Blocking.
     pub fn new(
         config: FilterConfig,
         module: Arc<CompiledModule>,
         stats: Arc<StageStats>,
+        events: Events,
     ) -> Result<Stage, FilterError> {
         let limits = CallLimits {
             time: config.limits.time,
@@ -94,6 +99,7 @@ impl Stage {
             series_out_metric: METRICS.series_out.get_or_create(&labels).clone(),
             pool: Mutex::new(vec![canary]),
             loaded_at: SystemTime::now(),
+            events,
             limits,
             config_json,
             log,
@@ -225,7 +231,7 @@ impl Stage {
                 on_error = self.config.on_error.as_str(),
                 "filter call failed: {text}"
             );
-            crate::lifecycle::emit(crate::lifecycle::Event::FilterFailure {
+            self.events.send(crate::lifecycle::Event::FilterFailure {
                 filter: self.config.name.clone(),
                 kind: error.kind().to_owned(),
                 on_error: self.config.on_error.as_str().to_owned(),
