@@ -45,7 +45,11 @@ fn chains(runtime: &tokio::runtime::Runtime, filters: Vec<FilterConfig>) -> Arc<
         ..ChainPlan::default()
     };
     runtime
-        .block_on(Chains::build(FilterEngine::shared(), plan))
+        .block_on(Chains::build(
+            Arc::new(FilterEngine::new().expect("the engine starts")),
+            promrelay::lifecycle::Events::none(),
+            plan,
+        ))
         .expect("bench filters load")
 }
 

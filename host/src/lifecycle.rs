@@ -7,12 +7,15 @@
 //! `message`: the first time a filter fails with a given error, so a filter failing every scrape
 //! does not flood the fleet's event stream).
 //!
-//! The filter module, deep in the pipeline, sends through [`emit`]: the daemon makes its
-//! [`Events`] the process' own with [`install`].
+//! The daemon creates one [`Events`] queue and passes it down as a value: to the filter chains
+//! (deep in the pipeline, for `filter_load` and `filter_failure`) as to everything else that
+//! reports. There is no process-wide queue: two relays in one process report each on its own
+//! connection, and code run outside a daemon (the CLI, tests) holds [`Events::none`].
 //!
 //! Events go out on their own NATS connection made with the poller's URLs and security (the
 //! receiver's when there is no poller). They are best effort: an event that cannot be sent is
-//! logged and dropped.
+//! logged and dropped. The `shutdown` event is the last one: the sender ends after it, and
+//! what is sent later (by a clone still held somewhere) is dropped.
 //!
 //! **Invariant:** sending an event never blocks the daemon: [`Events::send`] only queues.
 
@@ -123,53 +126,68 @@ impl Event {
     }
 }
 
-/// The queue to the event sender task.
-#[derive(Debug, Clone)]
+/// The queue to the event sender task, or nowhere ([`Events::none`]). Cheap to clone.
+#[derive(Debug, Clone, Default)]
 pub struct Events {
-    queue: mpsc::Sender<Event>,
+    queue: Option<mpsc::Sender<Event>>,
 }
 
 impl Events {
-    /// Queues an event (dropped with a warning when the queue is full).
+    /// A queue that drops every event: for filters run outside a daemon (CLI, explain, tests).
+    pub fn none() -> Events {
+        Events::default()
+    }
+
+    /// A queue whose events the test reads from the receiver.
+    #[cfg(test)]
+    pub(crate) fn queue(capacity: usize) -> (Events, mpsc::Receiver<Event>) {
+        let (queue, events) = mpsc::channel(capacity);
+        (Events { queue: Some(queue) }, events)
+    }
+
+    /// Queues an event (dropped with a warning when the queue is full; silently once the
+    /// sender ended after the `shutdown` event).
     pub fn send(&self, event: Event) {
-        if self.queue.try_send(event).is_err() {
-            tracing::warn!("lifecycle event queue full or closed; event dropped");
+        let Some(queue) = &self.queue else {
+            return;
+        };
+        match queue.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                tracing::warn!(
+                    kind = event.kind(),
+                    "lifecycle event queue full; event dropped"
+                )
+            }
+            Err(mpsc::error::TrySendError::Closed(event)) => {
+                tracing::debug!(kind = event.kind(), "lifecycle events ended; event dropped")
+            }
         }
     }
 }
 
-/// The process' event queue for [`emit`]; `None` outside a running daemon.
-static INSTALLED: std::sync::Mutex<Option<Events>> = std::sync::Mutex::new(None);
-
-/// Makes `events` the queue [`emit`] sends to (`None`: stop sending).
-pub fn install(events: Option<Events>) {
-    *INSTALLED.lock().unwrap_or_else(|p| p.into_inner()) = events;
-}
-
-/// Queues `event` on the installed queue, if any; never blocks.
-pub fn emit(event: Event) {
-    if let Some(events) = INSTALLED.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-        events.send(event);
-    }
-}
-
-/// Starts the sender: connects with `role`'s security (see [`crate::nats::configure`]) and
-/// publishes each queued event until the queue closes; a `shutdown` event is flushed before the
-/// task ends. The returned handle finishes after the last event; the caller bounds the wait (a
-/// flush waits for a NATS server that is down).
+/// Starts the sender: connects with `security` and publishes each queued event until the
+/// `shutdown` event (flushed before the task ends) or until every [`Events`] clone is gone. The
+/// returned handle finishes after the last event; the caller bounds the wait (a flush waits for
+/// a NATS server that is down).
 pub fn start(
     urls: Vec<String>,
     role: &'static str,
+    security: crate::nats::Security,
     identity: String,
     component: String,
 ) -> (Events, tokio::task::JoinHandle<()>) {
     let (queue, mut events) = mpsc::channel::<Event>(64);
     let handle = tokio::spawn(async move {
-        let client = match crate::nats::connect(&urls, role, &identity).await {
+        let client = match crate::nats::connect(&urls, role, &identity, &security).await {
             Ok(client) => client,
             Err(error) => {
                 tracing::warn!("lifecycle events disabled: {error:#}");
-                while events.recv().await.is_some() {}
+                while let Some(event) = events.recv().await {
+                    if event == Event::Shutdown {
+                        break;
+                    }
+                }
                 return;
             }
         };
@@ -195,12 +213,17 @@ pub fn start(
                 let _ = tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await;
                 unflushed = false;
             }
+            if event == Event::Shutdown {
+                // The last event: clones of the queue may outlive the daemon's own (a filter
+                // chain held by a task), and must not keep this task waiting.
+                break;
+            }
         }
         if unflushed {
             let _ = tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await;
         }
     });
-    (Events { queue }, handle)
+    (Events { queue: Some(queue) }, handle)
 }
 
 #[cfg(test)]

@@ -143,9 +143,9 @@ pub async fn request(
         management.tls.as_ref(),
         &crate::config::NatsAuth::None,
     )?;
-    crate::nats::configure("management", security);
     let identity = identity.unwrap_or(&config.identity);
-    let client = crate::nats::connect(&management.brokers, "management", "operator").await?;
+    let client =
+        crate::nats::connect(&management.brokers, "management", "operator", &security).await?;
     let subject = format!("{SUBJECT_PREFIX}.{identity}.{action}");
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -251,10 +251,11 @@ fn unsigned_role(payload: &[u8]) -> Result<Option<String>, String> {
     }
 }
 
-/// Answers management requests until `shutdown`.
+/// Answers management requests until `shutdown`, connected to the brokers with `security`.
 pub async fn serve(
     config: ManagementConfig,
     identity: String,
+    security: crate::nats::Security,
     breaker: Breaker,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -262,7 +263,7 @@ pub async fn serve(
     if rules.insecure {
         tracing::warn!("management.auth.insecure: every NATS management request is allowed");
     }
-    let client = crate::nats::connect(&config.brokers, "management", &identity).await?;
+    let client = crate::nats::connect(&config.brokers, "management", &identity, &security).await?;
     let subject = format!("{SUBJECT_PREFIX}.{identity}.*");
     let mut requests = client
         .subscribe(subject.clone())

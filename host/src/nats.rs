@@ -5,7 +5,6 @@
 //! original's jittered backoff (0.5, 0.75, 1, 1.5, 2 … 5 s, each ×0.5–1.5). Connection state
 //! changes are logged once each, never per attempt.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -96,29 +95,10 @@ impl Security {
     }
 }
 
-/// Security per connection role (`poller`, `receiver`, `management`), registered by the daemon
-/// before it starts the tasks that connect; a role without an entry connects in plain text.
-static SECURITY: Mutex<BTreeMap<&'static str, Security>> = Mutex::new(BTreeMap::new());
-
-/// Registers the TLS and credentials the connections of `role` use from now on.
-pub fn configure(role: &'static str, security: Security) {
-    SECURITY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .insert(role, security);
-}
-
-fn security_of(role: &str) -> Security {
-    SECURITY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .get(role)
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// Connects; `role` names the connection in logs and on the server and selects the TLS and
-/// credentials registered with [`configure`].
+/// Connects with `security` (TLS and credentials, `Security::default()` for plain text without
+/// credentials); `role` names the connection in logs and on the server. The security is a value
+/// of the caller's, never a process-wide setting: two relays in one process connect each with
+/// its own.
 ///
 /// One attempt is made first: a TLS or authentication failure then is an error (a clear one,
 /// naming the CA or the certificate), since retrying cannot fix it. A server that is merely
@@ -127,26 +107,26 @@ pub async fn connect(
     urls: &[String],
     role: &'static str,
     identity: &str,
+    security: &Security,
 ) -> anyhow::Result<async_nats::Client> {
     let addrs = server_addrs(urls)?;
     anyhow::ensure!(!addrs.is_empty(), "no NATS URL configured for the {role}");
     let shown = urls.join(",");
-    let security = security_of(role);
-    match options(role, identity, &shown, &security)
+    match options(role, identity, &shown, security)
         .await?
         .connect(addrs.clone())
         .await
     {
         Ok(client) => return Ok(client),
         Err(error) => {
-            if let Some(fatal) = fatal_connect_error(&error, &security) {
+            if let Some(fatal) = fatal_connect_error(&error, security) {
                 anyhow::bail!("connecting the {role} to NATS at {shown}: {fatal}");
             }
             tracing::warn!(role, servers = %shown,
                 "NATS not reachable yet ({error}); connecting in the background");
         }
     }
-    options(role, identity, &shown, &security)
+    options(role, identity, &shown, security)
         .await?
         .retry_on_initial_connect()
         .connect(addrs)
@@ -312,7 +292,7 @@ mod tests {
         let url = format!("nats://127.0.0.1:{port}");
         let client = tokio::time::timeout(
             Duration::from_secs(30),
-            connect(&[url], "unreachable-test", "site1"),
+            connect(&[url], "unreachable-test", "site1", &Security::default()),
         )
         .await
         .expect("connect returns without waiting for the server")

@@ -43,6 +43,8 @@ use pending::Pending;
 pub struct PublisherSettings {
     pub identity: String,
     pub urls: Vec<String>,
+    /// TLS and credentials of the connection (`poller_stream`'s).
+    pub security: crate::nats::Security,
     pub stream: wire::StreamSettings,
     /// Bytes of encoded scrapes kept while NATS is unreachable.
     pub outage_buffer: u64,
@@ -284,7 +286,13 @@ pub async fn run(
     };
     let mut sync_tick = tokio::time::interval(sync_every.unwrap_or(Duration::from_secs(3600)));
     sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let client = crate::nats::connect(&settings.urls, "poller", &settings.identity).await?;
+    let client = crate::nats::connect(
+        &settings.urls,
+        "poller",
+        &settings.identity,
+        &settings.security,
+    )
+    .await?;
     status.connected(&client);
     let sizing = client.clone();
     let max_payload = move || match sizing.server_info().max_payload {

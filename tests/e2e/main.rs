@@ -17,6 +17,7 @@ mod filters;
 mod filters_large;
 mod harness;
 mod https;
+mod in_process;
 mod large;
 mod leaf;
 mod management;

@@ -26,6 +26,7 @@ use super::AdminState;
 use crate::config::Config;
 use crate::filter::explain::{self, Report, Selector};
 use crate::filter::{FilterEngine, Stage, StageStats};
+use crate::lifecycle::Events;
 use crate::scrape::TargetSpec;
 
 /// Largest pasted series text (and form body), in bytes.
@@ -34,16 +35,19 @@ pub const TEXT_LIMIT: usize = 4 << 20;
 pub const BODY_LIMIT: usize = 3 * TEXT_LIMIT + 4096;
 
 /// What `/explain` reads: the running config (replaced on every successful reload) and the
-/// relay's identity. The daemon holds it and the admin state shares it.
+/// daemon's filter engine (its stages are the explain's own; the engine and its module cache
+/// are shared with the live chains). The daemon holds it and the admin state shares it.
 pub struct ExplainSource {
     config: Mutex<Arc<Config>>,
+    engine: Arc<FilterEngine>,
     busy: Semaphore,
 }
 
 impl ExplainSource {
-    pub fn new(config: &Config) -> Arc<ExplainSource> {
+    pub fn new(config: &Config, engine: Arc<FilterEngine>) -> Arc<ExplainSource> {
         Arc::new(ExplainSource {
             config: Mutex::new(Arc::new(config.clone())),
+            engine,
             busy: Semaphore::new(1),
         })
     }
@@ -294,16 +298,22 @@ pub(super) async fn run(state: &AdminState, request: &Request) -> Result<Explain
         .iter()
         .find(|j| j.name == job)
         .map_or(crate::model::DEFAULT_LABEL_LIMIT, |j| j.label_limit);
+    let engine = source.engine.clone();
     let report = tokio::task::spawn_blocking(move || -> Result<Report, String> {
-        let engine = FilterEngine::shared();
         let mut stages = Vec::new();
         for filter in filters {
             let compiled = engine
                 .load_file(&filter.module)
                 .map_err(|e| e.to_string())?;
             let name = filter.name.clone();
-            let stage = Stage::new(filter, compiled, Arc::new(StageStats::default()))
-                .map_err(|e| format!("filter {name}: {e}"))?;
+            // An explain reports nothing: its stages send no lifecycle events.
+            let stage = Stage::new(
+                filter,
+                compiled,
+                Arc::new(StageStats::default()),
+                Events::none(),
+            )
+            .map_err(|e| format!("filter {name}: {e}"))?;
             stages.push(Arc::new(stage));
         }
         Ok(explain::explain(

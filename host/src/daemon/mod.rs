@@ -158,29 +158,31 @@ pub async fn run(
          receiver_stream and push_gateway (or remote_write)",
         config_path.display()
     );
-    // TLS files are checked now, so that a bad file fails the start with its name.
-    if let Some(stream) = config.poller_stream.as_ref().filter(|_| run_poller) {
-        let security = nats::Security::load("poller_stream", stream.tls.as_ref(), &stream.auth)
-            .with_context(|| config_path.display().to_string())?;
-        nats::configure("poller", security);
-    }
-    if let Some(stream) = config.receiver_stream.as_ref().filter(|_| run_receiver) {
-        let security = nats::Security::load("receiver_stream", stream.tls.as_ref(), &stream.auth)
-            .with_context(|| config_path.display().to_string())?;
-        nats::configure("receiver", security);
-    }
+    // TLS files are checked now, so that a bad file fails the start with its name. Each
+    // connection gets its section's security as a value: nothing is registered process-wide, so
+    // two relays in one process connect each with its own.
+    let poller_security = match config.poller_stream.as_ref().filter(|_| run_poller) {
+        Some(stream) => nats::Security::load("poller_stream", stream.tls.as_ref(), &stream.auth)
+            .with_context(|| config_path.display().to_string())?,
+        None => nats::Security::default(),
+    };
+    let receiver_security = match config.receiver_stream.as_ref().filter(|_| run_receiver) {
+        Some(stream) => nats::Security::load("receiver_stream", stream.tls.as_ref(), &stream.auth)
+            .with_context(|| config_path.display().to_string())?,
+        None => nats::Security::default(),
+    };
     for warning in config.warnings() {
         tracing::warn!("{}: {warning}", config_path.display());
     }
-    if let Some(management) = config.management.as_ref() {
-        let security = nats::Security::load(
+    let management_security = match config.management.as_ref() {
+        Some(management) => nats::Security::load(
             "management",
             management.tls.as_ref(),
             &config::NatsAuth::None,
         )
-        .with_context(|| config_path.display().to_string())?;
-        nats::configure("management", security);
-    }
+        .with_context(|| config_path.display().to_string())?,
+        None => nats::Security::default(),
+    };
     // The monitor port's web config: a bad file fails the start with its name and key.
     let web = match (&config.web_config_file, config.monitor_port) {
         (Some(path), Some(_)) => Some(
@@ -203,20 +205,36 @@ pub async fn run(
     tracing::info!(identity = %config.identity, component, version = env!("CARGO_PKG_VERSION"),
         "promrelay starting");
     let (events, events_task) = {
-        let (urls, role) = match (&config.poller_stream, &config.receiver_stream) {
-            (Some(stream), _) if run_poller => (stream.urls.clone(), "poller"),
-            (_, Some(stream)) => (stream.urls.clone(), "receiver"),
-            _ => (Vec::new(), "poller"),
+        let (urls, role, security) = match (&config.poller_stream, &config.receiver_stream) {
+            (Some(stream), _) if run_poller => (stream.urls.clone(), "poller", &poller_security),
+            (_, Some(stream)) => (stream.urls.clone(), "receiver", &receiver_security),
+            _ => (Vec::new(), "poller", &poller_security),
         };
         let name = config
             .management
             .as_ref()
             .map_or(SELF_JOB, |management| management.name.as_str());
-        lifecycle::start(urls, role, config.identity.clone(), name.to_owned())
+        lifecycle::start(
+            urls,
+            role,
+            security.clone(),
+            config.identity.clone(),
+            name.to_owned(),
+        )
     };
     events.send(lifecycle::Event::Startup);
-    // Filter loads and failures are reported from inside the filter module.
-    lifecycle::install(Some(events.clone()));
+    // The poller's filter engine and chains, this daemon's own: the chains report filter loads
+    // and failures to `events`, the monitor port reads their status, /explain compiles on the
+    // engine. Filled by the first reload below, once the monitor port answers.
+    let engine = match run_poller {
+        true => Some(Arc::new(
+            FilterEngine::new().context("creating the filter engine")?,
+        )),
+        false => None,
+    };
+    let filters: Option<Arc<Chains>> = engine
+        .as_ref()
+        .map(|engine| Chains::empty(engine.clone(), events.clone()));
 
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     let breaker = Breaker::new(run_poller, run_receiver);
@@ -240,7 +258,9 @@ pub async fn run(
     let pipeline_stop = Shutdown::new();
 
     // What the monitor port's /explain reads; replaced by each reload that took effect.
-    let explain_source = run_poller.then(|| admin::ExplainSource::new(&config));
+    let explain_source = engine
+        .as_ref()
+        .map(|engine| admin::ExplainSource::new(&config, engine.clone()));
     if let Some(port) = config.monitor_port {
         let state = AdminState {
             explain: explain_source.clone(),
@@ -249,7 +269,14 @@ pub async fn run(
             ready: ready.clone(),
             reload: reload_tx.clone(),
             breaker: breaker.clone(),
-            filters: Arc::new(crate::filter::status_json),
+            filters: {
+                let chains = filters.clone();
+                Arc::new(move || {
+                    chains
+                        .as_ref()
+                        .map_or_else(crate::filter::no_chains_json, |chains| chains.status_json())
+                })
+            },
             token: config.management.as_ref().and_then(|m| m.token.clone()),
             status: status.clone(),
             config_path: config_path.display().to_string(),
@@ -273,33 +300,32 @@ pub async fn run(
         let identity = config.identity.clone();
         let breaker = breaker.clone();
         let stop = pipeline_stop.token();
+        let security = management_security.clone();
         tasks.spawn(async move {
             (
                 "management",
-                crate::management::serve(management, identity, breaker, stop).await,
+                crate::management::serve(management, identity, security, breaker, stop).await,
             )
         });
     }
 
     let mut poller = None;
-    let mut filters: Option<Arc<Chains>> = None;
     let mut discovery: Option<Discovery> = None;
     let (discovered_tx, mut discovered_rx) = mpsc::channel::<JobTargets>(64);
-    if run_poller {
+    if let Some(chains) = filters.clone() {
         let stream = config
             .poller_stream
             .as_ref()
             .context("poller_stream is required")?;
-        let chains = Chains::build(FilterEngine::shared(), ChainPlan::from_config(&config))
+        chains
+            .reload(ChainPlan::from_config(&config))
             .await
             // The error names its filter ("filter global/NAME: ..."): no second prefix.
             .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
-        chains.install();
         // The watcher stops with the scrapers: no new chain is needed once scraping ended.
         let _watcher = chains.watch(scrapers_stop.clone())?;
         let (raw_tx, raw_rx) = mpsc::channel::<Scrape>(1024);
         let (scrapes_tx, scrapes_rx) = mpsc::channel::<Scrape>(1024);
-        filters = Some(chains.clone());
         tasks.spawn(async move {
             filter_stage(chains, raw_rx, scrapes_tx).await;
             ("filter stage", Ok(()))
@@ -307,6 +333,7 @@ pub async fn run(
         let settings = publish::PublisherSettings {
             identity: config.identity.clone(),
             urls: stream.urls.clone(),
+            security: poller_security.clone(),
             stream: wire::StreamSettings::from_config(stream),
             outage_buffer: config.outage_buffer,
             max_in_flight: 64,
@@ -341,6 +368,7 @@ pub async fn run(
         settings.source_updates = Some(sources_rx);
         receiver_sources = Some(sources_tx);
         settings.status = status.receiver.clone();
+        settings.security = receiver_security.clone();
         let stop = pipeline_stop.token();
         let paused = breaker.subscribe(Role::Receiver);
         tasks.spawn(async move { ("receiver", receive::run(settings, stop, paused).await) });

@@ -105,7 +105,7 @@ pub(super) async fn stop(running: Running, deadlines: Deadlines) {
         );
         tasks.abort_all();
     }
-    lifecycle::install(None);
+    // The last event: the sender ends after it, whoever still holds a clone of `events`.
     events.send(lifecycle::Event::Shutdown);
     drop(events);
     if timeout_at(deadlines.event, &mut events_task).await.is_err() {

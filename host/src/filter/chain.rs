@@ -21,6 +21,7 @@ use super::instance::GuestOutput;
 use super::reload::{ChainPlan, ReloadStatus};
 use super::stage::Stage;
 use crate::config::OnError;
+use crate::lifecycle::Events;
 use crate::model::{Scrape, DEFAULT_LABEL_LIMIT};
 
 /// Every stage of one filter configuration.
@@ -226,6 +227,8 @@ const LAST_SEEN_EVERY: Duration = Duration::from_secs(10);
 /// The handle the poller and the admin server hold: the current filter set, swapped by reloads.
 pub struct Chains {
     pub(crate) engine: Arc<FilterEngine>,
+    /// Where filter loads, refusals and failures are reported (the daemon's lifecycle events).
+    pub(crate) events: Events,
     pub(crate) current: ArcSwap<FilterSet>,
     pub(crate) last_seen: Mutex<LastSeen>,
     pub(crate) status: Mutex<ReloadStatus>,
@@ -234,10 +237,12 @@ pub struct Chains {
 }
 
 impl Chains {
-    /// An empty chain set (every scrape passes unchanged) on `engine`.
-    pub fn empty(engine: Arc<FilterEngine>) -> Arc<Chains> {
+    /// An empty chain set (every scrape passes unchanged) on `engine`, reporting its filters'
+    /// loads and failures to `events` ([`Events::none`] outside a daemon).
+    pub fn empty(engine: Arc<FilterEngine>, events: Events) -> Arc<Chains> {
         Arc::new(Chains {
             engine,
+            events,
             current: ArcSwap::from_pointee(FilterSet::default()),
             last_seen: Mutex::new(LastSeen::default()),
             status: Mutex::new(ReloadStatus::default()),

@@ -19,6 +19,7 @@ use super::stage::{Stage, StageStats};
 use crate::config::{
     FilterConfig, FilterLimits, OnError, Target, DEFAULT_FILTER_MEMORY, DEFAULT_FILTER_TIME,
 };
+use crate::lifecycle::Events;
 use crate::model::{Scrape, ScrapeMeta};
 
 /// `promrelay filter ...`
@@ -285,11 +286,22 @@ fn load(module: &Path, config: Option<&Path>, limits: &LimitArgs) -> anyhow::Res
         limits: limits.to_config(),
         config: read_config(config)?,
     };
-    let engine = FilterEngine::shared();
+    let engine = engine()?;
     let compiled = engine.load_file(module)?;
-    let stage = Stage::new(filter, compiled, Arc::new(StageStats::default()))
-        .with_context(|| format!("loading filter {}", module.display()))?;
+    let stage = Stage::new(
+        filter,
+        compiled,
+        Arc::new(StageStats::default()),
+        Events::none(),
+    )
+    .with_context(|| format!("loading filter {}", module.display()))?;
     Ok(Arc::new(stage))
+}
+
+/// The command's own filter engine (a CLI command reports no lifecycle events: its stages get
+/// [`Events::none`]).
+fn engine() -> anyhow::Result<FilterEngine> {
+    FilterEngine::new().context("creating the filter engine")
 }
 
 fn is_url(input: &str) -> bool {
@@ -397,15 +409,20 @@ fn relay_chain(path: &Path, job: &str) -> anyhow::Result<(Vec<Arc<Stage>>, usize
             }
         );
     };
-    let engine = FilterEngine::shared();
+    let engine = engine()?;
     let stages = config
         .filters
         .iter()
         .chain(own.filters.iter())
         .map(|filter| -> anyhow::Result<Arc<Stage>> {
             let compiled = engine.load_file(&filter.module)?;
-            let stage = Stage::new(filter.clone(), compiled, Arc::new(StageStats::default()))
-                .with_context(|| format!("{}: loading filter {}", path.display(), filter.name))?;
+            let stage = Stage::new(
+                filter.clone(),
+                compiled,
+                Arc::new(StageStats::default()),
+                Events::none(),
+            )
+            .with_context(|| format!("{}: loading filter {}", path.display(), filter.name))?;
             Ok(Arc::new(stage))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -443,7 +460,7 @@ fn apply(stage: &Arc<Stage>, scrape: Scrape) -> anyhow::Result<Scrape> {
 fn check(module: &Path, config: Option<&Path>, limits: &LimitArgs) -> anyhow::Result<()> {
     let bytes = std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
     println!("module:   {} ({} bytes)", module.display(), bytes.len());
-    let engine = FilterEngine::shared();
+    let engine = engine()?;
     let compiled = match engine.load(&bytes) {
         Ok(compiled) => compiled,
         Err(e) => {

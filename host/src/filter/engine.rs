@@ -1,15 +1,18 @@
-//! The one wasmtime [`Engine`] of the process, its epoch ticker, and compiled modules.
+//! A wasmtime [`Engine`] with its epoch ticker, and compiled modules.
 //!
 //! Owns: engine configuration (epoch interruption, no fuel, a wasm stack cap), the ticker thread
 //! that advances the epoch, the compiled-module cache keyed by the SHA-256 of the module bytes,
 //! import/export checks, and the [`Linker`] with the only host import, `promrelay.log`.
+//!
+//! There is no process-wide engine: whoever runs filters (the daemon, a CLI command, a test)
+//! creates one with [`FilterEngine::new`] and passes it down.
 //!
 //! **Invariant:** a [`CompiledModule`] has passed the import and export checks; nothing else in
 //! the crate creates one. This module never runs guest code: instances live in `instance`.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use promrelay_abi::{export, import};
@@ -26,7 +29,8 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// Wasm stack cap: deep recursion traps with a stack overflow well before the host's stack.
 pub const MAX_WASM_STACK: usize = 512 * 1024;
 
-/// The process-wide filter engine: one wasmtime engine, one ticker, one module cache.
+/// A filter engine: one wasmtime engine, its ticker thread, one module cache. A daemon has one,
+/// shared by its chains and its explain stages.
 pub struct FilterEngine {
     engine: Engine,
     linker: Linker<HostState>,
@@ -48,16 +52,7 @@ impl std::fmt::Debug for CompiledModule {
     }
 }
 
-static SHARED: LazyLock<Arc<FilterEngine>> = LazyLock::new(|| {
-    Arc::new(FilterEngine::new().expect("the fixed engine configuration is valid"))
-});
-
 impl FilterEngine {
-    /// The process-wide engine (created, with its ticker, on first use).
-    pub fn shared() -> Arc<FilterEngine> {
-        SHARED.clone()
-    }
-
     /// A new engine with its own ticker thread; the ticker ends when the engine is dropped.
     pub fn new() -> Result<FilterEngine, FilterError> {
         let mut config = Config::new();

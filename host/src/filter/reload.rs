@@ -2,7 +2,9 @@
 //!
 //! Owns [`ChainPlan`] (which filters run where), [`Chains::reload`] (compile with the cache,
 //! validate, canary `init`, dry run on the last scrape, atomic swap) and the status report
-//! behind `GET /api/v1/filters`. The module file watcher that calls it lives in `watch`.
+//! behind `GET /api/v1/filters` ([`Chains::status_json`], read from the chains the daemon passes
+//! to the monitor port; [`no_chains_json`] for a relay without them). The module file watcher
+//! that calls it lives in `watch`.
 //!
 //! **Invariant:** a failed reload changes nothing a scrape sees: the old set stays in force and
 //! the failure is logged, counted (`filter_reloads_total{result="failure"}`) and reported in the
@@ -17,7 +19,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use arc_swap::ArcSwapOption;
 use serde_json::{json, Value};
 
 use super::chain::{dry_run_stages, Chains, FilterOutcome, FilterSet};
@@ -26,6 +27,7 @@ use super::error::FilterError;
 use super::metrics::count_reload;
 use super::stage::{Stage, StageStats};
 use crate::config::{Config, FilterConfig};
+use crate::lifecycle::Events;
 use crate::model::Scrape;
 
 /// Which filters run where: the global chain and each job's own.
@@ -94,9 +96,11 @@ fn scope_key(job: Option<&str>, name: &str) -> String {
     }
 }
 
-/// Builds a set for `plan`, reusing stages of `previous` that did not change. Blocking.
+/// Builds a set for `plan`, reusing stages of `previous` that did not change; new stages report
+/// to `events`. Blocking.
 pub(crate) fn build_set(
     engine: &FilterEngine,
+    events: &Events,
     plan: &ChainPlan,
     previous: &FilterSet,
 ) -> Result<(FilterSet, ReloadReport), FilterError> {
@@ -128,7 +132,7 @@ pub(crate) fn build_set(
                     let stats = previous
                         .map(|s| s.stats.clone())
                         .unwrap_or_else(|| Arc::new(StageStats::default()));
-                    let stage = Stage::new(config.clone(), module, stats)
+                    let stage = Stage::new(config.clone(), module, stats, events.clone())
                         .map_err(|e| FilterError::load(format!("filter {key}: {e}")))?;
                     report.changed.push(key);
                     Ok(Arc::new(stage))
@@ -165,14 +169,9 @@ fn dry_run(set: &FilterSet, last_seen: Vec<(String, Scrape)>) -> Result<(), Filt
     Ok(())
 }
 
-static INSTALLED: ArcSwapOption<Chains> = ArcSwapOption::const_empty();
-
-/// The status of the installed chains (see [`Chains::install`]) for `GET /api/v1/filters`.
-pub fn status_json() -> Value {
-    match INSTALLED.load_full() {
-        Some(chains) => chains.status_json(),
-        None => json!({ "filters": [], "reload": null }),
-    }
+/// The filter status of a relay that runs no chains (a receiver), for `GET /api/v1/filters`.
+pub fn no_chains_json() -> Value {
+    json!({ "filters": [], "reload": null })
 }
 
 fn time_text(time: Option<SystemTime>) -> Value {
@@ -182,20 +181,17 @@ fn time_text(time: Option<SystemTime>) -> Value {
 }
 
 impl Chains {
-    /// Builds chains for `plan` on `engine`; fails (naming the filter and why) if any filter
-    /// cannot load. For start-up; later changes go through [`Chains::reload`].
+    /// Builds chains for `plan` on `engine`, reporting to `events`; fails (naming the filter
+    /// and why) if any filter cannot load. For start-up; later changes go through
+    /// [`Chains::reload`].
     pub async fn build(
         engine: Arc<FilterEngine>,
+        events: Events,
         plan: ChainPlan,
     ) -> Result<Arc<Chains>, FilterError> {
-        let chains = Chains::empty(engine);
+        let chains = Chains::empty(engine, events);
         chains.reload(plan).await?;
         Ok(chains)
-    }
-
-    /// Makes these chains the ones [`status_json`] reports.
-    pub fn install(self: &Arc<Self>) {
-        INSTALLED.store(Some(self.clone()));
     }
 
     /// The plan in force.
@@ -215,8 +211,9 @@ impl Chains {
         let started = Instant::now();
         let previous = self.current.load_full();
         let engine = self.engine.clone();
+        let events = self.events.clone();
         let candidate = tokio::task::spawn_blocking(move || {
-            let built = build_set(&engine, &plan, &previous);
+            let built = build_set(&engine, &events, &plan, &previous);
             (built, previous)
         })
         .await;
@@ -259,7 +256,7 @@ impl Chains {
                 for (job, stage) in set.stages() {
                     let key = scope_key(job, stage.name());
                     if report.changed.contains(&key) {
-                        crate::lifecycle::emit(crate::lifecycle::Event::FilterLoad {
+                        self.events.send(crate::lifecycle::Event::FilterLoad {
                             ok: true,
                             message: format!(
                                 "loaded {} (sha256 {})",
@@ -278,7 +275,7 @@ impl Chains {
                 tracing::error!(
                     "filter reload refused, the previous chains stay in force: {error}"
                 );
-                crate::lifecycle::emit(crate::lifecycle::Event::FilterLoad {
+                self.events.send(crate::lifecycle::Event::FilterLoad {
                     ok: false,
                     filter: None,
                     message: format!("{error}; the previous chains stay in force"),

@@ -19,6 +19,7 @@ use super::error::FilterError;
 use super::instance::{CallLimits, GuestOutput, LiveInstance, LogGate};
 use super::metrics::{filter_labels, METRICS};
 use crate::config::{FilterConfig, OnError};
+use crate::lifecycle::Events;
 
 /// Calls after which an instance is replaced by a fresh one.
 pub const MAX_CALLS_PER_INSTANCE: u64 = 10_000;
@@ -53,6 +54,8 @@ pub struct Stage {
     pub module: Arc<CompiledModule>,
     pub loaded_at: SystemTime,
     pub stats: Arc<StageStats>,
+    /// Where this filter's first failures with a new error are reported (`filter_failure`).
+    events: Events,
     limits: CallLimits,
     config_json: Vec<u8>,
     /// `POOL_SIZE` slots of idle instances.
@@ -75,11 +78,13 @@ impl std::fmt::Debug for Stage {
 }
 
 impl Stage {
-    /// Builds the stage and its canary instance (instantiate, ABI version, `init`). Blocking.
+    /// Builds the stage and its canary instance (instantiate, ABI version, `init`); its failures
+    /// are reported to `events` ([`Events::none`] outside a daemon). Blocking.
     pub fn new(
         config: FilterConfig,
         module: Arc<CompiledModule>,
         stats: Arc<StageStats>,
+        events: Events,
     ) -> Result<Stage, FilterError> {
         let limits = CallLimits {
             time: config.limits.time,
@@ -101,6 +106,7 @@ impl Stage {
                 slots
             }),
             loaded_at: SystemTime::now(),
+            events,
             limits,
             config_json,
             log,
@@ -249,7 +255,7 @@ impl Stage {
                 on_error = self.config.on_error.as_str(),
                 "filter call failed: {text}"
             );
-            crate::lifecycle::emit(crate::lifecycle::Event::FilterFailure {
+            self.events.send(crate::lifecycle::Event::FilterFailure {
                 filter: self.config.name.clone(),
                 kind: error.kind().to_owned(),
                 on_error: self.config.on_error.as_str().to_owned(),

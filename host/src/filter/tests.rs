@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::{FilterConfig, FilterLimits, OnError};
+use crate::lifecycle::Events;
 use crate::model::{
     Family, Label, MetricType, Scrape, ScrapeMeta, Series, DEFAULT_LABEL_LIMIT, TARGET_LABELS,
 };
@@ -34,10 +35,21 @@ fn config(name: &str, on_error: OnError) -> FilterConfig {
     }
 }
 
+/// A test's own engine, as a daemon or a CLI command has one.
+pub(super) fn test_engine() -> Arc<FilterEngine> {
+    Arc::new(FilterEngine::new().expect("the fixed engine configuration is valid"))
+}
+
 fn stage(name: &str, on_error: OnError) -> Result<Arc<Stage>, FilterError> {
-    let engine = FilterEngine::shared();
+    let engine = test_engine();
     let module = engine.load(&wasm(name))?;
-    Stage::new(config(name, on_error), module, Arc::default()).map(Arc::new)
+    Stage::new(
+        config(name, on_error),
+        module,
+        Arc::default(),
+        Events::none(),
+    )
+    .map(Arc::new)
 }
 
 fn series(name: &str, labels: &[(&str, &str)], value: f64) -> Series {
@@ -459,7 +471,7 @@ fn bytes_that_are_neither_wasm_nor_wat_are_refused_saying_so() {
         ),
         (&b""[..], "(empty file)"),
     ] {
-        let error = FilterEngine::shared().load(bytes).expect_err("refused");
+        let error = test_engine().load(bytes).expect_err("refused");
         assert_eq!(error.kind(), "load");
         let message = error.to_string();
         assert!(
@@ -477,7 +489,7 @@ fn bytes_that_are_neither_wasm_nor_wat_are_refused_saying_so() {
 #[test]
 fn wat_text_that_does_not_parse_shows_the_wat_error() {
     let text = b";; a hand-written filter\n(module (func (export \"f\") (result i32) i32.konst 1))";
-    let error = FilterEngine::shared().load(text).expect_err("refused");
+    let error = test_engine().load(text).expect_err("refused");
     let message = error.to_string();
     assert!(
         message.contains("read as WAT text") && message.contains("konst"),
@@ -487,7 +499,7 @@ fn wat_text_that_does_not_parse_shows_the_wat_error() {
 
 #[test]
 fn a_wasm_binary_that_does_not_validate_says_so() {
-    let error = FilterEngine::shared()
+    let error = test_engine()
         .load(b"\0asm\x01\0\0\0 not a module")
         .expect_err("refused");
     let message = error.to_string();
@@ -530,7 +542,7 @@ fn a_mask_keeping_every_series_means_pass() {
 
 #[test]
 fn compiled_modules_are_cached_by_content_hash() {
-    let engine = FilterEngine::shared();
+    let engine = test_engine();
     let first = engine.load(&wasm("pass.wat")).expect("loads");
     let second = engine.load(&wasm("pass.wat")).expect("loads");
     assert!(Arc::ptr_eq(&first, &second));

@@ -4,8 +4,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::cli::{FilterCommand, LimitArgs};
+use super::tests::test_engine;
 use super::*;
 use crate::config::{FilterConfig, FilterLimits, OnError};
+use crate::lifecycle::Events;
 use crate::model::{Family, Label, MetricType, Scrape, Series};
 
 fn wat_path(name: &str) -> PathBuf {
@@ -71,7 +73,7 @@ async fn series_after(chains: &Chains) -> usize {
 async fn reload_swaps_good_modules_and_refuses_broken_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
     let module = install(dir.path(), "site.wat", "pass.wat");
-    let chains = Chains::build(FilterEngine::shared(), plan(&module, OnError::Fail))
+    let chains = Chains::build(test_engine(), Events::none(), plan(&module, OnError::Fail))
         .await
         .expect("pass chain loads");
     assert_eq!(series_after(&chains).await, 3);
@@ -111,7 +113,7 @@ async fn reload_swaps_good_modules_and_refuses_broken_ones() {
 async fn reload_refuses_a_module_that_fails_the_dry_run_on_the_last_scrape() {
     let dir = tempfile::tempdir().expect("tempdir");
     let module = install(dir.path(), "site.wat", "pass.wat");
-    let chains = Chains::build(FilterEngine::shared(), plan(&module, OnError::Pass))
+    let chains = Chains::build(test_engine(), Events::none(), plan(&module, OnError::Pass))
         .await
         .expect("loads");
     assert_eq!(series_after(&chains).await, 3);
@@ -123,10 +125,45 @@ async fn reload_refuses_a_module_that_fails_the_dry_run_on_the_last_scrape() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_chains_report_their_loads_and_failures_each_to_its_own_events() {
+    use crate::lifecycle::Event;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let passing = install(dir.path(), "site.wat", "pass.wat");
+    let (first_events, mut first) = Events::queue(16);
+    let (second_events, mut second) = Events::queue(16);
+    let _first = Chains::build(test_engine(), first_events, plan(&passing, OnError::Fail))
+        .await
+        .expect("pass chain loads");
+    let loaded = first.try_recv().expect("the first chains' load event");
+    assert!(
+        matches!(&loaded, Event::FilterLoad { ok: true, filter: Some(f), .. } if f == "global/site"),
+        "{loaded:?}"
+    );
+    let trapping = wat_path("trap_process.wat");
+    let second_chains = Chains::build(test_engine(), second_events, plan(&trapping, OnError::Pass))
+        .await
+        .expect("trap chain loads");
+    assert!(matches!(
+        second.try_recv(),
+        Ok(Event::FilterLoad { ok: true, .. })
+    ));
+    assert_eq!(series_after(&second_chains).await, 3, "on_error: pass");
+    let failed = second.try_recv().expect("the second chains' failure event");
+    assert!(
+        matches!(&failed, Event::FilterFailure { filter, kind, .. } if filter == "site" && kind == "trap"),
+        "{failed:?}"
+    );
+    assert!(
+        first.try_recv().is_err(),
+        "nothing of the second reached the first"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_module_file_is_swapped_in_by_the_watcher() {
     let dir = tempfile::tempdir().expect("tempdir");
     let module = install(dir.path(), "site.wat", "pass.wat");
-    let chains = Chains::build(FilterEngine::shared(), plan(&module, OnError::Fail))
+    let chains = Chains::build(test_engine(), Events::none(), plan(&module, OnError::Fail))
         .await
         .expect("loads");
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -266,10 +303,10 @@ fn shipped_identity_and_relabel_filters_run_in_the_engine() {
                 serde_yaml_ng::from_str(&std::fs::read_to_string(c).expect("read")).expect("yaml")
             }),
         };
-        let compiled = FilterEngine::shared()
-            .load_file(module)
-            .expect("module loads");
-        std::sync::Arc::new(Stage::new(filter, compiled, Default::default()).expect("init"))
+        let compiled = test_engine().load_file(module).expect("module loads");
+        std::sync::Arc::new(
+            Stage::new(filter, compiled, Default::default(), Events::none()).expect("init"),
+        )
     };
     let families = crate::exposition::parse(&std::fs::read(&input).expect("read")).expect("parse");
     let scrape = Scrape {
@@ -294,7 +331,7 @@ fn filter_status(chains: &Chains) -> serde_json::Value {
 async fn a_reload_that_finds_nothing_changed_does_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let module = install(dir.path(), "site.wat", "pass.wat");
-    let chains = Chains::build(FilterEngine::shared(), plan(&module, OnError::Fail))
+    let chains = Chains::build(test_engine(), Events::none(), plan(&module, OnError::Fail))
         .await
         .expect("loads");
     assert_eq!(series_after(&chains).await, 3);
@@ -335,7 +372,7 @@ async fn a_reload_that_finds_nothing_changed_does_nothing() {
 async fn a_refused_candidate_is_charged_to_the_reload_not_to_the_running_filter() {
     let dir = tempfile::tempdir().expect("tempdir");
     let module = install(dir.path(), "site.wat", "pass.wat");
-    let chains = Chains::build(FilterEngine::shared(), plan(&module, OnError::Drop))
+    let chains = Chains::build(test_engine(), Events::none(), plan(&module, OnError::Drop))
         .await
         .expect("loads");
     assert_eq!(series_after(&chains).await, 3);

@@ -11,10 +11,12 @@ use notify::event::{
 };
 use notify::{Event, RecursiveMode, Watcher};
 
+use super::tests::test_engine;
 use super::tests_reload::{plan, scrape};
 use super::watch::{touches, Touch};
 use super::*;
 use crate::config::OnError;
+use crate::lifecycle::Events;
 
 /// Bound on waiting for an event the test has caused; reached only when something is broken.
 const EVENT_WAIT: Duration = Duration::from_secs(10);
@@ -165,7 +167,7 @@ async fn a_module_rewritten_in_place_is_swapped_in_by_the_watcher() {
     let dir = tempfile::tempdir().expect("tempdir");
     let module = dir.path().join("site.wat");
     std::fs::write(&module, wat_bytes("pass.wat")).expect("write module");
-    let chains = Chains::build(FilterEngine::shared(), plan(&module, OnError::Fail))
+    let chains = Chains::build(test_engine(), Events::none(), plan(&module, OnError::Fail))
         .await
         .expect("loads");
     let shutdown = tokio_util::sync::CancellationToken::new();

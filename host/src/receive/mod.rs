@@ -77,7 +77,13 @@ pub async fn run(
         &settings.urls,
         &sinks,
     );
-    let client = crate::nats::connect(&settings.urls, "receiver", &settings.identity).await?;
+    let client = crate::nats::connect(
+        &settings.urls,
+        "receiver",
+        &settings.identity,
+        &settings.security,
+    )
+    .await?;
     settings.status.connected(&client);
     let js = wire::stream::context(client, &settings.stream);
     if let Some(updates) = settings.source_updates.clone() {

@@ -16,6 +16,8 @@ use crate::wire::StreamSettings;
 pub struct ReceiverSettings {
     /// NATS server URLs.
     pub urls: Vec<String>,
+    /// TLS and credentials of the connection (`receiver_stream`'s); default: plain text, none.
+    pub security: crate::nats::Security,
     /// Names the connection on the server (`promrelay-receiver-<identity>`).
     pub identity: String,
     /// The stream to consume (created when missing).
@@ -70,6 +72,7 @@ impl ReceiverSettings {
         };
         ReceiverSettings {
             urls,
+            security: crate::nats::Security::default(),
             identity,
             stream,
             consumer,

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use super::*;
 use crate::config::{FilterConfig, FilterLimits, OnError};
-use crate::filter::FilterEngine;
+use crate::filter::tests::test_engine;
+use crate::lifecycle::Events;
 use crate::model::{Family, Label, MetricType, ScrapeMeta, Series};
 
 fn stage(name: &str) -> Arc<Stage> {
@@ -20,10 +21,10 @@ fn stage(name: &str) -> Arc<Stage> {
         limits: FilterLimits::default(),
         config: serde_json::json!({}),
     };
-    let module = FilterEngine::shared()
+    let module = test_engine()
         .load_file(&path)
         .expect("test WAT modules load");
-    Arc::new(Stage::new(config, module, Arc::default()).expect("stage"))
+    Arc::new(Stage::new(config, module, Arc::default(), Events::none()).expect("stage"))
 }
 
 fn series(name: &str, labels: &[(&str, &str)], value: f64) -> Series {
