@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use promrelay_abi::{BatchReader, NAME_LABEL};
 
 use crate::filter::codec;
-use crate::model::{self, Family, Label, MetricType, Scrape, Series, Str};
+use crate::model::{self, Family, Label, Scrape, Series, Str};
 
 /// A target whose last scrape is this old (milliseconds) is forgotten.
 pub const FORGET_AFTER_MS: i64 = 3_600_000;
@@ -221,7 +221,7 @@ fn add_markers(scrape: &mut Scrape, previous: &Previous, current: &[(u64, u32, u
                     name: Str::from(name),
                     help: reader.opt_str(record.help).ok().flatten().map(Str::from),
                     unit: reader.opt_str(record.unit).ok().flatten().map(Str::from),
-                    kind: kind(record.kind),
+                    kind: codec::from_abi(record.kind),
                     series: Vec::new(),
                 });
                 scrape.families.len() - 1
@@ -252,24 +252,10 @@ fn add_markers(scrape: &mut Scrape, previous: &Previous, current: &[(u64, u32, u
     added
 }
 
-fn kind(kind: promrelay_abi::MetricType) -> MetricType {
-    use promrelay_abi::MetricType as Abi;
-    match kind {
-        Abi::Counter => MetricType::Counter,
-        Abi::Gauge => MetricType::Gauge,
-        Abi::Histogram => MetricType::Histogram,
-        Abi::Summary => MetricType::Summary,
-        Abi::GaugeHistogram => MetricType::GaugeHistogram,
-        Abi::Info => MetricType::Info,
-        Abi::StateSet => MetricType::StateSet,
-        Abi::Untyped => MetricType::Untyped,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ScrapeMeta;
+    use crate::model::{MetricType, ScrapeMeta};
 
     fn scrape(time_ms: i64, series: &[(&str, &str)]) -> Scrape {
         Scrape {

@@ -110,16 +110,24 @@ pub(super) fn stream(
         None => Vec::new(),
     };
     let sources_key = fields.key("sources");
-    let ack_wait = receiver_only(
+    let ack_wait = only_in(
         cx,
         &mut fields,
         key,
+        RECEIVER_ONLY,
         "ack_wait",
         Problems::positive_duration,
     )
     .unwrap_or(DEFAULT_ACK_WAIT);
-    let shared_order =
-        receiver_only(cx, &mut fields, key, "shared_order", Problems::boolean).unwrap_or(false);
+    let shared_order = only_in(
+        cx,
+        &mut fields,
+        key,
+        RECEIVER_ONLY,
+        "shared_order",
+        Problems::boolean,
+    )
+    .unwrap_or(false);
     if shared_order && client_id.is_empty() {
         cx.problems.add(
             &fields.key("shared_order"),
@@ -128,7 +136,8 @@ pub(super) fn stream(
              consumer (set the same client_id in every receiver's config)",
         );
     }
-    let format = poller_only(cx, &mut fields, key, "format", wire_format).unwrap_or_default();
+    let format =
+        only_in(cx, &mut fields, key, POLLER_ONLY, "format", wire_format).unwrap_or_default();
     fields.finish(&mut cx.problems);
     check_sources(
         cx,
@@ -156,25 +165,34 @@ pub(super) fn stream(
     })
 }
 
-/// Reads a key only a `poller_stream` has; in a `receiver_stream` it is an error naming why.
-fn poller_only<'a, T>(
+/// Where a key belongs and why: a key of only one stream section.
+type Home = (&'static str, &'static str);
+/// Keys only a `poller_stream` has.
+const POLLER_ONLY: Home = (
+    "poller_stream",
+    "it sets what the poller writes (a receiver reads every format)",
+);
+/// Keys only a `receiver_stream` has.
+const RECEIVER_ONLY: Home = ("receiver_stream", "it sets the receivers' durable consumer");
+
+/// Reads `key` in its home section; in the other section it is an error saying where it
+/// belongs and why.
+fn only_in<'a, T>(
     cx: &mut Builder<'_>,
     fields: &mut Fields<'a>,
     section: &str,
+    (home, why): Home,
     key: &str,
     read: impl FnOnce(&mut Problems, &str, &'a Node) -> Option<T>,
 ) -> Option<T> {
-    if section == "poller_stream" {
+    if section == home {
         return cx.read(fields, key, read);
     }
     let node = fields.take(key)?;
     cx.problems.at(
         &fields.key(key),
         node,
-        format!(
-            "{key} belongs in poller_stream: it sets what the poller writes (a receiver reads \
-             every format)"
-        ),
+        format!("{key} belongs in {home}: {why}"),
     );
     None
 }
@@ -197,26 +215,6 @@ fn wire_format(problems: &mut Problems, key: &str, node: &Node) -> Option<crate:
             None
         }
     }
-}
-
-/// Reads a key only a `receiver_stream` has; in a `poller_stream` it is an error naming why.
-fn receiver_only<'a, T>(
-    cx: &mut Builder<'_>,
-    fields: &mut Fields<'a>,
-    section: &str,
-    key: &str,
-    read: impl FnOnce(&mut Problems, &str, &'a Node) -> Option<T>,
-) -> Option<T> {
-    if section == "receiver_stream" {
-        return cx.read(fields, key, read);
-    }
-    let node = fields.take(key)?;
-    cx.problems.at(
-        &fields.key(key),
-        node,
-        format!("{key} belongs in receiver_stream: it sets the receivers' durable consumer"),
-    );
-    None
 }
 
 /// The mistakes of a hub's `sources` that only show beside its own `domain` and name.

@@ -40,7 +40,8 @@ fn to_abi(kind: MetricType) -> promrelay_abi::MetricType {
     }
 }
 
-fn from_abi(kind: promrelay_abi::MetricType) -> MetricType {
+/// The model's metric type of an ABI type.
+pub fn from_abi(kind: promrelay_abi::MetricType) -> MetricType {
     use promrelay_abi::MetricType as Abi;
     match kind {
         Abi::Counter => MetricType::Counter,
