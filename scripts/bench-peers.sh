@@ -19,6 +19,8 @@
 #   AGENTS         which agents, in order (default: "promrelay vmagent prometheus")
 #   SETUPS         which setups (default: "none rules")
 #   WARMUP         seconds between the first round of scrapes and the window (default: 2 intervals)
+#   ENCODING       gzip (default: the targets gzip for an agent that asks, as node_exporter does,
+#                  and all three ask) or identity (never compressed)
 #   OUT            also write the table to this file
 #
 # Installs victoria-metrics (vmagent) and nginx with apt-get when they are missing. promrelay
@@ -38,6 +40,7 @@ interval="${interval%s}"
 warmup="${WARMUP:-$((interval * 2))}"
 agents="${AGENTS:-promrelay vmagent prometheus}"
 setups="${SETUPS:-none rules}"
+encoding="${ENCODING:-gzip}"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 rules_file="$root/filters/relabel/benches/typical_rules.yaml"
 
@@ -114,7 +117,7 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 now() { date +%s.%N; }
 
 # The targets.
-"$PEER_TARGETS_BIN" "$work/ports" "$targets" "$series" >"$work/targets.log" 2>&1 &
+"$PEER_TARGETS_BIN" "$work/ports" "$targets" "$series" "$encoding" >"$work/targets.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do [[ -s "$work/ports" ]] && break; sleep 0.1; done
 mapfile -t ports <"$work/ports"
@@ -293,11 +296,12 @@ run() {
     sleep "$warmup"
     local sinks
     if [[ $agent == promrelay ]]; then sinks="$nats_pid"; else sinks="$(nginx_pids)"; fi
-    local load0 t0 cpu0 sink0 scrapes0 samples0 out0
+    local load0 t0 cpu0 sink0 scrapes0 samples0 bytes0 out0
     load0="$(loadavg)" t0="$(now)" cpu0="$(cpu_ticks "$agent_pid")" sink0="$(cpu_ticks $sinks)"
     local snapshot
     snapshot="$(stats)"
     scrapes0="$(stat_of scrapes <<<"$snapshot")" samples0="$(stat_of samples <<<"$snapshot")"
+    bytes0="$(stat_of bytes <<<"$snapshot")"
     out0="$(out_samples "$agent")"
     local published0=0
     [[ $agent != promrelay ]] ||
@@ -311,10 +315,11 @@ run() {
         sleep "$pause"
         rss_kib "$agent_pid" >>"$dir/rss"
     done
-    local t1 cpu1 sink1 scrapes1 samples1 out1 load1
+    local t1 cpu1 sink1 scrapes1 samples1 bytes1 out1 load1
     t1="$(now)" cpu1="$(cpu_ticks "$agent_pid")" sink1="$(cpu_ticks $sinks)"
     snapshot="$(stats)"
     scrapes1="$(stat_of scrapes <<<"$snapshot")" samples1="$(stat_of samples <<<"$snapshot")"
+    bytes1="$(stat_of bytes <<<"$snapshot")"
     out1="$(out_samples "$agent")" load1="$(loadavg)"
     local errors=- calls=- published=-
     if [[ $agent == promrelay ]]; then
@@ -334,10 +339,10 @@ run() {
         "$((scrapes1 - scrapes0))" "$((samples1 - samples0))" \
         "$(echo "scale=3; ($cpu1 - $cpu0) / $ticks" | bc)" "$rss_mean" "$rss_max" \
         "$((out1 - out0))" "$(echo "scale=3; ($sink1 - $sink0) / $ticks" | bc)" \
-        "$errors" "$calls" "$published" "$elapsed" "$load0" "$load1" >>"$results"
+        "$errors" "$calls" "$published" "$elapsed" "$load0" "$load1" "$((bytes1 - bytes0))" >>"$results"
     tail -n1 "$results" | awk -F'\t' -v ticks="$ticks" '{
-        printf "  window %.1f s: %d scrapes, %d samples served, %d passed on; CPU %.2f s (%.1f%% of a core), %.2f µs per sample\n",
-            $13, $3, $4, $8, $5, 100 * $5 / $13, 1e6 * $5 / $4
+        printf "  window %.1f s: %d scrapes (%.0f KB each as sent), %d samples served, %d passed on; CPU %.2f s (%.1f%% of a core), %.2f µs per sample\n",
+            $13, $3, $16 / $3 / 1000, $4, $8, $5, 100 * $5 / $13, 1e6 * $5 / $4
         printf "  RSS mean %.1f MiB, max %.1f MiB; sink CPU %.2f s; load average %s -> %s\n",
             $6 / 1024, $7 / 1024, $9, $14, $15
         if ($2 == "promrelay") printf "  filter errors %s (since start), filter calls %s (since start), published in the window %s\n", $10, $11, $12
@@ -365,8 +370,8 @@ prometheus_version="$(dpkg-query -W -f '${Version}' prometheus 2>/dev/null || ec
 {
     echo "$bench_start; $(nproc) cores ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)); load average at start $load_start, at end $(loadavg)"
     echo "$build (commit $commit, ${PROMRELAY_BIN:-not run}); vmagent $vmagent_version; prometheus $prometheus_version (agent mode)"
-    echo "$targets targets x $series series every ${interval}s; warm-up ${warmup}s after the first round of scrapes, window ${window}s per run"
-    echo "command: scripts/bench-peers.sh $targets $series ${interval}s $window"
+    echo "$targets targets x $series series every ${interval}s, bodies $encoding; warm-up ${warmup}s after the first round of scrapes, window ${window}s per run"
+    echo "command: ${ENCODING:+ENCODING=$encoding }scripts/bench-peers.sh $targets $series ${interval}s $window"
     echo
     echo "| relabel | agent | scrapes | samples | CPU s | µs CPU / sample | CPU ÷ vmagent | CPU ÷ Prometheus | RSS MiB (mean / max) | RSS B / series | RSS ÷ vmagent | RSS ÷ Prometheus | samples passed on | filter errors | load average (window) |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"

@@ -1,10 +1,12 @@
 //! Bench harness for `scripts/bench-peers.sh`: N node_exporter-shaped scrape targets on loopback,
 //! one port each (so every agent gives each target its own `instance`, as it would to N hosts),
 //! serving `GET /metrics` with exactly S samples whose values change on every scrape, over
-//! HTTP/1.1 keep-alive (Prometheus and vmagent keep their scrape connections open).
-//! `GET /stats` on any of the ports answers, for all targets together, `scrapes N`, `samples M`
-//! and `targets_scraped K` (targets scraped at least once), as plain `key value` lines: the bench
-//! reads it before and after its window to count what each agent scraped.
+//! HTTP/1.1 keep-alive (Prometheus and vmagent keep their scrape connections open), gzipped for
+//! a client that sends `Accept-Encoding: gzip` (as node_exporter does; all three agents ask).
+//! `GET /stats` on any of the ports answers, for all targets together, `scrapes N`, `samples M`,
+//! `bytes B` (bodies as sent) and `targets_scraped K` (targets scraped at least once), as plain
+//! `key value` lines: the bench reads it before and after its window to count what each agent
+//! scraped.
 //!
 //! The series mimic a busy node_exporter on a container host: a few small fixed families
 //! (`go_*`, `process_*`, `node_scrape_collector_*`, load and memory) and the rest spread over the
@@ -14,11 +16,12 @@
 //! filesystems and disks carry `fstype`/`major`/`minor`. Every target serves the same series;
 //! only the agent's `instance` label tells them apart. Never run by the tests.
 //!
-//! Usage: `peer_targets PORT_FILE TARGETS SERIES` — binds TARGETS ports on 127.0.0.1 and writes
-//! them to PORT_FILE, one a line (written to a temporary name and renamed, so a reader never
-//! sees half of it).
+//! Usage: `peer_targets PORT_FILE TARGETS SERIES [gzip|identity]` — binds TARGETS ports on
+//! 127.0.0.1 and writes them to PORT_FILE, one a line (written to a temporary name and renamed,
+//! so a reader never sees half of it). `identity` never compresses (default `gzip`).
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -293,12 +296,14 @@ fn render(lines: &[Line], count: u64, body: &mut String) {
 struct Stats {
     scrapes: AtomicU64,
     samples: AtomicU64,
+    bytes: AtomicU64,
     targets_scraped: AtomicU64,
 }
 
 struct Shared {
     lines: Vec<Line>,
     samples: u64,
+    gzip: bool,
     stats: Stats,
 }
 
@@ -306,6 +311,7 @@ struct Shared {
 async fn serve(mut socket: TcpStream, shared: Arc<Shared>, scrapes: Arc<AtomicU64>) {
     let mut buffer = Vec::with_capacity(4096);
     let mut body = String::new();
+    let mut compressed = Vec::new();
     let mut response = Vec::new();
     loop {
         let head_end = loop {
@@ -326,6 +332,11 @@ async fn serve(mut socket: TcpStream, shared: Arc<Shared>, scrapes: Arc<AtomicU6
         let mut request_line = head.lines().next().unwrap_or_default().split(' ');
         let path = request_line.nth(1).unwrap_or("/").to_owned();
         let close = head.contains("\r\nconnection: close") || head.contains("http/1.0\r\n");
+        let gzip = shared.gzip
+            && head
+                .lines()
+                .any(|line| line.starts_with("accept-encoding:") && line.contains("gzip"));
+        let mut encoding = "";
         let (status, content_type) = if path == "/metrics" {
             let count = scrapes.fetch_add(1, Ordering::Relaxed) + 1;
             if count == 1 {
@@ -337,15 +348,29 @@ async fn serve(mut socket: TcpStream, shared: Arc<Shared>, scrapes: Arc<AtomicU6
                 .samples
                 .fetch_add(shared.samples, Ordering::Relaxed);
             render(&shared.lines, count, &mut body);
+            if gzip {
+                // Level 1: the targets' own CPU is not what is measured, but it shares the cores.
+                compressed.clear();
+                let mut encoder = flate2::write::GzEncoder::new(
+                    std::mem::take(&mut compressed),
+                    flate2::Compression::fast(),
+                );
+                encoder
+                    .write_all(body.as_bytes())
+                    .expect("gzip into a Vec cannot fail");
+                compressed = encoder.finish().expect("gzip into a Vec cannot fail");
+                encoding = "Content-Encoding: gzip\r\n";
+            }
             ("200 OK", "text/plain; version=0.0.4; charset=utf-8")
         } else if path == "/stats" {
             body.clear();
             let stats = &shared.stats;
             let _ = write!(
                 body,
-                "scrapes {}\nsamples {}\ntargets_scraped {}\n",
+                "scrapes {}\nsamples {}\nbytes {}\ntargets_scraped {}\n",
                 stats.scrapes.load(Ordering::Relaxed),
                 stats.samples.load(Ordering::Relaxed),
+                stats.bytes.load(Ordering::Relaxed),
                 stats.targets_scraped.load(Ordering::Relaxed)
             );
             ("200 OK", "text/plain")
@@ -353,14 +378,25 @@ async fn serve(mut socket: TcpStream, shared: Arc<Shared>, scrapes: Arc<AtomicU6
             body.clear();
             ("404 Not Found", "text/plain")
         };
+        let payload = if encoding.is_empty() {
+            body.as_bytes()
+        } else {
+            &compressed
+        };
+        if path == "/metrics" {
+            shared
+                .stats
+                .bytes
+                .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        }
         let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{}\r\n",
-            body.len(),
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n{encoding}Content-Length: {}\r\n{}\r\n",
+            payload.len(),
             if close { "Connection: close\r\n" } else { "" }
         );
         response.clear();
         response.extend_from_slice(head.as_bytes());
-        response.extend_from_slice(body.as_bytes());
+        response.extend_from_slice(payload);
         if socket.write_all(&response).await.is_err() || close {
             return;
         }
@@ -377,13 +413,22 @@ async fn main() -> std::io::Result<()> {
         args.get(1).and_then(|n| n.parse::<usize>().ok()),
         args.get(2).and_then(|n| n.parse::<usize>().ok()),
     ) else {
-        eprintln!("usage: peer_targets PORT_FILE TARGETS SERIES");
+        eprintln!("usage: peer_targets PORT_FILE TARGETS SERIES [gzip|identity]");
         std::process::exit(2);
+    };
+    let gzip = match args.get(3).map(String::as_str) {
+        None | Some("gzip") => true,
+        Some("identity") => false,
+        Some(other) => {
+            eprintln!("peer_targets: encoding {other:?} is neither gzip nor identity");
+            std::process::exit(2);
+        }
     };
     let exposition = exposition(series);
     let shared = Arc::new(Shared {
         samples: exposition.samples as u64,
         lines: exposition.lines,
+        gzip,
         stats: Stats::default(),
     });
     let mut ports = String::new();
