@@ -203,29 +203,37 @@ promrelay_config() {
     fi
 }
 
-# metric_sum URL NAME [FILTER]: the sum of a metric's samples whose line contains FILTER.
+# agent_metrics: the running agent's own /metrics.
+agent_metrics() { curl -sf "http://127.0.0.1:$agent_port/metrics"; }
+
+# metric_sum NAME [FILTER] <METRICS: the sum of a metric's samples whose line contains FILTER.
 metric_sum() {
-    curl -sf "$1" | awk -v name="$2" -v filter="${3:-}" '
+    awk -v name="$1" -v filter="${2:-}" '
         index($0, name) == 1 && (substr($0, length(name) + 1, 1) ~ /[{ ]/) && index($0, filter) {
             sum += $NF
         }
-        END { printf "%.0f\n", sum }'
+        END { printf "%.6f\n", sum }'
+}
+# delta NAME [FILTER]: the metric's growth over the window (files metrics0 and metrics1 of $dir).
+delta() {
+    awk -v a="$(metric_sum "$@" <"$dir/metrics0")" -v b="$(metric_sum "$@" <"$dir/metrics1")" \
+        'BEGIN { printf "%.6f\n", b - a }'
 }
 
-# out_samples AGENT: samples the agent has passed on so far (after relabelling), from its own
+# passed_on AGENT: samples the agent passed on in the window (after relabelling), from its own
 # metrics; includes its per-scrape synthetic series (up, scrape_duration_seconds, ...) where it
-# makes them.
-out_samples() {
+# sends them.
+passed_on() {
     case $1 in
     promrelay)
         if [[ $setup == none ]]; then
-            metric_sum "http://127.0.0.1:$monitor_port/metrics" promrelay_scraped_samples_total 'job="node"'
+            delta promrelay_scraped_samples_total 'job="node"'
         else
-            metric_sum "http://127.0.0.1:$monitor_port/metrics" promrelay_filter_series_out_total 'filter="relabel"'
+            delta promrelay_filter_series_out_total 'filter="relabel"'
         fi
         ;;
-    vmagent) metric_sum "http://127.0.0.1:$agent_port/metrics" vmagent_remotewrite_block_size_rows_sum ;;
-    prometheus) metric_sum "http://127.0.0.1:$agent_port/metrics" prometheus_remote_storage_samples_total ;;
+    vmagent) delta vmagent_remotewrite_block_size_rows_sum ;;
+    prometheus) delta prometheus_remote_storage_samples_total ;;
     esac
 }
 
@@ -296,16 +304,13 @@ run() {
     sleep "$warmup"
     local sinks
     if [[ $agent == promrelay ]]; then sinks="$nats_pid"; else sinks="$(nginx_pids)"; fi
-    local load0 t0 cpu0 sink0 scrapes0 samples0 bytes0 out0
+    local load0 t0 cpu0 sink0 scrapes0 samples0 bytes0
     load0="$(loadavg)" t0="$(now)" cpu0="$(cpu_ticks "$agent_pid")" sink0="$(cpu_ticks $sinks)"
     local snapshot
     snapshot="$(stats)"
     scrapes0="$(stat_of scrapes <<<"$snapshot")" samples0="$(stat_of samples <<<"$snapshot")"
     bytes0="$(stat_of bytes <<<"$snapshot")"
-    out0="$(out_samples "$agent")"
-    local published0=0
-    [[ $agent != promrelay ]] ||
-        published0="$(metric_sum "http://127.0.0.1:$monitor_port/metrics" promrelay_publishes_total 'outcome="ok"')"
+    agent_metrics >"$dir/metrics0"
     : >"$dir/rss"
     local end
     end="$(echo "$t0 + $window" | bc)"
@@ -315,19 +320,28 @@ run() {
         sleep "$pause"
         rss_kib "$agent_pid" >>"$dir/rss"
     done
-    local t1 cpu1 sink1 scrapes1 samples1 bytes1 out1 load1
+    local t1 cpu1 sink1 scrapes1 samples1 bytes1 load1
     t1="$(now)" cpu1="$(cpu_ticks "$agent_pid")" sink1="$(cpu_ticks $sinks)"
     snapshot="$(stats)"
     scrapes1="$(stat_of scrapes <<<"$snapshot")" samples1="$(stat_of samples <<<"$snapshot")"
     bytes1="$(stat_of bytes <<<"$snapshot")"
-    out1="$(out_samples "$agent")" load1="$(loadavg)"
-    local errors=- calls=- published=-
+    agent_metrics >"$dir/metrics1"
+    load1="$(loadavg)"
+    local out errors=- calls=- published=-
+    out="$(passed_on "$agent")"
     if [[ $agent == promrelay ]]; then
-        local url="http://127.0.0.1:$monitor_port/metrics"
-        errors="$(metric_sum "$url" promrelay_filter_errors_total)"
-        calls="$(metric_sum "$url" promrelay_filter_calls_total)"
-        published="$(($(metric_sum "$url" promrelay_publishes_total 'outcome="ok"') - published0))"
-        curl -sf "$url" | grep -E '^promrelay_(filter_errors|scrapes|publishes)_total' >"$dir/promrelay-metrics" || true
+        errors="$(metric_sum promrelay_filter_errors_total <"$dir/metrics1")"
+        calls="$(delta promrelay_filter_calls_total)"
+        published="$(delta promrelay_publishes_total 'outcome="ok"')"
+        local call_seconds self_samples
+        call_seconds="$(delta promrelay_filter_call_duration_seconds_sum)"
+        self_samples="$(delta promrelay_scraped_samples_total 'job="promrelay"')"
+        grep -E '^promrelay_(filter_errors|scrapes|publishes)_total' "$dir/metrics1" >"$dir/promrelay-metrics" || true
+        awk -v calls="$calls" -v seconds="$call_seconds" -v self="$self_samples" 'BEGIN {
+            printf "  in the window: %d filter calls", calls
+            if (calls > 0) printf " (mean %.1f ms of wall clock each)", 1000 * seconds / calls
+            printf "; promrelay'"'"'s own job (monitor_port) scraped %d samples, not counted above\n", self
+        }' >"$dir/promrelay-window"
     fi
     stop_agent
     local rss_mean rss_max
@@ -335,19 +349,20 @@ run() {
     rss_max="$(sort -n "$dir/rss" | tail -n1)"
     local elapsed
     elapsed="$(echo "$t1 - $t0" | bc)"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$setup" "$agent" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$setup" "$agent" \
         "$((scrapes1 - scrapes0))" "$((samples1 - samples0))" \
         "$(echo "scale=3; ($cpu1 - $cpu0) / $ticks" | bc)" "$rss_mean" "$rss_max" \
-        "$((out1 - out0))" "$(echo "scale=3; ($sink1 - $sink0) / $ticks" | bc)" \
-        "$errors" "$calls" "$published" "$elapsed" "$load0" "$load1" "$((bytes1 - bytes0))" >>"$results"
+        "${out%.*}" "$(echo "scale=3; ($sink1 - $sink0) / $ticks" | bc)" \
+        "${errors%.*}" "${calls%.*}" "${published%.*}" "$elapsed" "$load0" "$load1" "$((bytes1 - bytes0))" >>"$results"
     tail -n1 "$results" | awk -F'\t' -v ticks="$ticks" '{
         printf "  window %.1f s: %d scrapes (%.0f KB each as sent), %d samples served, %d passed on; CPU %.2f s (%.1f%% of a core), %.2f µs per sample\n",
             $13, $3, $16 / $3 / 1000, $4, $8, $5, 100 * $5 / $13, 1e6 * $5 / $4
         printf "  RSS mean %.1f MiB, max %.1f MiB; sink CPU %.2f s; load average %s -> %s\n",
             $6 / 1024, $7 / 1024, $9, $14, $15
-        if ($2 == "promrelay") printf "  filter errors %s (since start), filter calls %s (since start), published in the window %s\n", $10, $11, $12
+        if ($2 == "promrelay") printf "  filter errors %s (since start), published in the window %s\n", $10, $12
     }' >&2
-    if [[ $agent == promrelay ]] && ((published == 0)); then
+    [[ ! -s $dir/promrelay-window ]] || cat "$dir/promrelay-window" >&2
+    if [[ $agent == promrelay ]] && ((${published%.*} == 0)); then
         echo "bench-peers: promrelay published nothing in the window: its CPU is not comparable" >&2
     fi
     if [[ $agent == promrelay && -s $dir/promrelay-metrics ]]; then sed 's/^/    /' "$dir/promrelay-metrics" >&2; fi
