@@ -26,6 +26,40 @@ use super::instance::HostState;
 
 /// How often the ticker thread advances the epoch; time limits are rounded up to this.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+/// How long an idle ticker sleeps before it looks whether its engine is gone.
+const IDLE_PARK: Duration = Duration::from_secs(1);
+
+/// The epoch ticker's state: it ticks only while some guest code may run, so an idle relay (or
+/// one without filters) does not wake every [`EPOCH_TICK`].
+#[derive(Debug)]
+pub(crate) struct Ticker {
+    running: std::sync::atomic::AtomicUsize,
+    thread: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl Ticker {
+    /// Guest code may run until the guard drops: the epoch advances meanwhile.
+    pub(crate) fn running(self: &Arc<Ticker>) -> TickGuard {
+        use std::sync::atomic::Ordering;
+        if self.running.fetch_add(1, Ordering::SeqCst) == 0 {
+            if let Some(thread) = self.thread.get() {
+                thread.unpark();
+            }
+        }
+        TickGuard(Arc::clone(self))
+    }
+}
+
+/// Keeps the ticker ticking (see [`Ticker::running`]).
+pub(crate) struct TickGuard(Arc<Ticker>);
+
+impl Drop for TickGuard {
+    fn drop(&mut self) {
+        self.0
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 /// Wasm stack cap: deep recursion traps with a stack overflow well before the host's stack.
 pub const MAX_WASM_STACK: usize = 512 * 1024;
 
@@ -35,6 +69,7 @@ pub struct FilterEngine {
     engine: Engine,
     linker: Linker<HostState>,
     cache: Mutex<HashMap<[u8; 32], Arc<CompiledModule>>>,
+    ticker: Arc<Ticker>,
 }
 
 /// A compiled, checked module, ready to instantiate.
@@ -42,6 +77,8 @@ pub struct CompiledModule {
     /// Lower-case hex SHA-256 of the module bytes.
     pub hash: String,
     pub(crate) pre: InstancePre<HostState>,
+    /// Its engine's ticker: instances hold it while guest code runs.
+    pub(crate) ticker: Arc<Ticker>,
 }
 
 impl std::fmt::Debug for CompiledModule {
@@ -62,16 +99,29 @@ impl FilterEngine {
         let engine = Engine::new(&config)
             .map_err(|e| FilterError::load(format!("creating the wasm engine: {e:#}")))?;
         let weak = engine.weak();
-        std::thread::Builder::new()
+        let ticker = Arc::new(Ticker {
+            running: std::sync::atomic::AtomicUsize::new(0),
+            thread: std::sync::OnceLock::new(),
+        });
+        let state = Arc::clone(&ticker);
+        let thread = std::thread::Builder::new()
             .name("promrelay-epoch".into())
             .spawn(move || {
                 while let Some(engine) = weak.upgrade() {
+                    if state.running.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                        // Idle: a call's guard unparks us (a deadline set meanwhile is relative
+                        // to the epoch, which has not moved).
+                        drop(engine);
+                        std::thread::park_timeout(IDLE_PARK);
+                        continue;
+                    }
                     engine.increment_epoch();
                     drop(engine);
                     std::thread::sleep(EPOCH_TICK);
                 }
             })
             .map_err(|e| FilterError::load(format!("starting the epoch ticker: {e}")))?;
+        let _ = ticker.thread.set(thread.thread().clone());
         let mut linker = Linker::new(&engine);
         linker
             .func_wrap(import::MODULE, import::LOG, host_log)
@@ -80,6 +130,7 @@ impl FilterEngine {
             engine,
             linker,
             cache: Mutex::new(HashMap::new()),
+            ticker,
         })
     }
 
@@ -120,6 +171,7 @@ impl FilterEngine {
         let compiled = Arc::new(CompiledModule {
             hash: hex::encode(digest),
             pre,
+            ticker: Arc::clone(&self.ticker),
         });
         // Two threads may have compiled the same bytes at once: the first one cached wins, so
         // every caller shares one module.

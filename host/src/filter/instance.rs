@@ -187,6 +187,7 @@ pub(crate) struct LiveInstance {
     output_len: TypedFunc<(), i32>,
     limits: CallLimits,
     pub(crate) calls: u64,
+    ticker: Arc<super::engine::Ticker>,
 }
 
 impl LiveInstance {
@@ -197,6 +198,8 @@ impl LiveInstance {
         config_json: &[u8],
         log: Arc<LogGate>,
     ) -> Result<LiveInstance, FilterError> {
+        // Instantiation runs the module's start function and `init`: guest code.
+        let _ticking = module.ticker.running();
         let memory_limit = usize::try_from(limits.memory).unwrap_or(usize::MAX);
         let state = HostState {
             limits: StoreLimitsBuilder::new()
@@ -245,6 +248,7 @@ impl LiveInstance {
             calls: 0,
             instance,
             store,
+            ticker: Arc::clone(&module.ticker),
         };
         let abi_version = nullary(&mut live.store, export::ABI_VERSION)?;
         let init = func(&mut live.store, export::INIT)?;
@@ -367,6 +371,7 @@ impl LiveInstance {
         series_count: usize,
         output_limit: usize,
     ) -> Result<GuestOutput, FilterError> {
+        let _ticking = self.ticker.running();
         self.calls += 1;
         let process = self.process.clone();
         let code = self.run(process, batch)?;
@@ -409,6 +414,7 @@ impl LiveInstance {
         batch: &[u8],
         output_limit: usize,
     ) -> Result<Option<Vec<u8>>, FilterError> {
+        let _ticking = self.ticker.running();
         let Some(func) = self.instance.get_func(&mut self.store, export::TRACE) else {
             return Ok(None);
         };
