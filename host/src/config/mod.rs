@@ -18,6 +18,7 @@ mod build;
 mod discovery;
 mod endpoints;
 mod groups;
+mod jobs;
 mod reader;
 mod sections;
 mod types;
