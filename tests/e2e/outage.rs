@@ -31,17 +31,10 @@ fn metric(relay: &Relay, name: &str) -> Option<f64> {
 /// A running poller (its own `promrelay` job included) scraping `target` into `nats`, with the
 /// monitor port, once a first message is in its stream; returns it and the stream's name.
 fn poller_publishing(nats: &NatsServer, target: &TargetServer) -> (Relay, String) {
-    let mut config = RelayConfig::pipeline(&nats.url(), "http://127.0.0.1:1")
+    let config = RelayConfig::poller_only(&nats.url())
         .job("app", &[("one", &target.url())])
         .monitor_port(free_port());
-    config.receiver_stream = None;
-    config.push_gateway = None;
-    let stream = config
-        .poller_stream
-        .as_ref()
-        .expect("poller")
-        .cluster_id
-        .clone();
+    let stream = config.poller_stream_name();
     let mut relay = Relay::start_command(&["poller"], &config.to_yaml());
     relay.wait_healthy();
     poll_until(WAIT, "a first message in the stream", || {

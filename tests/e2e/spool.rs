@@ -183,17 +183,10 @@ fn with_a_spool_every_scrape_made_before_a_sigterm_during_a_broker_outage_arrive
 
 /// A poller config with job app on `target`, publishing to `nats_url`, spooling into `dir`.
 fn poller_yaml(nats_url: &str, target: &TargetServer, dir: &Path) -> (String, String) {
-    let mut config = RelayConfig::pipeline(nats_url, "http://127.0.0.1:1")
+    let config = RelayConfig::poller_only(nats_url)
         .job("app", &[("one", &target.url())])
         .extra(&format!("spool_dir: {dir:?}\n"));
-    config.receiver_stream = None;
-    config.push_gateway = None;
-    let stream = config
-        .poller_stream
-        .as_ref()
-        .expect("poller")
-        .cluster_id
-        .clone();
+    let stream = config.poller_stream_name();
     (config.to_yaml(), stream)
 }
 
@@ -281,7 +274,7 @@ fn a_sigterm_while_scrapes_are_inside_a_slow_filter_loses_none() {
     // exactly 1 s slow, whatever the machine's speed. Three targets scraped every second into
     // two calls at a time: scrapes queue up inside the filter stage.
     let module = crate::filters::wat("endless_loop.wat");
-    let mut config = RelayConfig::pipeline(&nats.url(), "http://127.0.0.1:1")
+    let config = RelayConfig::poller_only(&nats.url())
         .job(
             "app",
             &[
@@ -294,14 +287,7 @@ fn a_sigterm_while_scrapes_are_inside_a_slow_filter_loses_none() {
             "filters:\n  - name: slow\n    module: {module:?}\n    on_error: pass\n    \
              limits: {{ time: 1s }}\n"
         ));
-    config.receiver_stream = None;
-    config.push_gateway = None;
-    let stream = config
-        .poller_stream
-        .as_ref()
-        .expect("poller")
-        .cluster_id
-        .clone();
+    let stream = config.poller_stream_name();
     let mut poller = Relay::start_command(&["poller"], &config.to_yaml());
     poll_until(WAIT, "3 filtered scrapes in the stream", || {
         if let Err(error) = poller.ensure_running() {

@@ -141,6 +141,23 @@ impl RelayConfig {
         }
     }
 
+    /// Only a poller (no receiver, no Pushgateway), publishing through `nats_url`.
+    pub fn poller_only(nats_url: &str) -> RelayConfig {
+        let mut config = RelayConfig::pipeline(nats_url, "http://127.0.0.1:1");
+        config.receiver_stream = None;
+        config.push_gateway = None;
+        config
+    }
+
+    /// The poller's stream name (`poller_stream.cluster_id`).
+    pub fn poller_stream_name(&self) -> String {
+        self.poller_stream
+            .as_ref()
+            .expect("the config has a poller_stream")
+            .cluster_id
+            .clone()
+    }
+
     /// Adds a job with named targets.
     pub fn job(self, name: &str, targets: &[(&str, &str)]) -> RelayConfig {
         self.job_with(name, "", targets)
