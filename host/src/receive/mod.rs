@@ -379,8 +379,7 @@ impl Receiver {
             };
             let peeked = meta.or_else(|| wire::peek_meta(message.headers.as_ref()));
             let (meta, scrape) = match peeked {
-                Some(meta) if scrape.is_some() => (meta, scrape),
-                Some(meta) => (meta, None),
+                Some(meta) => (meta, scrape),
                 None => match timed_decode(&message) {
                     Ok(scrape) => (scrape.meta.clone(), Some(scrape)),
                     Err(error) => {

@@ -97,19 +97,9 @@ impl Pushgateway {
             },
         };
         let mut out = Vec::with_capacity(64 * 1024);
-        let has_stale = scrape.families.iter().any(|family| {
-            family
-                .series
-                .iter()
-                .any(|series| crate::model::is_stale(series.value))
-        });
-        if has_stale {
-            // A push replaces the whole group: a series left out is gone, no marker needed.
-            let families = crate::wire::body::without_stale(&scrape.families);
-            exposition::render(&families, &options, &mut out);
-        } else {
-            exposition::render(&scrape.families, &options, &mut out);
-        }
+        // A push replaces the whole group: a series left out is gone, no marker needed.
+        let families = crate::wire::body::without_stale(&scrape.families);
+        exposition::render(&families, &options, &mut out);
         out
     }
 

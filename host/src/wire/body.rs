@@ -54,42 +54,42 @@ pub fn encode(scrape: &Scrape, format: WireFormat, out: &mut Vec<u8>) -> anyhow:
             .map_err(|error| anyhow::anyhow!("encoding a scrape as a batch: {error}")),
         WireFormat::Text => {
             // Text has no staleness marker: a stale series would arrive as a plain NaN sample.
-            let has_stale = scrape
-                .families
-                .iter()
-                .any(|family| family.series.iter().any(|s| model::is_stale(s.value)));
             let options = crate::exposition::RenderOptions {
                 timestamps: true,
                 omit_labels: &[],
             };
-            if has_stale {
-                let families = without_stale(&scrape.families);
-                crate::exposition::render(&families, &options, out);
-            } else {
-                crate::exposition::render(&scrape.families, &options, out);
-            }
+            crate::exposition::render(&without_stale(&scrape.families), &options, out);
             Ok(())
         }
     }
 }
 
-/// The families without their staleness markers (families left empty by it dropped).
-pub fn without_stale(families: &[Family]) -> Vec<Family> {
-    families
+/// The families without their staleness markers (families left empty by it dropped); borrowed
+/// as they are when they hold none (the common case: no copy).
+pub fn without_stale(families: &[Family]) -> std::borrow::Cow<'_, [Family]> {
+    let has_stale = families
         .iter()
-        .filter_map(|family| {
-            let series: Vec<_> = family
-                .series
-                .iter()
-                .filter(|s| !model::is_stale(s.value))
-                .cloned()
-                .collect();
-            (!series.is_empty() || family.series.is_empty()).then(|| Family {
-                series,
-                ..family.clone()
+        .any(|family| family.series.iter().any(|s| model::is_stale(s.value)));
+    if !has_stale {
+        return std::borrow::Cow::Borrowed(families);
+    }
+    std::borrow::Cow::Owned(
+        families
+            .iter()
+            .filter_map(|family| {
+                let series: Vec<_> = family
+                    .series
+                    .iter()
+                    .filter(|s| !model::is_stale(s.value))
+                    .cloned()
+                    .collect();
+                (!series.is_empty() || family.series.is_empty()).then(|| Family {
+                    series,
+                    ..family.clone()
+                })
             })
-        })
-        .collect()
+            .collect(),
+    )
 }
 
 /// `application/vnd.promrelay.batch; version=1`, any spacing or case.
