@@ -117,9 +117,16 @@ impl NatsServer {
     /// Blocks until `GET /healthz` answers 200 (panics with the log's tail after a timeout or if the
     /// server exited).
     pub fn wait_healthy(&mut self) {
+        self.wait_healthy_within(START_TIMEOUT);
+    }
+
+    /// [`wait_healthy`](Self::wait_healthy) with a timeout of its own: a cluster node's `/healthz`
+    /// answers 503 until its replicated streams have caught up, which on a loaded machine takes
+    /// longer than a single server's start.
+    pub fn wait_healthy_within(&mut self, timeout: Duration) {
         let url = format!("http://127.0.0.1:{}/healthz", self.monitor_port);
         let process = &mut self.process;
-        poll_until_ok(START_TIMEOUT, "nats-server /healthz to answer 200", || {
+        poll_until_ok(timeout, "nats-server /healthz to answer 200", || {
             process.ensure_running()?;
             http::get_ok(&url)
         });

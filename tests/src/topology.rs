@@ -194,10 +194,10 @@ impl Cluster {
         cluster
     }
 
-    /// Waits until every running node answers `/healthz`.
+    /// Waits until every running node answers `/healthz` (streams caught up included).
     pub fn wait_healthy(&mut self) {
         for node in &mut self.nodes {
-            node.wait_healthy();
+            node.wait_healthy_within(FORM_TIMEOUT);
         }
     }
 
