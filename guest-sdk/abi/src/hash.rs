@@ -53,6 +53,12 @@ pub(crate) struct Interner {
     pub(crate) entries: Vec<(u32, u32)>,
     pub(crate) bytes: Vec<u8>,
     slots: Vec<u32>,
+    /// By string index: the epoch of its last use.
+    seen: Vec<u32>,
+    /// Bumped by [`Interner::next_epoch`]: a writer reused for its next batch.
+    epoch: u32,
+    /// Distinct strings used in this epoch.
+    used: usize,
 }
 
 impl Interner {
@@ -61,13 +67,33 @@ impl Interner {
             entries: Vec::new(),
             bytes: Vec::new(),
             slots: vec![0; INITIAL_SLOTS],
+            seen: Vec::new(),
+            epoch: 0,
+            used: 0,
         }
     }
 
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
         self.bytes.clear();
+        self.seen.clear();
+        self.used = 0;
         self.slots.iter_mut().for_each(|slot| *slot = 0);
+    }
+
+    /// Starts counting uses afresh, keeping the strings.
+    pub(crate) fn next_epoch(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            // Wrapped: no string may look used in the new epoch.
+            self.seen.iter_mut().for_each(|seen| *seen = u32::MAX);
+        }
+        self.used = 0;
+    }
+
+    /// Distinct strings used since the last [`Interner::next_epoch`] (or clear).
+    pub(crate) fn used(&self) -> usize {
+        self.used
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -90,6 +116,11 @@ impl Interner {
                 occupied => {
                     let index = occupied - 1;
                     if self.get(index) == text {
+                        let seen = &mut self.seen[index as usize];
+                        if *seen != self.epoch {
+                            *seen = self.epoch;
+                            self.used += 1;
+                        }
                         return Some(index);
                     }
                     slot = (slot + 1) & mask;
@@ -104,6 +135,8 @@ impl Interner {
             .filter(|i| *i < u32::MAX - 1)?;
         self.bytes.extend_from_slice(text);
         self.entries.push((offset, len));
+        self.seen.push(self.epoch);
+        self.used += 1;
         self.slots[slot] = index + 1;
         if self.entries.len() * 2 > self.slots.len() {
             self.grow();

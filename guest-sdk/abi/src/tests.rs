@@ -537,3 +537,62 @@ fn errors_read_well() {
         "series added before any family"
     );
 }
+
+#[test]
+fn series_added_to_families_apart_are_listed_together_in_the_order_added() {
+    let mut w = BatchWriter::new();
+    w.begin_family("a", None, None, MetricType::Gauge).unwrap();
+    w.begin_family("b", None, None, MetricType::Counter)
+        .unwrap();
+    let name = w.add_string("__name__").unwrap();
+    let (a, b) = (w.add_string("a").unwrap(), w.add_string("b").unwrap());
+    let label = |value| [LabelRecord { name, value }];
+    for (family, value, sample) in [(0, a, 1.0), (1, b, 2.0), (0, a, 3.0), (1, b, 4.0)] {
+        w.add_series_indices_to(family, &label(value), sample, None)
+            .unwrap();
+    }
+    let help = w.add_string("help of a").unwrap();
+    w.set_family(0, help, NONE, MetricType::Summary).unwrap();
+    let bytes = w.finish();
+    let batch = BatchReader::new(&bytes).unwrap();
+    batch.check_names().unwrap();
+    let families: Vec<_> = batch.families().collect();
+    assert_eq!((families[0].first_series, families[0].series_count), (0, 2));
+    assert_eq!((families[1].first_series, families[1].series_count), (2, 2));
+    assert_eq!(families[0].kind, MetricType::Summary);
+    assert_eq!(batch.str(families[0].help).unwrap(), "help of a");
+    let values: Vec<f64> = (0..4).map(|i| batch.series(i).unwrap().value).collect();
+    assert_eq!(values, [1.0, 3.0, 2.0, 4.0]);
+    assert_eq!(
+        w.add_series_indices_to(2, &label(a), 0.0, None),
+        Err(WriteError::NoFamily)
+    );
+    assert_eq!(
+        w.add_series_indices_to(0, &label(99), 0.0, None),
+        Err(WriteError::NoSuchString { index: 99 })
+    );
+}
+
+#[test]
+fn a_writer_reused_for_records_keeps_its_strings_and_counts_the_unused_ones() {
+    let mut w = BatchWriter::new();
+    w.begin_family("up", None, None, MetricType::Gauge).unwrap();
+    w.add_series(&[("__name__", "up"), ("job", "x")], 1.0, None)
+        .unwrap();
+    let strings = w.string_count();
+    assert_eq!(w.unused_strings(), 0);
+    w.clear_records();
+    assert_eq!(w.string_count(), strings, "strings kept");
+    assert_eq!(w.unused_strings(), strings, "none used yet");
+    w.begin_family("up", None, None, MetricType::Gauge).unwrap();
+    w.add_series(&[("__name__", "up"), ("job", "y")], 1.0, None)
+        .unwrap();
+    // "x" is left over from the first batch; every other string was used again.
+    assert_eq!(w.unused_strings(), 1);
+    let bytes = w.finish();
+    let batch = BatchReader::new(&bytes).unwrap();
+    assert_eq!(batch.family_count(), 1);
+    assert_eq!(batch.series_count(), 1);
+    w.clear();
+    assert_eq!(w.unused_strings(), 0);
+}

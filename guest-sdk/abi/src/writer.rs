@@ -54,6 +54,8 @@ struct FamilyRow {
 
 #[derive(Debug, Clone, Copy)]
 struct SeriesRow {
+    /// Index of its family in `families` (the series of a family may be added apart).
+    family: u32,
     first_label: u32,
     label_count: u32,
     value: u64,
@@ -68,6 +70,8 @@ pub struct BatchWriter {
     series: Vec<SeriesRow>,
     labels: Vec<LabelRecord>,
     name_label: u32,
+    /// Whether every series was added to the last family begun (the layout needs no sort).
+    grouped: bool,
 }
 
 impl Default for BatchWriter {
@@ -84,6 +88,7 @@ impl BatchWriter {
             series: Vec::new(),
             labels: Vec::new(),
             name_label: 0,
+            grouped: true,
         };
         writer.clear();
         writer
@@ -92,13 +97,30 @@ impl BatchWriter {
     /// Empties the writer, keeping its allocations for the next batch.
     pub fn clear(&mut self) {
         self.strings.clear();
-        self.families.clear();
-        self.series.clear();
-        self.labels.clear();
+        self.clear_records();
         self.name_label = self
             .strings
             .intern(NAME_LABEL.as_bytes())
             .expect("an empty interner has room for one short string");
+    }
+
+    /// Empties the writer's families, series and labels but keeps its string table, so the
+    /// next batch of a source whose names and labels repeat (the next scrape of one target)
+    /// finds its strings already there. Strings the next batch does not use are still written
+    /// with it: see [`unused_strings`](Self::unused_strings) for when to [`clear`](Self::clear)
+    /// instead.
+    pub fn clear_records(&mut self) {
+        self.families.clear();
+        self.series.clear();
+        self.labels.clear();
+        self.grouped = true;
+        self.strings.next_epoch();
+    }
+
+    /// How many strings of the table no call since the last [`clear_records`](Self::clear_records)
+    /// used (left over from earlier batches).
+    pub fn unused_strings(&self) -> usize {
+        self.strings.len() - self.strings.used()
     }
 
     pub fn family_count(&self) -> usize {
@@ -173,6 +195,35 @@ impl BatchWriter {
             first_series,
             series_count: 0,
         });
+        Ok(())
+    }
+
+    /// The index of the family begun last, for [`add_series_indices_to`](Self::add_series_indices_to).
+    pub fn last_family(&self) -> Option<u32> {
+        self.families.len().checked_sub(1).map(|i| i as u32)
+    }
+
+    /// Sets the metadata of family `family` (string indices from this table, `NONE` for no help
+    /// or unit), e.g. once a parser has read all of its HELP, TYPE and UNIT lines.
+    pub fn set_family(
+        &mut self,
+        family: u32,
+        help: u32,
+        unit: u32,
+        kind: MetricType,
+    ) -> Result<(), WriteError> {
+        for index in [help, unit] {
+            if index != NONE && index as usize >= self.strings.len() {
+                return Err(WriteError::NoSuchString { index });
+            }
+        }
+        let row = self
+            .families
+            .get_mut(family as usize)
+            .ok_or(WriteError::NoFamily)?;
+        row.help = help;
+        row.unit = unit;
+        row.kind = kind;
         Ok(())
     }
 
@@ -263,16 +314,59 @@ impl BatchWriter {
         self.push_series(first_label, value, timestamp_ms)
     }
 
+    /// Adds a series to family `family`, which need not be the last one begun: the batch lists
+    /// each family's series together, in the order they were added. The label records' indices
+    /// come from this writer's string table; their order is the caller's responsibility (the
+    /// host checks it on every batch it reads back). Hot path of the host's parser: checks only
+    /// the indices.
+    pub fn add_series_indices_to(
+        &mut self,
+        family: u32,
+        labels: &[LabelRecord],
+        value: f64,
+        timestamp_ms: Option<i64>,
+    ) -> Result<(), WriteError> {
+        let count = self.strings.len() as u32;
+        if let Some(bad) = labels
+            .iter()
+            .flat_map(|l| [l.name, l.value])
+            .find(|i| *i >= count)
+        {
+            return Err(WriteError::NoSuchString { index: bad });
+        }
+        let first_label = self.labels.len();
+        self.labels.extend_from_slice(labels);
+        self.push_series_to(family, first_label, value, timestamp_ms)
+    }
+
     fn push_series(
         &mut self,
         first_label: usize,
         value: f64,
         timestamp_ms: Option<i64>,
     ) -> Result<(), WriteError> {
-        let Some(family) = self.families.last_mut() else {
+        let Some(last) = self.last_family() else {
             self.labels.truncate(first_label);
             return Err(WriteError::NoFamily);
         };
+        self.push_series_to(last, first_label, value, timestamp_ms)
+    }
+
+    fn push_series_to(
+        &mut self,
+        family_index: u32,
+        first_label: usize,
+        value: f64,
+        timestamp_ms: Option<i64>,
+    ) -> Result<(), WriteError> {
+        let last = self.families.len().wrapping_sub(1);
+        let Some(family) = self.families.get_mut(family_index as usize) else {
+            self.labels.truncate(first_label);
+            return Err(WriteError::NoFamily);
+        };
+        if family_index as usize != last {
+            self.grouped = false;
+        }
         let label_count = self.labels.len() - first_label;
         let (Ok(first), Ok(count)) = (u32::try_from(first_label), u32::try_from(label_count))
         else {
@@ -281,6 +375,7 @@ impl BatchWriter {
         };
         family.series_count += 1;
         self.series.push(SeriesRow {
+            family: family_index,
             first_label: first,
             label_count: count,
             value: value.to_bits(),
@@ -308,7 +403,8 @@ impl BatchWriter {
         out
     }
 
-    /// Encodes the batch into `out` (cleared first), reusing its allocation.
+    /// Encodes the batch into `out` (cleared first), reusing its allocation. Families whose
+    /// series were added apart get them listed together, in the order they were added.
     pub fn finish_into(&self, out: &mut Vec<u8>) {
         let strings_offset = HEADER_LEN;
         let families_offset = strings_offset + self.strings.len() * STRING_ENTRY_LEN;
@@ -344,21 +440,33 @@ impl BatchWriter {
             out.extend_from_slice(&offset.to_le_bytes());
             out.extend_from_slice(&len.to_le_bytes());
         }
+        let mut first_series = 0u32;
         for f in &self.families {
             let start = out.len();
-            for value in [
-                f.name,
-                f.help,
-                f.unit,
-                f.kind.code(),
-                f.first_series,
-                f.series_count,
-            ] {
+            // Series added apart are written grouped: each family's series follow the last one's.
+            let first = if self.grouped {
+                f.first_series
+            } else {
+                first_series
+            };
+            first_series += f.series_count;
+            for value in [f.name, f.help, f.unit, f.kind.code(), first, f.series_count] {
                 out.extend_from_slice(&value.to_le_bytes());
             }
             debug_assert_eq!(out.len() - start, family::SERIES_COUNT + 4);
         }
-        for s in &self.series {
+        // Ungrouped (a source whose families' samples are not contiguous): a stable sort of the
+        // positions by family, the one allocation beyond `out`.
+        let order: Option<Vec<u32>> = (!self.grouped).then(|| {
+            let mut order: Vec<u32> = (0..self.series.len() as u32).collect();
+            order.sort_by_key(|&i| self.series[i as usize].family);
+            order
+        });
+        let rows = (0..self.series.len()).map(|i| match &order {
+            Some(order) => &self.series[order[i] as usize],
+            None => &self.series[i],
+        });
+        for s in rows {
             let start = out.len();
             out.extend_from_slice(&s.first_label.to_le_bytes());
             out.extend_from_slice(&s.label_count.to_le_bytes());
