@@ -187,20 +187,30 @@ impl Scrape {
     /// and `instance` (a target group's `labels`), treated alike: an exposed label of the same
     /// name is kept as `exported_<name>`.
     pub fn add_target_labels_with(&mut self, job: &str, instance: &str, extra: &[Label]) {
+        let standard = TARGET_LABELS.into_iter().zip([job, instance]);
+        let own = extra.iter().map(|l| (l.name.as_str(), l.value.as_str()));
+        let target: Vec<(&str, &str)> = standard.chain(own).collect();
         for family in &mut self.families {
             for series in &mut family.series {
-                // One growth for all labels instead of one per insert (hot path: per sample).
-                series.labels.reserve(2 + extra.len());
-                let standard = TARGET_LABELS.into_iter().zip([job, instance]);
-                let own = extra.iter().map(|l| (l.name.as_str(), l.value.as_str()));
-                for (name, value) in standard.chain(own) {
-                    if let Some(old) = series.label(name).map(Str::from) {
-                        let exported = format!("exported_{name}");
-                        series.set_label(&exported, &old);
-                    }
-                    series.set_label(name, value);
-                }
+                series.add_target_labels(&target);
             }
+        }
+    }
+}
+
+impl Series {
+    /// Sets the target labels `target` (in the order Prometheus applies them: `job`, `instance`,
+    /// then a target group's labels), keeping an exposed label of the same name as
+    /// `exported_<name>` (Prometheus' `honor_labels: false`).
+    pub fn add_target_labels(&mut self, target: &[(&str, &str)]) {
+        // One growth for all labels instead of one per insert.
+        self.labels.reserve(target.len());
+        for &(name, value) in target {
+            if let Some(old) = self.label(name).map(Str::from) {
+                let exported = format!("exported_{name}");
+                self.set_label(&exported, &old);
+            }
+            self.set_label(name, value);
         }
     }
 }

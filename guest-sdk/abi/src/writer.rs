@@ -150,6 +150,12 @@ impl BatchWriter {
         core::str::from_utf8(self.strings.get(index)).ok()
     }
 
+    /// The bytes of the string stored at `index`, if any (no UTF-8 check: every string the
+    /// writer holds came in as `&str`).
+    pub fn string_bytes(&self, index: u32) -> Option<&[u8]> {
+        ((index as usize) < self.strings.len()).then(|| self.strings.get(index))
+    }
+
     /// Starts a family; the series added next belong to it.
     pub fn begin_family(
         &mut self,

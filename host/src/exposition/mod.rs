@@ -40,10 +40,13 @@
 //! - `# UNIT` is kept in `Family::unit` and rendered back as a `# UNIT` comment, which 0.0.4
 //!   parsers ignore. `# EOF` ends the input; anything but blank lines after it is an error.
 
+mod batch;
 mod parse;
 mod render;
 mod scan;
 
+#[cfg(test)]
+mod batch_tests;
 #[cfg(test)]
 mod error_tests;
 #[cfg(test)]
@@ -51,6 +54,7 @@ mod roundtrip_tests;
 #[cfg(test)]
 mod tests;
 
+pub use batch::ScrapeWriter;
 pub use parse::{parse, parse_with_label_limit, LabelLimit};
 pub use render::{render, render_to_string};
 

@@ -1,6 +1,9 @@
-//! Text exposition → `model` families. One pass over the lines, `memchr` to find line ends and the
-//! ends of label values, `fast-float2` for values; strings are built only for what the model keeps.
+//! Text exposition → samples handed to an [`Output`]: the model's families ([`parse`]) or a batch
+//! (`exposition::batch`). One pass over the lines, `memchr` to find line ends and the ends of label
+//! values, `fast-float2` for values; every name and label is borrowed from the input (a label
+//! value is copied only to unescape it), so what is built is the output's choice.
 
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -55,14 +58,31 @@ pub fn parse_with_label_limit(
 }
 
 fn parse_text(input: &[u8], limit: Option<LabelLimit<'_>>) -> Result<Vec<Family>, ParseError> {
-    let text = std::str::from_utf8(input).map_err(|error| {
+    let text = utf8(input)?;
+    let mut out = ModelOutput::default();
+    let heads = parse_into(text, limit, &mut out)?;
+    Ok(out.families(heads))
+}
+
+/// The input as text, or the line of its first invalid UTF-8 byte.
+pub(super) fn utf8(input: &[u8]) -> Result<&str, ParseError> {
+    std::str::from_utf8(input).map_err(|error| {
         let before = &input[..error.valid_up_to()];
         ParseError {
             line: memchr::memchr_iter(b'\n', before).count() + 1,
             reason: "invalid UTF-8".to_string(),
         }
-    })?;
-    let mut parser = Parser::new(text);
+    })
+}
+
+/// Parses `text` into `out`; returns the families' metadata in the order they were first named
+/// (families without samples included: outputs leave them out).
+pub(super) fn parse_into<'a, O: Output<'a>>(
+    text: &'a str,
+    limit: Option<LabelLimit<'a>>,
+    out: &mut O,
+) -> Result<Vec<Head<'a>>, ParseError> {
+    let mut parser = Parser::new(text, out);
     if let Some(limit) = limit {
         parser.written_labels = limit.limit.saturating_sub(1 + limit.added.len());
         parser.limit = Some(limit);
@@ -70,30 +90,114 @@ fn parse_text(input: &[u8], limit: Option<LabelLimit<'_>>) -> Result<Vec<Family>
     parser.run()
 }
 
+/// One label of a sample as the parser hands it out: borrowed from the input, the value copied
+/// only when it had escapes.
+#[derive(Debug, Clone)]
+pub(super) struct Pair<'a> {
+    pub(super) name: &'a str,
+    pub(super) value: Cow<'a, str>,
+}
+
+/// A family's metadata as parsed: what HELP, TYPE and UNIT said, and how many samples it got.
+#[derive(Debug, Clone)]
+pub(super) struct Head<'a> {
+    pub(super) name: &'a str,
+    pub(super) help: Option<Str>,
+    pub(super) unit: Option<&'a str>,
+    pub(super) kind: MetricType,
+    pub(super) samples: usize,
+    seen: Seen,
+}
+
+/// Where the parser's samples go.
+pub(super) trait Output<'a> {
+    /// Hot path: one sample of family `family` (an index into the heads [`parse_into`] returns),
+    /// named `name`, its labels strictly sorted by name (no `__name__`, no duplicates).
+    fn sample(
+        &mut self,
+        family: usize,
+        family_name: &'a str,
+        name: &'a str,
+        labels: &[Pair<'a>],
+        value: f64,
+        timestamp_ms: Option<i64>,
+    ) -> Result<(), String>;
+}
+
+/// The model's families: the editing view (the receiver's text messages, the tools, tests).
+#[derive(Default)]
+struct ModelOutput {
+    series: Vec<Vec<Series>>,
+}
+
+impl<'a> Output<'a> for ModelOutput {
+    fn sample(
+        &mut self,
+        family: usize,
+        _family_name: &'a str,
+        name: &'a str,
+        labels: &[Pair<'a>],
+        value: f64,
+        timestamp_ms: Option<i64>,
+    ) -> Result<(), String> {
+        if family >= self.series.len() {
+            self.series.resize_with(family + 1, Vec::new);
+        }
+        let series = &mut self.series[family];
+        let name = match series.last() {
+            Some(previous) if previous.name == name => previous.name.clone(),
+            _ => Str::from(name),
+        };
+        series.push(Series {
+            name,
+            labels: labels
+                .iter()
+                .map(|pair| Label::new(pair.name, pair.value.as_ref()))
+                .collect(),
+            value,
+            timestamp_ms,
+        });
+        Ok(())
+    }
+}
+
+impl ModelOutput {
+    fn families(mut self, heads: Vec<Head<'_>>) -> Vec<Family> {
+        self.series.resize_with(heads.len(), Vec::new);
+        heads
+            .into_iter()
+            .zip(self.series)
+            .filter(|(_, series)| !series.is_empty())
+            .map(|(head, series)| Family {
+                name: Str::from(head.name),
+                help: head.help,
+                unit: head.unit.map(Str::from),
+                kind: head.kind,
+                series,
+            })
+            .collect()
+    }
+}
+
 /// What the model does not record about a family while it is being parsed.
-#[derive(Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Seen {
     help: bool,
     kind: bool,
     unit: bool,
 }
 
-struct Parser<'a> {
+struct Parser<'a, 'o, O> {
     text: &'a str,
-    families: Vec<Family>,
-    seen: Vec<Seen>,
+    out: &'o mut O,
+    heads: Vec<Head<'a>>,
     by_name: HashMap<&'a str, usize, BuildHasherDefault<NameHasher>>,
     /// The family the last HELP/TYPE/UNIT line named: its samples usually follow.
     declared: Option<usize>,
     /// The family the previous sample went to: the next sample almost always goes there too.
     current: Option<usize>,
     /// Labels of the sample being parsed, reused across samples.
-    scratch: Vec<Label>,
-    /// Input positions of the scratch labels in sorted order (reused buffer).
-    sorted: Vec<usize>,
-    /// For the previous sample: input label position → position in its sorted labels; empty when
-    /// it was written sorted.
-    order: Vec<usize>,
+    scratch: Vec<Pair<'a>>,
     after_eof: bool,
     /// The label limit, for its message.
     limit: Option<LabelLimit<'a>>,
@@ -101,27 +205,25 @@ struct Parser<'a> {
     written_labels: usize,
 }
 
-impl<'a> Parser<'a> {
-    fn new(text: &'a str) -> Self {
+impl<'a, 'o, O: Output<'a>> Parser<'a, 'o, O> {
+    fn new(text: &'a str, out: &'o mut O) -> Self {
         // node_exporter averages ~200 bytes per family; over-reserving a little is cheaper than growing.
         let families = text.len() / 128 + 4;
         Parser {
             text,
-            families: Vec::with_capacity(families),
-            seen: Vec::with_capacity(families),
+            out,
+            heads: Vec::with_capacity(families),
             by_name: HashMap::with_capacity_and_hasher(families, BuildHasherDefault::default()),
             declared: None,
             current: None,
             scratch: Vec::with_capacity(16),
-            sorted: Vec::with_capacity(16),
-            order: Vec::with_capacity(16),
             after_eof: false,
             limit: None,
             written_labels: usize::MAX,
         }
     }
 
-    fn run(mut self) -> Result<Vec<Family>, ParseError> {
+    fn run(mut self) -> Result<Vec<Head<'a>>, ParseError> {
         let bytes = self.text.as_bytes();
         let mut start = 0;
         let mut line_number = 0;
@@ -141,9 +243,7 @@ impl<'a> Parser<'a> {
             }
             start = end + 1;
         }
-        let mut families = self.families;
-        families.retain(|family| !family.series.is_empty());
-        Ok(families)
+        Ok(self.heads)
     }
 
     /// Hot path: called once per line.
@@ -186,11 +286,12 @@ impl<'a> Parser<'a> {
             return Ok(());
         };
         let index = self.family_by_exact_name(name);
-        if self.seen[index].help {
+        let head = &mut self.heads[index];
+        if head.seen.help {
             return Err(format!("second HELP line for {name}"));
         }
-        self.seen[index].help = true;
-        self.families[index].help = Some(unescape_help(text));
+        head.seen.help = true;
+        head.help = Some(unescape_help(text));
         Ok(())
     }
 
@@ -211,14 +312,15 @@ impl<'a> Parser<'a> {
         let kind = MetricType::parse(word)
             .ok_or_else(|| format!("unknown metric type {word:?} for {name}"))?;
         let index = self.family_by_exact_name(name);
-        if self.seen[index].kind {
+        let head = &mut self.heads[index];
+        if head.seen.kind {
             return Err(format!("second TYPE line for {name}"));
         }
-        if !self.families[index].series.is_empty() {
+        if head.samples > 0 {
             return Err(format!("TYPE for {name} after its samples"));
         }
-        self.seen[index].kind = true;
-        self.families[index].kind = kind;
+        head.seen.kind = true;
+        head.kind = kind;
         Ok(())
     }
 
@@ -228,12 +330,13 @@ impl<'a> Parser<'a> {
         };
         let unit = unit.trim_end_matches([' ', '\t']);
         let index = self.family_by_exact_name(name);
-        if self.seen[index].unit {
+        let head = &mut self.heads[index];
+        if head.seen.unit {
             return Err(format!("second UNIT line for {name}"));
         }
-        self.seen[index].unit = true;
+        head.seen.unit = true;
         if !unit.is_empty() {
-            self.families[index].unit = Some(Str::from(unit));
+            head.unit = Some(unit);
         }
         Ok(())
     }
@@ -241,7 +344,7 @@ impl<'a> Parser<'a> {
     /// The family declared under exactly `name` (HELP/TYPE/UNIT name families, not children).
     fn family_by_exact_name(&mut self, name: &'a str) -> usize {
         let index = match self.declared {
-            Some(index) if self.families[index].name == name => index,
+            Some(index) if self.heads[index].name == name => index,
             _ => self.create_family(name),
         };
         self.declared = Some(index);
@@ -253,13 +356,16 @@ impl<'a> Parser<'a> {
         match self.by_name.entry(name) {
             Entry::Occupied(entry) => *entry.get(),
             Entry::Vacant(entry) => {
-                let index = self.families.len();
+                let index = self.heads.len();
                 entry.insert(index);
-                self.families.push(Family {
-                    name: Str::from(name),
-                    ..Family::default()
+                self.heads.push(Head {
+                    name,
+                    help: None,
+                    unit: None,
+                    kind: MetricType::Untyped,
+                    samples: 0,
+                    seen: Seen::default(),
                 });
-                self.seen.push(Seen::default());
                 index
             }
         }
@@ -269,19 +375,19 @@ impl<'a> Parser<'a> {
     /// Like Prometheus' parser, a typed parent (`foo` for `foo_bucket`) wins over an exact name.
     fn family_for_sample(&mut self, name: &'a str) -> usize {
         if let Some(current) = self.current {
-            if belongs(&self.families[current], name) {
+            if belongs(&self.heads[current], name) {
                 return current;
             }
         }
         if let Some(declared) = self.declared {
-            if belongs(&self.families[declared], name) {
+            if belongs(&self.heads[declared], name) {
                 return declared;
             }
         }
         for suffix in SUFFIXES {
             if let Some(parent) = name.strip_suffix(suffix) {
                 if let Some(&index) = self.by_name.get(parent) {
-                    if allows_suffix(self.families[index].kind, suffix) {
+                    if allows_suffix(self.heads[index].kind, suffix) {
                         return index;
                     }
                 }
@@ -310,20 +416,7 @@ impl<'a> Parser<'a> {
         self.current = Some(index);
         self.scratch.clear();
         if has_labels {
-            // Consecutive samples of a family mostly repeat label names and many values: cloning
-            // the previous sample's inline strings is cheaper than building them again.
-            let previous = self.families[index]
-                .series
-                .last()
-                .map_or(&[][..], |series| &series.labels[..]);
-            position = labels(
-                line,
-                position + 1,
-                name,
-                previous,
-                &self.order,
-                &mut self.scratch,
-            )?;
+            position = labels(line, position + 1, name, &mut self.scratch)?;
             position = skip_blanks(bytes, position);
             if self.scratch.len() > self.written_labels {
                 return Err(self.too_many_labels(name));
@@ -354,19 +447,11 @@ impl<'a> Parser<'a> {
                 ));
             }
         }
-        let labels = self.sorted_labels(name)?;
-        let family = &mut self.families[index];
-        let name = match family.series.last() {
-            Some(previous) if previous.name == name => previous.name.clone(),
-            _ => Str::from(name),
-        };
-        family.series.push(Series {
-            name,
-            labels,
-            value,
-            timestamp_ms,
-        });
-        Ok(())
+        self.sort_labels(name)?;
+        let head = &mut self.heads[index];
+        head.samples += 1;
+        self.out
+            .sample(index, head.name, name, &self.scratch, value, timestamp_ms)
     }
 
     /// The message for a sample over the label limit (cold: at most once per parse).
@@ -391,63 +476,38 @@ impl<'a> Parser<'a> {
         )
     }
 
-    /// Hot path: moves the scratch labels into an exactly sized, sorted, duplicate-free vector,
-    /// and records in `self.order` where each input position went (for the next sample's reuse).
-    fn sorted_labels(&mut self, metric: &str) -> Result<Vec<Label>, String> {
-        let count = self.scratch.len();
+    /// Hot path: sorts the scratch labels by name and refuses duplicates.
+    fn sort_labels(&mut self, metric: &str) -> Result<(), String> {
         // Exporters mostly write labels sorted, except histograms' `le` last: check before sorting.
         if self
             .scratch
             .windows(2)
             .all(|pair| pair[0].name < pair[1].name)
         {
-            self.order.clear();
-            let mut labels = Vec::with_capacity(count);
-            labels.append(&mut self.scratch);
-            return Ok(labels);
+            return Ok(());
         }
-        let scratch = &mut self.scratch;
-        let sorted = &mut self.sorted;
-        sorted.clear();
-        sorted.extend(0..count);
-        sorted.sort_unstable_by(|&left, &right| scratch[left].name.cmp(&scratch[right].name));
-        if let Some(pair) = sorted
+        self.scratch
+            .sort_unstable_by(|left, right| left.name.cmp(right.name));
+        if let Some(pair) = self
+            .scratch
             .windows(2)
-            .find(|pair| scratch[pair[0]].name == scratch[pair[1]].name)
+            .find(|pair| pair[0].name == pair[1].name)
         {
             return Err(format!(
                 "duplicate label name {} in sample {metric}",
-                scratch[pair[0]].name
+                pair[0].name
             ));
         }
-        self.order.clear();
-        self.order.resize(count, 0);
-        let mut labels = Vec::with_capacity(count);
-        for (position, &input) in sorted.iter().enumerate() {
-            self.order[input] = position;
-            labels.push(std::mem::replace(
-                &mut scratch[input],
-                Label {
-                    name: Str::default(),
-                    value: Str::default(),
-                },
-            ));
-        }
-        scratch.clear();
-        Ok(labels)
+        Ok(())
     }
 }
 
-/// Hot path: the label set after `{`, into `scratch`. Returns the position after `}`. `previous`
-/// holds the labels of the family's previous sample, whose strings are reused when equal; `order`
-/// maps an input position to its place there.
-fn labels(
-    line: &str,
+/// Hot path: the label set after `{`, into `scratch`. Returns the position after `}`.
+fn labels<'a>(
+    line: &'a str,
     mut position: usize,
     metric: &str,
-    previous: &[Label],
-    order: &[usize],
-    scratch: &mut Vec<Label>,
+    scratch: &mut Vec<Pair<'a>>,
 ) -> Result<usize, String> {
     let bytes = line.as_bytes();
     loop {
@@ -482,19 +542,9 @@ fn labels(
                 "expected '\"' to open the value of label {label} in sample {metric}"
             ));
         }
-        let slot = if order.is_empty() {
-            Some(scratch.len())
-        } else {
-            order.get(scratch.len()).copied()
-        };
-        let reuse = slot.and_then(|slot| previous.get(slot));
-        let (value, after) = label_value(line, position + 1, reuse.map(|label| &label.value))
+        let (value, after) = label_value(line, position + 1)
             .map_err(|reason| format!("{reason} for label {label} in sample {metric}"))?;
-        let name = match reuse {
-            Some(reused) if reused.name == label => reused.name.clone(),
-            _ => Str::from(label),
-        };
-        scratch.push(Label { name, value });
+        scratch.push(Pair { name: label, value });
         position = skip_blanks(bytes, after);
         match bytes.get(position) {
             Some(b',') => position += 1,
@@ -527,8 +577,8 @@ fn metadata_name<'a>(rest: &'a str, keyword: &str) -> Result<Option<(&'a str, &'
 }
 
 /// Whether a sample named `name` belongs to `family` (its own name or a child its type allows).
-fn belongs(family: &Family, name: &str) -> bool {
-    match name.strip_prefix(family.name.as_str()) {
+fn belongs(family: &Head<'_>, name: &str) -> bool {
+    match name.strip_prefix(family.name) {
         Some("") => true,
         Some(suffix) => allows_suffix(family.kind, suffix),
         None => false,

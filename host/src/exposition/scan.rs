@@ -1,6 +1,7 @@
 //! Scanning primitives of the text format: byte classes, blanks, tokens, names, label values with
 //! their escapes, HELP escapes, numbers. Pure functions over bytes; no knowledge of families.
 
+use std::borrow::Cow;
 use std::hash::Hasher;
 
 use memchr::{memchr, memchr2};
@@ -8,23 +9,17 @@ use memchr::{memchr, memchr2};
 use crate::model::Str;
 
 /// Hot path: a label value after its opening quote. Returns the value and the position after the
-/// closing quote. Allocates only when the value is longer than the inline size or has a backslash.
-pub(super) fn label_value(
-    line: &str,
-    start: usize,
-    reuse: Option<&Str>,
-) -> Result<(Str, usize), &'static str> {
+/// closing quote. Borrows from the line unless the value has a backslash.
+pub(super) fn label_value(line: &str, start: usize) -> Result<(Cow<'_, str>, usize), &'static str> {
     let bytes = line.as_bytes();
     let Some(offset) = memchr2(b'"', b'\\', &bytes[start..]) else {
         return Err("unterminated label value");
     };
     if bytes[start + offset] == b'"' {
-        let text = &line[start..start + offset];
-        let value = match reuse {
-            Some(reused) if reused == text => reused.clone(),
-            _ => Str::from(text),
-        };
-        return Ok((value, start + offset + 1));
+        return Ok((
+            Cow::Borrowed(&line[start..start + offset]),
+            start + offset + 1,
+        ));
     }
     let mut value = String::with_capacity(offset + 16);
     let mut position = start;
@@ -35,7 +30,7 @@ pub(super) fn label_value(
         value.push_str(&line[position..position + offset]);
         position += offset;
         if bytes[position] == b'"' {
-            return Ok((Str::from(value), position + 1));
+            return Ok((Cow::Owned(value), position + 1));
         }
         match bytes.get(position + 1) {
             Some(b'\\') => value.push('\\'),

@@ -26,7 +26,8 @@ pub fn series_cap(input_series: usize) -> usize {
     input_series.saturating_mul(4).clamp(1024, MAX_SERIES)
 }
 
-fn to_abi(kind: MetricType) -> promrelay_abi::MetricType {
+/// The ABI's metric type of a model type.
+pub(crate) fn to_abi(kind: MetricType) -> promrelay_abi::MetricType {
     use promrelay_abi::MetricType as Abi;
     match kind {
         MetricType::Counter => Abi::Counter,
