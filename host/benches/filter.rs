@@ -17,10 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use promrelay::batch::ScrapeBatch;
 use promrelay::config::{FilterConfig, FilterLimits, OnError};
-use promrelay::exposition::parse;
+use promrelay::exposition::{parse, LabelLimit, ScrapeWriter};
 use promrelay::filter::{ChainPlan, Chains, FilterEngine, FilterOutcome};
 use promrelay::model::{Scrape, ScrapeMeta};
+use promrelay::wire::WireFormat;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
@@ -53,14 +55,19 @@ fn chains(runtime: &tokio::runtime::Runtime, filters: Vec<FilterConfig>) -> Arc<
         .expect("bench filters load")
 }
 
-/// What the poller does to one scrape body before publishing it: parse, filter, encode for the
-/// wire (render + zstd).
-fn pipeline(text: &[u8], chains: Option<&Chains>, _out: &mut Vec<u8>) -> usize {
-    let families = parse(text).expect("bench input parses");
-    let scrape = Scrape {
-        meta: ScrapeMeta::default(),
-        families,
+/// What the poller does to one scrape body before publishing it: parse into the scrape's batch
+/// (target labels included), filter, compress for the wire. `writer` is the target's own,
+/// reused from scrape to scrape as the poller does.
+fn pipeline(text: &[u8], chains: Option<&Chains>, writer: &mut ScrapeWriter) -> usize {
+    writer.begin([("job", "bench"), ("instance", "host:9100")]);
+    let limit = LabelLimit {
+        limit: 1024,
+        added: &["job", "instance"],
     };
+    writer.parse(text, limit).expect("bench input parses");
+    let mut bytes = Vec::new();
+    writer.finish_into(&mut bytes);
+    let scrape = ScrapeBatch::new(ScrapeMeta::default(), bytes);
     let scrape = match chains {
         None => scrape,
         Some(chains) => match chains.apply_blocking("bench", scrape) {
@@ -68,14 +75,15 @@ fn pipeline(text: &[u8], chains: Option<&Chains>, _out: &mut Vec<u8>) -> usize {
             other => panic!("bench filter failed: {other:?}"),
         },
     };
-    let message = promrelay::wire::encode(&scrape, "bench").expect("wire encode");
-    message.payload.len()
+    let messages = promrelay::wire::encode_batch(&scrape, "bench", WireFormat::Batch, usize::MAX)
+        .expect("wire encode");
+    messages.iter().map(|m| m.payload.len()).sum()
 }
 
 /// Medians of `no_filter` and `filtered` runs alternated call by call, so that the load of a
 /// shared machine drifting during the run hits both sides alike; returns (base, filtered).
 fn interleaved(text: &[u8], chains: &Chains, rounds: usize) -> (Duration, Duration) {
-    let mut out = Vec::new();
+    let mut out = ScrapeWriter::new();
     let (mut base, mut filtered) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     for _ in 0..rounds {
         let started = std::time::Instant::now();
@@ -124,7 +132,7 @@ fn benchmarks(criterion: &mut Criterion) {
         if input == "synthetic_100k" {
             group.sample_size(10);
         }
-        let mut out = Vec::new();
+        let mut out = ScrapeWriter::new();
         for (variant, chains) in [
             ("no_filter", None),
             ("wat_pass_host_only", Some(&bare)),

@@ -1,5 +1,5 @@
-//! The poller's per-scrape path without network: parse → add target labels → encode for the wire
-//! (batch + compress), with and without the staleness tracker. Reported in samples per second beside a parse-only baseline of the same
+//! The poller's per-scrape path without network: parse into the scrape's batch (target labels
+//! included) → compress for the wire, with and without the staleness tracker. Reported in samples per second beside a parse-only baseline of the same
 //! input, measured in the same run. Figures go in `BENCHMARKS.md`.
 
 mod common;
@@ -7,45 +7,63 @@ mod common;
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use promrelay::exposition;
-use promrelay::model::{Scrape, ScrapeMeta};
+use promrelay::batch::ScrapeBatch;
+use promrelay::exposition::{self, LabelLimit, ScrapeWriter};
+use promrelay::model::ScrapeMeta;
+use promrelay::wire::WireFormat;
 
 const NODE_EXPORTER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../tests/data/node_exporter.prom"
 );
 
-fn poller_path(body: &[u8], staleness: Option<&mut promrelay::stale::Staleness>) -> usize {
-    let families = exposition::parse(body).expect("benchmark input parses");
-    let mut scrape = Scrape {
-        meta: ScrapeMeta {
+/// The poller's path for one scrape body: parse into the target's batch (target labels and
+/// the synthetic series included), optionally the staleness tracker, compress for the wire.
+fn poller_path(
+    body: &[u8],
+    writer: &mut ScrapeWriter,
+    staleness: Option<&mut promrelay::stale::Staleness>,
+) -> usize {
+    writer.begin([("job", "node"), ("instance", "host:9100")]);
+    let limit = LabelLimit {
+        limit: 1024,
+        added: &["job", "instance"],
+    };
+    let samples = writer.parse(body, limit).expect("benchmark input parses");
+    writer
+        .add_synthetic("up", "up", 1.0)
+        .and_then(|()| writer.add_synthetic("scrape_samples_scraped", "samples", samples as f64))
+        .expect("synthetic series");
+    let mut bytes = Vec::new();
+    writer.finish_into(&mut bytes);
+    let mut scrape = ScrapeBatch::new(
+        ScrapeMeta {
             publisher: "bench".into(),
             job: "node".into(),
             instance: "host:9100".into(),
             time_ms: 1_700_000_000_000,
         },
-        families,
-    };
-    scrape.add_target_labels("node", "host:9100");
-    let Some(staleness) = staleness else {
-        let message = promrelay::wire::encode(&scrape, "prometheus").expect("encodes");
-        return message.payload.len();
-    };
-    // As the publisher does it: markers, then the wire's batch kept by the tracker.
-    let mut marked = Some(staleness.begin(&mut scrape));
-    let messages = promrelay::wire::encode_parts_with(
-        &scrape,
-        "prometheus",
-        promrelay::wire::WireFormat::Batch,
-        usize::MAX,
-        Some(&mut |batch: &[u8]| {
-            if let Some(marked) = marked.take() {
-                staleness.finish(marked, batch);
-            }
-        }),
-    )
-    .expect("encodes");
+        bytes,
+    );
+    if let Some(staleness) = staleness {
+        staleness.mark(&mut scrape);
+    }
+    let messages =
+        promrelay::wire::encode_batch(&scrape, "prometheus", WireFormat::Batch, usize::MAX)
+            .expect("encodes");
     messages.iter().map(|m| m.payload.len()).sum()
+}
+
+/// The parse alone, into the target's batch.
+fn parse_batch(body: &[u8], writer: &mut ScrapeWriter, out: &mut Vec<u8>) -> usize {
+    writer.begin([("job", "node"), ("instance", "host:9100")]);
+    let limit = LabelLimit {
+        limit: 1024,
+        added: &["job", "instance"],
+    };
+    let samples = writer.parse(body, limit).expect("benchmark input parses");
+    writer.finish_into(out);
+    samples
 }
 
 fn benchmarks(criterion: &mut Criterion) {
@@ -61,17 +79,22 @@ fn benchmarks(criterion: &mut Criterion) {
         group.throughput(Throughput::Elements(samples as u64));
         group.measurement_time(Duration::from_secs(5));
         group.sample_size(if samples > 10_000 { 10 } else { 50 });
-        group.bench_function("parse_only", |b| {
+        group.bench_function("parse_only_model", |b| {
             b.iter(|| exposition::parse(black_box(body)))
         });
+        let mut writer = ScrapeWriter::new();
+        let mut out = Vec::new();
+        group.bench_function("parse_only_batch", |b| {
+            b.iter(|| parse_batch(black_box(body), &mut writer, &mut out))
+        });
         group.bench_function("parse_label_encode_compress", |b| {
-            b.iter(|| poller_path(black_box(body), None))
+            b.iter(|| poller_path(black_box(body), &mut writer, None))
         });
         // What the publisher does: the same with the staleness tracker (steady state: the
         // target's previous scrape had the same series).
         let mut staleness = promrelay::stale::Staleness::default();
         group.bench_function("parse_label_stale_encode_compress", |b| {
-            b.iter(|| poller_path(black_box(body), Some(&mut staleness)))
+            b.iter(|| poller_path(black_box(body), &mut writer, Some(&mut staleness)))
         });
         group.finish();
     }

@@ -5,6 +5,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the map.
 
 pub mod admin;
+pub mod batch;
 pub mod config;
 pub mod daemon;
 pub mod discovery;

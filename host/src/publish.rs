@@ -28,8 +28,8 @@ use async_nats::jetstream::{context::PublishErrorKind, message::PublishMessage};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 
+use crate::batch::ScrapeBatch;
 use crate::config::{SpoolConfig, SpoolSync};
-use crate::model::Scrape;
 use crate::nats::Backoff;
 use crate::shutdown::Shutdown;
 use crate::spool::Spool;
@@ -173,7 +173,7 @@ type AckFuture =
 /// down: it buffers and retries. Fails at start when `spool_dir` cannot be used.
 pub async fn run(
     settings: PublisherSettings,
-    mut input: mpsc::Receiver<Scrape>,
+    mut input: mpsc::Receiver<ScrapeBatch>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     register_metrics();
@@ -369,32 +369,17 @@ const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 fn enqueue(
     buffer: &mut Pending,
     staleness: &mut crate::stale::Staleness,
-    mut scrape: Scrape,
+    mut scrape: ScrapeBatch,
     stream: &wire::StreamSettings,
     max_payload: usize,
     status: &crate::status::PublisherStatus,
 ) {
     let started = Instant::now();
-    let marked = staleness.begin(&mut scrape);
-    if marked.markers > 0 {
-        METRICS.stale.inc_by(marked.markers as u64);
+    let markers = staleness.mark(&mut scrape);
+    if markers > 0 {
+        METRICS.stale.inc_by(markers as u64);
     }
-    // The tracker keeps the wire's own batch of the scrape rather than encoding it again.
-    let mut marked = Some(marked);
-    let encoded = wire::encode_parts_with(
-        &scrape,
-        &stream.topic,
-        stream.format,
-        max_payload,
-        Some(&mut |batch: &[u8]| {
-            if let Some(marked) = marked.take() {
-                staleness.finish(marked, batch);
-            }
-        }),
-    );
-    if let Some(marked) = marked.take() {
-        staleness.finish_encoding(marked, &scrape);
-    }
+    let encoded = wire::encode_batch(&scrape, &stream.topic, stream.format, max_payload);
     match encoded {
         Ok(messages) => {
             METRICS

@@ -18,8 +18,10 @@ use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::batch::ScrapeBatch;
 use crate::exposition;
-use crate::model::{Family, Label, MetricType, Scrape, ScrapeMeta, Series};
+use crate::exposition::ScrapeWriter;
+use crate::model::{Label, ScrapeMeta};
 use crate::sink::http::error_chain;
 
 /// What the scraper needs to know about one target.
@@ -208,8 +210,9 @@ pub async fn scrape_once(
     client: &reqwest::Client,
     target: &TargetSpec,
     publisher: &str,
-) -> (Scrape, Option<ScrapeError>) {
-    let (scrape, error, done) = scrape_uncounted(client, target, publisher).await;
+    writer: &mut ScrapeWriter,
+) -> (ScrapeBatch, Option<ScrapeError>) {
+    let (scrape, error, done) = scrape_uncounted(client, target, publisher, writer).await;
     let job = JobLabel {
         job: target.job.clone(),
     };
@@ -255,10 +258,19 @@ pub async fn scrape_uncounted(
     client: &reqwest::Client,
     target: &TargetSpec,
     publisher: &str,
-) -> (Scrape, Option<ScrapeError>, ScrapeCost) {
+    writer: &mut ScrapeWriter,
+) -> (ScrapeBatch, Option<ScrapeError>, ScrapeCost) {
     let started = Instant::now();
     let time_ms = unix_millis(SystemTime::now());
     let mut body_bytes = None;
+    let standard = crate::model::TARGET_LABELS
+        .into_iter()
+        .zip([target.job.as_str(), target.instance.as_str()]);
+    let own = target
+        .labels
+        .iter()
+        .map(|label| (label.name.as_str(), label.value.as_str()));
+    writer.begin(standard.chain(own));
     let result = match fetch(client, target).await {
         Ok(body) => {
             body_bytes = Some(body.len() as u64);
@@ -268,52 +280,16 @@ pub async fn scrape_uncounted(
                 limit: target.label_limit,
                 added: &added,
             };
-            exposition::parse_with_label_limit(&body, limit).map_err(ScrapeError::from)
+            writer.parse(&body, limit).map_err(ScrapeError::from)
         }
         Err(e) => Err(e),
     };
     let elapsed = started.elapsed();
-    let (families, error) = match result {
-        Ok(families) => (families, None),
-        Err(e) => (Vec::new(), Some(e)),
+    let (samples, error) = match result {
+        Ok(samples) => (samples, None),
+        Err(e) => (0, Some(e)),
     };
-    let mut scrape = Scrape {
-        meta: ScrapeMeta {
-            publisher: publisher.to_owned(),
-            job: target.job.clone(),
-            instance: target.instance.clone(),
-            time_ms,
-        },
-        families,
-    };
-    let samples = scrape.sample_count();
-    scrape.add_target_labels_with(&target.job, &target.instance, &target.labels);
     let up = if error.is_none() { 1.0 } else { 0.0 };
-    add_synthetic(
-        &mut scrape,
-        &target.labels,
-        up,
-        elapsed.as_secs_f64(),
-        samples as f64,
-    );
-    let cost = ScrapeCost {
-        elapsed,
-        body_bytes,
-        samples: samples as u64,
-    };
-    (scrape, error, cost)
-}
-
-/// Adds `up`, `scrape_duration_seconds` and `scrape_samples_scraped`, labelled like the target's
-/// own series, as Prometheus does.
-fn add_synthetic(scrape: &mut Scrape, extra: &[Label], up: f64, duration: f64, samples: f64) {
-    let mut labels = vec![
-        Label::new("instance", scrape.meta.instance.as_str()),
-        Label::new("job", scrape.meta.job.as_str()),
-    ];
-    labels.extend(extra.iter().cloned());
-    labels.sort_by(|a, b| a.name.cmp(&b.name));
-    labels.dedup_by(|later, earlier| later.name == earlier.name);
     for (name, help, value) in [
         (
             "up",
@@ -323,53 +299,33 @@ fn add_synthetic(scrape: &mut Scrape, extra: &[Label], up: f64, duration: f64, s
         (
             "scrape_duration_seconds",
             "Duration of the scrape",
-            duration,
+            elapsed.as_secs_f64(),
         ),
         (
             "scrape_samples_scraped",
             "Samples the target exposed",
-            samples,
+            samples as f64,
         ),
     ] {
-        // A target that itself exposes a series of this name keeps it; ours replaces none of it.
-        if scrape.families.iter().any(|f| f.name == name) {
-            continue;
-        }
-        scrape.families.push(Family {
-            name: name.into(),
-            help: Some(help.into()),
-            unit: None,
-            kind: MetricType::Gauge,
-            series: vec![Series {
-                name: name.into(),
-                labels: labels.clone(),
-                value,
-                timestamp_ms: None,
-            }],
-        });
-    }
-}
-
-/// The names of the series every scrape carries about itself.
-pub const SYNTHETIC: [&str; 3] = ["up", "scrape_duration_seconds", "scrape_samples_scraped"];
-
-/// A copy of a scrape's synthetic families (cheap: three one-sample families).
-pub fn synthetic_families(scrape: &Scrape) -> Vec<Family> {
-    scrape
-        .families
-        .iter()
-        .filter(|f| SYNTHETIC.contains(&f.name.as_str()))
-        .cloned()
-        .collect()
-}
-
-/// Sets `up` to 0: the scrape is reported as failed.
-pub fn mark_down(scrape: &mut Scrape) {
-    for family in scrape.families.iter_mut().filter(|f| f.name == "up") {
-        for series in &mut family.series {
-            series.value = 0.0;
+        if let Err(e) = writer.add_synthetic(name, help, value) {
+            tracing::error!(job = %target.job, instance = %target.instance,
+                "adding the synthetic series {name} failed: {e}");
         }
     }
+    let mut bytes = Vec::new();
+    writer.finish_into(&mut bytes);
+    let meta = ScrapeMeta {
+        publisher: publisher.to_owned(),
+        job: target.job.clone(),
+        instance: target.instance.clone(),
+        time_ms,
+    };
+    let cost = ScrapeCost {
+        elapsed,
+        body_bytes,
+        samples: samples as u64,
+    };
+    (ScrapeBatch::new(meta, bytes), error, cost)
 }
 
 /// Milliseconds since the Unix epoch.
@@ -442,7 +398,7 @@ pub async fn run_target(
     client: reqwest::Client,
     target: TargetSpec,
     publisher: String,
-    output: mpsc::Sender<Scrape>,
+    output: mpsc::Sender<ScrapeBatch>,
     paused: watch::Receiver<bool>,
     states: Arc<StateLog>,
     shutdown: CancellationToken,
@@ -457,6 +413,8 @@ pub async fn run_target(
     let offset = spread_offset(&target, &publisher);
     let start = tokio::time::Instant::now() + offset;
     let mut ticker = tokio::time::interval_at(start, target.interval);
+    // This target's batch builder: its string table carries over from scrape to scrape.
+    let mut writer = ScrapeWriter::new();
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
@@ -468,7 +426,7 @@ pub async fn run_target(
         }
         let (scrape, error) = tokio::select! {
             _ = shutdown.cancelled() => return,
-            result = scrape_once(&client, &target, &publisher) => result,
+            result = scrape_once(&client, &target, &publisher, &mut writer) => result,
         };
         states.record(&target, error.as_ref());
         report_status(&entry, &scrape, error.as_ref());
@@ -480,23 +438,24 @@ pub async fn run_target(
 
 /// Tells the status registry what a scrape did, from its synthetic series (appended last, so
 /// found from the end): once per scrape, never per sample.
-fn report_status(entry: &crate::status::TargetEntry, scrape: &Scrape, error: Option<&ScrapeError>) {
-    let synthetic = |name: &str| {
-        scrape
-            .families
-            .iter()
-            .rev()
-            .find(|family| family.name == name)
-            .and_then(|family| family.series.first())
-            .map(|series| series.value)
-    };
+fn report_status(
+    entry: &crate::status::TargetEntry,
+    scrape: &ScrapeBatch,
+    error: Option<&ScrapeError>,
+) {
     let text = error.map(ToString::to_string);
     entry.record(crate::status::ScrapeReport {
         time_ms: scrape.meta.time_ms,
         duration: Duration::from_secs_f64(
-            synthetic("scrape_duration_seconds").unwrap_or(0.0).max(0.0),
+            scrape
+                .last_value("scrape_duration_seconds")
+                .unwrap_or(0.0)
+                .max(0.0),
         ),
-        samples: synthetic("scrape_samples_scraped").unwrap_or(0.0).max(0.0) as u64,
+        samples: scrape
+            .last_value("scrape_samples_scraped")
+            .unwrap_or(0.0)
+            .max(0.0) as u64,
         error: text.as_deref(),
     });
 }

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use promrelay_abi::{BatchReader, NAME_LABEL};
 
+use crate::batch::ScrapeBatch;
 use crate::filter::codec;
 use crate::model::{self, Family, Label, Scrape, Series, Str};
 
@@ -29,15 +30,6 @@ struct Previous {
     time_ms: i64,
 }
 
-/// A scrape with its markers added, not remembered yet ([`Staleness::begin`]).
-pub struct Marked {
-    key: (String, String),
-    series: Vec<(u64, u32, u32)>,
-    time_ms: i64,
-    /// Markers added.
-    pub markers: usize,
-}
-
 /// Per target (job, instance): what its previous scrape exposed.
 #[derive(Default)]
 pub struct Staleness {
@@ -51,72 +43,54 @@ pub struct Staleness {
 
 impl Staleness {
     /// Adds a staleness marker to `scrape` for every series its target's previous scrape had
-    /// and this one has not; remembers this one. Returns how many markers it added.
-    pub fn mark(&mut self, scrape: &mut Scrape) -> usize {
-        let marked = self.begin(scrape);
-        let markers = marked.markers;
-        self.finish_encoding(marked, scrape);
-        markers
-    }
-
-    /// The first half of [`mark`](Self::mark): adds the markers; [`finish`](Self::finish) (with
-    /// the scrape's batch, markers included, when the caller encoded one anyway) or
-    /// [`finish_encoding`](Self::finish_encoding) remembers the scrape.
-    pub fn begin(&mut self, scrape: &mut Scrape) -> Marked {
+    /// and this one has not; remembers this one (a copy of its batch, markers included).
+    /// Returns how many markers it added.
+    ///
+    /// Hot path: hashes the batch's series in place; only a scrape that gets markers is
+    /// rewritten (through the model: markers are rare).
+    pub fn mark(&mut self, scrape: &mut ScrapeBatch) -> usize {
         let mut series = self.spare_series.take().unwrap_or_default();
         series.clear();
-        for (family_index, family) in scrape.families.iter().enumerate() {
-            for (position, sample) in family.series.iter().enumerate() {
-                if sample.timestamp_ms.is_none() && !model::is_stale(sample.value) {
-                    series.push((series_hash(sample), position as u32, family_index as u32));
-                }
-            }
+        if let Ok(reader) = BatchReader::new(scrape.bytes()) {
+            hash_series(&reader, &mut series);
         }
         series.sort_unstable_by_key(|entry| entry.0);
         let key = (scrape.meta.job.clone(), scrape.meta.instance.clone());
         let markers = match self.targets.get(&key) {
-            Some(previous) => add_markers(scrape, previous, &series),
-            None => 0,
+            Some(previous)
+                if previous
+                    .series
+                    .iter()
+                    .any(|(hash, _, _)| series.binary_search_by_key(hash, |e| e.0).is_err()) =>
+            {
+                let mut model = scrape.to_scrape();
+                let added = add_markers(&mut model, previous, &series);
+                if added > 0 {
+                    // Markers go to the end of their families (or new families at the end),
+                    // so the positions hashed above stay right in the marked batch.
+                    match ScrapeBatch::from_scrape(&model) {
+                        Ok(marked) => *scrape = marked,
+                        Err(_) => return 0,
+                    }
+                }
+                added
+            }
+            _ => 0,
         };
-        // Markers go to the end of their families (or new families at the end), so the
-        // positions remembered above stay right in the batch of the scrape with its markers.
-        Marked {
-            key,
-            series,
-            time_ms: scrape.meta.time_ms,
-            markers,
-        }
-    }
-
-    /// Remembers the scrape of `marked` by its batch (`batch`: the scrape as encoded, markers
-    /// included).
-    pub fn finish(&mut self, marked: Marked, batch: &[u8]) {
         let mut buffer = self.spare_batch.take().unwrap_or_default();
         buffer.clear();
-        buffer.extend_from_slice(batch);
-        self.store(marked, buffer);
+        buffer.extend_from_slice(scrape.bytes());
+        self.store(key, series, scrape.meta.time_ms, buffer);
+        markers
     }
 
-    /// Remembers the scrape of `marked`, encoding it (`scrape`: with its markers).
-    pub fn finish_encoding(&mut self, marked: Marked, scrape: &Scrape) {
-        let mut buffer = self.spare_batch.take().unwrap_or_default();
-        if codec::encode_into(scrape, &mut buffer).is_err() {
-            // A model breaking its own invariant: nothing to compare with next time.
-            buffer.clear();
-        }
-        self.store(marked, buffer);
-    }
-
-    fn store(&mut self, marked: Marked, batch: Vec<u8>) {
-        let Marked {
-            key,
-            mut series,
-            time_ms,
-            ..
-        } = marked;
-        if batch.is_empty() {
-            series.clear();
-        }
+    fn store(
+        &mut self,
+        key: (String, String),
+        series: Vec<(u64, u32, u32)>,
+        time_ms: i64,
+        batch: Vec<u8>,
+    ) {
         let previous = self.targets.insert(
             key,
             Previous {
@@ -143,15 +117,26 @@ impl Staleness {
     }
 }
 
-/// A 64-bit hash of a series' name and labels (a collision only costs one missed marker).
-fn series_hash(series: &Series) -> u64 {
-    let mut hash = Hash64::default();
-    hash.write(series.name.as_bytes());
-    for label in &series.labels {
-        hash.write(label.name.as_bytes());
-        hash.write(label.value.as_bytes());
+/// The tracked series of a batch: (hash of its labels, `__name__` included; position in its
+/// family; family index), for every series without its own timestamp that is not a marker.
+/// A collision only costs one missed marker.
+fn hash_series(reader: &BatchReader<'_>, out: &mut Vec<(u64, u32, u32)>) {
+    for (family_index, family) in reader.families().enumerate() {
+        for position in 0..family.series_count {
+            let Ok(sample) = reader.series(family.first_series + position) else {
+                continue;
+            };
+            if sample.timestamp_ms.is_some() || model::is_stale(sample.value) {
+                continue;
+            }
+            let mut hash = Hash64::default();
+            for label in reader.labels(&sample) {
+                hash.write(reader.bytes(label.name).unwrap_or_default());
+                hash.write(reader.bytes(label.value).unwrap_or_default());
+            }
+            out.push((hash.finish(), position, family_index as u32));
+        }
     }
-    hash.finish()
 }
 
 #[derive(Default)]
@@ -283,6 +268,20 @@ mod tests {
         }
     }
 
+    /// Marks a model scrape through its batch, as the publisher marks the poller's.
+    trait MarkModel {
+        fn mark(&mut self, scrape: &mut Scrape) -> usize;
+    }
+
+    impl MarkModel for Staleness {
+        fn mark(&mut self, scrape: &mut Scrape) -> usize {
+            let mut batch = ScrapeBatch::from_scrape(scrape).expect("encodes");
+            let markers = Staleness::mark(self, &mut batch);
+            *scrape = batch.to_scrape();
+            markers
+        }
+    }
+
     fn stale(scrape: &Scrape) -> Vec<String> {
         scrape
             .families
@@ -298,12 +297,12 @@ mod tests {
         let mut tracker = Staleness::default();
         let mut first = scrape(1_000, &[("x", "1"), ("x", "2"), ("x", "3")]);
         assert_eq!(
-            tracker.mark(&mut first),
+            MarkModel::mark(&mut tracker, &mut first),
             0,
             "nothing to compare the first scrape with"
         );
         let mut second = scrape(2_000, &[("x", "1"), ("x", "3")]);
-        assert_eq!(tracker.mark(&mut second), 1);
+        assert_eq!(MarkModel::mark(&mut tracker, &mut second), 1);
         assert_eq!(stale(&second), ["x{a=2}"]);
         let marker = second.families[0].series.last().expect("a marker");
         assert_eq!(marker.value.to_bits(), model::STALE_NAN_BITS);
@@ -313,17 +312,21 @@ mod tests {
         );
         assert_eq!(marker.label("job"), Some("node"));
         let mut third = scrape(3_000, &[("x", "1"), ("x", "3")]);
-        assert_eq!(tracker.mark(&mut third), 0, "a marker is written once");
+        assert_eq!(
+            MarkModel::mark(&mut tracker, &mut third),
+            0,
+            "a marker is written once"
+        );
     }
 
     #[test]
     fn a_target_down_marks_every_series_and_a_vanished_family_comes_back_for_its_markers() {
         let mut tracker = Staleness::default();
         let mut up = scrape(1_000, &[("x", "1"), ("x", "2")]);
-        tracker.mark(&mut up);
+        MarkModel::mark(&mut tracker, &mut up);
         let mut down = scrape(2_000, &[]);
         down.families.clear();
-        assert_eq!(tracker.mark(&mut down), 2);
+        assert_eq!(MarkModel::mark(&mut tracker, &mut down), 2);
         assert_eq!(down.families.len(), 1);
         assert_eq!(down.families[0].name, "x");
         assert_eq!(down.families[0].help.as_deref(), Some("X."));
@@ -335,18 +338,18 @@ mod tests {
         let mut tracker = Staleness::default();
         let mut first = scrape(1_000, &[("x", "1"), ("x", "2")]);
         first.families[0].series[1].timestamp_ms = Some(900);
-        tracker.mark(&mut first);
+        MarkModel::mark(&mut tracker, &mut first);
         let mut other = scrape(1_500, &[]);
         other.meta.instance = "other:1".into();
-        assert_eq!(tracker.mark(&mut other), 0);
+        assert_eq!(MarkModel::mark(&mut tracker, &mut other), 0);
         let mut second = scrape(2_000, &[]);
-        assert_eq!(tracker.mark(&mut second), 1);
+        assert_eq!(MarkModel::mark(&mut tracker, &mut second), 1);
         assert_eq!(stale(&second), ["x{a=1}"]);
         assert_eq!(tracker.targets(), 2);
     }
 
     #[test]
-    fn remembering_the_wires_batch_gives_the_same_markers_as_encoding_anew() {
+    fn markers_come_from_the_kept_batch_across_families_and_rounds() {
         let mut tracker = Staleness::default();
         let mut previous = scrape(1_000, &[("x", "1"), ("x", "2"), ("x", "3")]);
         previous.families.push(Family {
@@ -361,27 +364,12 @@ mod tests {
                 timestamp_ms: None,
             }],
         });
-        for round in 0..3 {
-            let marked = tracker.begin(&mut previous);
-            let mut marked = Some(marked);
-            crate::wire::encode_parts_with(
-                &previous,
-                "t",
-                crate::wire::WireFormat::Batch,
-                usize::MAX,
-                Some(&mut |batch: &[u8]| {
-                    tracker.finish(marked.take().expect("called once"), batch)
-                }),
-            )
-            .expect("encodes");
-            assert!(
-                marked.is_none(),
-                "the batch was handed over in round {round}"
-            );
+        for _ in 0..3 {
+            assert_eq!(MarkModel::mark(&mut tracker, &mut previous), 0);
             previous.meta.time_ms += 1_000;
         }
         let mut next = scrape(9_000, &[("x", "3")]);
-        assert_eq!(tracker.mark(&mut next), 3);
+        assert_eq!(MarkModel::mark(&mut tracker, &mut next), 3);
         let mut markers = stale(&next);
         markers.sort();
         assert_eq!(markers, ["x{a=1}", "x{a=2}", "y_total{a=}"]);

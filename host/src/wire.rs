@@ -33,6 +33,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::batch::ScrapeBatch;
 use crate::exposition::{self, ParseError};
 use crate::model::{Scrape, ScrapeMeta};
 
@@ -146,7 +147,7 @@ fn encode_whole(
             *body = Vec::new();
         }
         message(
-            scrape,
+            scrape.into(),
             topic,
             format,
             payload,
@@ -154,6 +155,54 @@ fn encode_whole(
             None,
         )
     })
+}
+
+/// Encodes the poller's scrape as messages whose payloads each fit `max_payload` bytes: with
+/// the batch format (the default) one message whose body is the scrape's own batch, compressed
+/// (no encoding step); a scrape too large for one message, or the text format, through
+/// [`encode_parts`] on its model (rare paths).
+pub fn encode_batch(
+    scrape: &ScrapeBatch,
+    topic: &str,
+    format: WireFormat,
+    max_payload: usize,
+) -> anyhow::Result<Vec<WireMessage>> {
+    if format == WireFormat::Batch {
+        let payload = zstd::bulk::compress(scrape.bytes(), ZSTD_LEVEL)
+            .map_err(|error| anyhow::anyhow!("zstd compression of a scrape failed: {error}"))?;
+        let limit = max_payload.saturating_sub(parts::HEADER_ROOM).max(1);
+        if payload.len() <= limit {
+            let facts = Facts {
+                meta: &scrape.meta,
+                samples: scrape.sample_count(),
+            };
+            return Ok(vec![message(
+                facts,
+                topic,
+                format,
+                payload,
+                message_id(&scrape.meta),
+                None,
+            )?]);
+        }
+    }
+    encode_parts(&scrape.to_scrape(), topic, format, max_payload)
+}
+
+/// The routing facts of a message.
+#[derive(Clone, Copy)]
+struct Facts<'a> {
+    meta: &'a ScrapeMeta,
+    samples: usize,
+}
+
+impl<'a> From<&'a Scrape> for Facts<'a> {
+    fn from(scrape: &'a Scrape) -> Facts<'a> {
+        Facts {
+            meta: &scrape.meta,
+            samples: scrape.sample_count(),
+        }
+    }
 }
 
 /// Sees a whole scrape's uncompressed batch body (see [`encode_parts_with`]).
@@ -220,7 +269,14 @@ pub fn encode_parts_with(
                 scrape_id: scrape_id.clone(),
             };
             let id = format!("{scrape_id}-{}of{total}", part.index);
-            messages.push(message(piece, topic, format, payload, id, Some(&part))?);
+            messages.push(message(
+                piece.into(),
+                topic,
+                format,
+                payload,
+                id,
+                Some(&part),
+            )?);
         }
         if fits {
             return Ok(messages);
@@ -230,14 +286,14 @@ pub fn encode_parts_with(
 }
 
 fn message(
-    scrape: &Scrape,
+    facts: Facts<'_>,
     topic: &str,
     format: WireFormat,
     payload: Vec<u8>,
     msg_id: String,
     part: Option<&Part>,
 ) -> anyhow::Result<WireMessage> {
-    let meta = &scrape.meta;
+    let meta = facts.meta;
     let mut headers = HeaderMap::new();
     let mut facts: Vec<(&'static str, String)> = vec![
         (HEADER_PUBLISHER, meta.publisher.clone()),
@@ -246,7 +302,7 @@ fn message(
         (HEADER_TIME, meta.time_ms.to_string()),
         (HEADER_FORMAT, format.header().to_string()),
         (HEADER_ENCODING, ENCODING_ZSTD.to_string()),
-        (HEADER_SAMPLES, scrape.sample_count().to_string()),
+        (HEADER_SAMPLES, facts.samples.to_string()),
         (HEADER_MSG_ID, msg_id.clone()),
     ];
     if let Some(part) = part {

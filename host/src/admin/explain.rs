@@ -212,8 +212,10 @@ pub(super) async fn run(state: &AdminState, request: &Request) -> Result<Explain
                 format!("building job {}'s HTTP client: {e:#}", choice.job),
             )
         })?;
+        let mut writer = crate::exposition::ScrapeWriter::new();
         let (scrape, error, cost) =
-            crate::scrape::scrape_uncounted(&client, &spec, &config.identity).await;
+            crate::scrape::scrape_uncounted(&client, &spec, &config.identity, &mut writer).await;
+        let scrape = scrape.to_scrape();
         let how = format!(
             "scraped {} now with job {}'s HTTP client (timeout {:?}, body limit {} bytes) in \
              {:.0} ms; the chain of job {} ran in explain mode on instances of its own: the live \

@@ -23,12 +23,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState, ReloadRequest};
+use crate::batch::ScrapeBatch;
 use crate::config::{self, Config};
 use crate::discovery::{Discovery, JobTargets};
 use crate::filter::{ChainPlan, Chains, FilterEngine, FilterOutcome};
-use crate::model::Scrape;
 use crate::pause::{Breaker, Role};
-use crate::scrape::{self, StateLog};
+use crate::scrape::StateLog;
 
 use crate::shutdown::Shutdown;
 use crate::{lifecycle, nats, publish, receive, wire};
@@ -326,8 +326,8 @@ pub async fn run(
             .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
         // The watcher stops with the scrapers: no new chain is needed once scraping ended.
         let _watcher = chains.watch(scrapers_stop.clone())?;
-        let (raw_tx, raw_rx) = mpsc::channel::<Scrape>(1024);
-        let (scrapes_tx, scrapes_rx) = mpsc::channel::<Scrape>(1024);
+        let (raw_tx, raw_rx) = mpsc::channel::<ScrapeBatch>(1024);
+        let (scrapes_tx, scrapes_rx) = mpsc::channel::<ScrapeBatch>(1024);
         tasks.spawn(async move {
             filter_stage(chains, raw_rx, scrapes_tx).await;
             ("filter stage", Ok(()))
@@ -474,8 +474,8 @@ fn pause_changed(breaker: &Breaker, role: Role, paused: bool, events: &lifecycle
 /// Only a publisher gone at its deadline loses a scrape here, and that is logged.
 async fn filter_stage(
     chains: Arc<Chains>,
-    input: mpsc::Receiver<Scrape>,
-    output: mpsc::Sender<Scrape>,
+    input: mpsc::Receiver<ScrapeBatch>,
+    output: mpsc::Sender<ScrapeBatch>,
 ) {
     use futures::StreamExt as _;
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -485,19 +485,11 @@ async fn filter_stage(
             let output = output.clone();
             async move {
                 let job = scrape.meta.job.clone();
-                let synthetic = scrape::synthetic_families(&scrape);
-                let meta = scrape.meta.clone();
+                let down = scrape.down();
                 let forward = match chains.apply(&job, scrape).await {
                     FilterOutcome::Pass(scrape) => Some(scrape),
                     FilterOutcome::Dropped { .. } => None,
-                    FilterOutcome::Failed { .. } => {
-                        let mut failed = Scrape {
-                            meta,
-                            families: synthetic,
-                        };
-                        scrape::mark_down(&mut failed);
-                        Some(failed)
-                    }
+                    FilterOutcome::Failed { .. } => Some(down),
                 };
                 if let Some(scrape) = forward {
                     if let Err(lost) = output.send(scrape).await {
@@ -511,6 +503,8 @@ async fn filter_stage(
         .await;
 }
 
-fn tokio_stream_from(mut input: mpsc::Receiver<Scrape>) -> impl futures::Stream<Item = Scrape> {
+fn tokio_stream_from(
+    mut input: mpsc::Receiver<ScrapeBatch>,
+) -> impl futures::Stream<Item = ScrapeBatch> {
     futures::stream::poll_fn(move |context| input.poll_recv(context))
 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{JobLabel, METRICS, SELF_JOB};
 use crate::config::{Config, Target};
-use crate::model::{Label, Scrape};
+use crate::model::Label;
 use crate::scrape::{self, StateLog, TargetSpec};
 
 /// The scrape targets of a config, including the self-scrape job when `monitor_port` is set.
@@ -76,7 +76,7 @@ pub fn target_specs_with(
 pub(super) struct Scrapers {
     pub(super) clients: JobClients,
     pub(super) publisher: String,
-    pub(super) output: mpsc::Sender<Scrape>,
+    pub(super) output: mpsc::Sender<crate::batch::ScrapeBatch>,
     pub(super) paused: watch::Receiver<bool>,
     pub(super) states: Arc<StateLog>,
     pub(super) stop: CancellationToken,

@@ -20,6 +20,7 @@ use super::error::FilterError;
 use super::instance::GuestOutput;
 use super::reload::{ChainPlan, ReloadStatus};
 use super::stage::Stage;
+use crate::batch::ScrapeBatch;
 use crate::config::OnError;
 use crate::lifecycle::Events;
 use crate::model::{Scrape, DEFAULT_LABEL_LIMIT};
@@ -63,34 +64,62 @@ impl FilterSet {
     }
 }
 
-/// What became of a scrape after its chain.
+/// What became of a scrape after its chain: the poller's batch, or the model for the tools.
 #[derive(Debug)]
-pub enum FilterOutcome {
+pub enum FilterOutcome<S = ScrapeBatch> {
     /// Publish this (possibly changed) scrape.
-    Pass(Scrape),
+    Pass(S),
     /// A filter failed with `on_error: drop`: the scrape is dropped, counted.
     Dropped { filter: String, error: FilterError },
     /// A filter failed with `on_error: fail`: the scrape fails as a whole.
     Failed { filter: String, error: FilterError },
 }
 
-/// Runs `scrape` through `stages`, holding their output to the default `label_limit`.
+impl FilterOutcome<ScrapeBatch> {
+    /// The same outcome with the scrape as the model (the tools' editing view).
+    pub fn into_model(self) -> FilterOutcome<Scrape> {
+        match self {
+            FilterOutcome::Pass(batch) => FilterOutcome::Pass(batch.to_scrape()),
+            FilterOutcome::Dropped { filter, error } => FilterOutcome::Dropped { filter, error },
+            FilterOutcome::Failed { filter, error } => FilterOutcome::Failed { filter, error },
+        }
+    }
+}
+
+/// Runs a model `scrape` through `stages`, holding their output to the default `label_limit`
+/// (the tools and tests; the poller runs its batches with [`run_batch`]).
 /// Blocking: guest code runs on this thread.
 pub fn run_stages<'a>(
     stages: impl Iterator<Item = &'a Arc<Stage>>,
     scrape: Scrape,
-) -> FilterOutcome {
-    run(stages, scrape, Mode::Live, DEFAULT_LABEL_LIMIT)
+) -> FilterOutcome<Scrape> {
+    run_stages_with_label_limit(stages, scrape, DEFAULT_LABEL_LIMIT)
 }
 
-/// Runs `scrape` through `stages`, holding their output to `label_limit` (the job's).
+/// Runs a model `scrape` through `stages`, holding their output to `label_limit` (the job's).
 /// Blocking: guest code runs on this thread.
-///
-/// Hot path: the scrape is encoded once, and again only after a filter changed it; a REPLACED
-/// output becomes the next filter's input as it is.
 pub fn run_stages_with_label_limit<'a>(
     stages: impl Iterator<Item = &'a Arc<Stage>>,
     scrape: Scrape,
+    label_limit: usize,
+) -> FilterOutcome<Scrape> {
+    match ScrapeBatch::from_scrape(&scrape) {
+        Ok(batch) => run(stages, batch, Mode::Live, label_limit).into_model(),
+        Err(error) => FilterOutcome::Failed {
+            filter: String::from("(chain)"),
+            error,
+        },
+    }
+}
+
+/// Runs the poller's `scrape` through `stages`, holding their output to `label_limit` (the
+/// job's). Blocking: guest code runs on this thread.
+///
+/// Hot path: the filters read the scrape's own batch; PASS costs nothing, MASK rewrites the
+/// series records, a REPLACED output is validated and becomes the next filter's input as it is.
+pub fn run_batch<'a>(
+    stages: impl Iterator<Item = &'a Arc<Stage>>,
+    scrape: ScrapeBatch,
     label_limit: usize,
 ) -> FilterOutcome {
     run(stages, scrape, Mode::Live, label_limit)
@@ -101,7 +130,7 @@ pub fn run_stages_with_label_limit<'a>(
 /// refused candidate's errors belong to the reload that refused it, never to the running filter.
 pub(crate) fn dry_run_stages<'a>(
     stages: impl Iterator<Item = &'a Arc<Stage>>,
-    scrape: Scrape,
+    scrape: ScrapeBatch,
     label_limit: usize,
 ) -> FilterOutcome {
     run(stages, scrape, Mode::DryRun, label_limit)
@@ -125,46 +154,33 @@ fn target_hash(job: &str, instance: &str) -> u64 {
 
 fn run<'a>(
     stages: impl Iterator<Item = &'a Arc<Stage>>,
-    mut scrape: Scrape,
+    mut scrape: ScrapeBatch,
     mode: Mode,
     label_limit: usize,
 ) -> FilterOutcome {
     let live = mode == Mode::Live;
     let affinity = target_hash(&scrape.meta.job, &scrape.meta.instance);
-    let mut batch: Vec<u8> = Vec::new();
-    let mut batch_valid = false;
     for stage in stages {
-        if !batch_valid {
-            if let Err(error) = codec::encode_into(&scrape, &mut batch) {
-                if live {
-                    stage.record_error(&error);
-                }
-                return FilterOutcome::Failed {
-                    filter: stage.name().to_owned(),
-                    error,
-                };
-            }
-            batch_valid = true;
-        }
         let series_in = scrape.sample_count();
         let called = if live {
-            stage.call(&batch, series_in, affinity)
+            stage.call(scrape.bytes(), series_in, affinity)
         } else {
-            stage.trial(&batch, series_in)
+            stage.trial(scrape.bytes(), series_in)
         };
         let result = called.and_then(|output| match output {
             GuestOutput::Pass => Ok(None),
-            // ABI.md §4.5: keeping every series means PASS, so the batch stays valid.
+            // ABI.md §4.5: keeping every series means PASS.
             GuestOutput::Mask(mask) if promrelay_abi::mask_keeps_all(&mask, series_in) => Ok(None),
             GuestOutput::Mask(mask) => Ok(Some(Step::Mask(mask))),
             GuestOutput::Replaced(bytes) => {
-                let families = codec::decode(&bytes, codec::series_cap(series_in), label_limit)
-                    .inspect_err(|e| {
+                codec::validate(&bytes, codec::series_cap(series_in), label_limit).inspect_err(
+                    |e| {
                         if live {
                             stage.record_error(e)
                         }
-                    })?;
-                Ok(Some(Step::Replaced(families, bytes)))
+                    },
+                )?;
+                Ok(Some(Step::Replaced(bytes)))
             }
         });
         let count_out = |series: usize| {
@@ -175,13 +191,11 @@ fn run<'a>(
         match result {
             Ok(None) => count_out(series_in),
             Ok(Some(Step::Mask(mask))) => {
-                codec::apply_mask(&mut scrape, &mask);
-                batch_valid = false;
+                scrape.apply_mask(&mask);
                 count_out(scrape.sample_count());
             }
-            Ok(Some(Step::Replaced(families, bytes))) => {
-                scrape.families = families;
-                batch = bytes;
+            Ok(Some(Step::Replaced(bytes))) => {
+                scrape.replace(bytes);
                 count_out(scrape.sample_count());
             }
             Err(error) => match stage.on_error() {
@@ -212,16 +226,16 @@ fn run<'a>(
 
 enum Step {
     Mask(Vec<u8>),
-    Replaced(Vec<crate::model::Family>, Vec<u8>),
+    Replaced(Vec<u8>),
 }
 
 /// The last scrape seen per job, kept for the dry run of a reload.
 #[derive(Debug, Default)]
 pub(crate) struct LastSeen {
-    pub(crate) scrapes: HashMap<String, (Instant, Scrape)>,
+    pub(crate) scrapes: HashMap<String, (Instant, ScrapeBatch)>,
 }
 
-/// How often a job's last scrape is copied for dry runs (a copy costs a clone of the scrape).
+/// How often a job's last scrape is copied for dry runs (a copy costs a copy of its batch).
 const LAST_SEEN_EVERY: Duration = Duration::from_secs(10);
 
 /// The handle the poller and the admin server hold: the current filter set, swapped by reloads.
@@ -257,7 +271,7 @@ impl Chains {
 
     /// Runs `scrape` of `job` through the global chain then the job's own, on a blocking
     /// thread. The chain is loaded once, here: a reload during the call does not affect it.
-    pub async fn apply(&self, job: &str, scrape: Scrape) -> FilterOutcome {
+    pub async fn apply(&self, job: &str, scrape: ScrapeBatch) -> FilterOutcome {
         let set = self.current.load_full();
         if set.chain_for(job).next().is_none() {
             return FilterOutcome::Pass(scrape);
@@ -266,7 +280,7 @@ impl Chains {
         let job_name = job.to_owned();
         let joined = tokio::task::spawn_blocking(move || {
             let label_limit = set.label_limit(&job_name);
-            run_stages_with_label_limit(set.chain_for(&job_name), scrape, label_limit)
+            run_batch(set.chain_for(&job_name), scrape, label_limit)
         })
         .await;
         match joined {
@@ -279,12 +293,12 @@ impl Chains {
     }
 
     /// The same as [`Chains::apply`] for callers already on a blocking thread (the CLI, benches).
-    pub fn apply_blocking(&self, job: &str, scrape: Scrape) -> FilterOutcome {
+    pub fn apply_blocking(&self, job: &str, scrape: ScrapeBatch) -> FilterOutcome {
         let set = self.current.load_full();
-        run_stages_with_label_limit(set.chain_for(job), scrape, set.label_limit(job))
+        run_batch(set.chain_for(job), scrape, set.label_limit(job))
     }
 
-    fn remember(&self, job: &str, scrape: &Scrape) {
+    fn remember(&self, job: &str, scrape: &ScrapeBatch) {
         let mut last = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
         let fresh = last
             .scrapes

@@ -109,16 +109,22 @@ fn invalid(e: promrelay_abi::BatchError) -> FilterError {
     FilterError::invalid(e.to_string())
 }
 
-/// Validates a batch from a guest and decodes it into families. `label_limit` is the job's
-/// `label_limit`, counted as the parser counts it (every label record of a series, `__name__`
-/// and the target labels included; see `model::DEFAULT_LABEL_LIMIT`), so a batch handed back
-/// unchanged always passes.
-pub fn decode(
-    bytes: &[u8],
+/// Validates a batch from a guest (structure, bounds, UTF-8, names, the caps) without building
+/// anything: what a REPLACED output passes before it becomes the next stage's input as it is.
+/// `label_limit` is the job's `label_limit`, counted as the parser counts it (every label record
+/// of a series, `__name__` and the target labels included; see `model::DEFAULT_LABEL_LIMIT`), so
+/// a batch handed back unchanged always passes. Returns its series count.
+pub fn validate(bytes: &[u8], series_cap: usize, label_limit: usize) -> Result<usize, FilterError> {
+    let reader = BatchReader::new(bytes).map_err(invalid)?;
+    check(&reader, series_cap, label_limit)?;
+    Ok(reader.series_count() as usize)
+}
+
+fn check(
+    reader: &BatchReader<'_>,
     series_cap: usize,
     label_limit: usize,
-) -> Result<Vec<Family>, FilterError> {
-    let reader = BatchReader::new(bytes).map_err(invalid)?;
+) -> Result<(), FilterError> {
     let series_count = reader.series_count() as usize;
     if series_count > series_cap {
         return Err(FilterError::invalid(format!(
@@ -137,7 +143,18 @@ pub fn decode(
             )));
         }
     }
-    reader.check_names().map_err(invalid)?;
+    reader.check_names().map_err(invalid)
+}
+
+/// Validates a batch like [`validate`] and decodes it into families (the model: the editing
+/// view of the tools, the receiver and tests).
+pub fn decode(
+    bytes: &[u8],
+    series_cap: usize,
+    label_limit: usize,
+) -> Result<Vec<Family>, FilterError> {
+    let reader = BatchReader::new(bytes).map_err(invalid)?;
+    check(&reader, series_cap, label_limit)?;
     // Every string was UTF-8-checked by the reader; resolve each once.
     let strings = (0..reader.string_count())
         .map(|i| reader.str(i))

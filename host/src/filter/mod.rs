@@ -40,7 +40,9 @@ mod tests_reload;
 #[cfg(test)]
 mod tests_watch;
 
-pub use chain::{run_stages, run_stages_with_label_limit, Chains, FilterOutcome, FilterSet};
+pub use chain::{
+    run_batch, run_stages, run_stages_with_label_limit, Chains, FilterOutcome, FilterSet,
+};
 pub use engine::{CompiledModule, FilterEngine, EPOCH_TICK, MAX_WASM_STACK};
 pub use error::FilterError;
 pub use instance::{CallLimits, GuestOutput};

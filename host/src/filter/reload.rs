@@ -26,9 +26,9 @@ use super::engine::FilterEngine;
 use super::error::FilterError;
 use super::metrics::count_reload;
 use super::stage::{Stage, StageStats};
+use crate::batch::ScrapeBatch;
 use crate::config::{Config, FilterConfig};
 use crate::lifecycle::Events;
-use crate::model::Scrape;
 
 /// Which filters run where: the global chain and each job's own.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -156,7 +156,7 @@ pub(crate) fn build_set(
 
 /// Runs each remembered scrape through the new set; any filter error refuses the set. Counts
 /// nothing as a filter's: a refused candidate's errors are the reload's.
-fn dry_run(set: &FilterSet, last_seen: Vec<(String, Scrape)>) -> Result<(), FilterError> {
+fn dry_run(set: &FilterSet, last_seen: Vec<(String, ScrapeBatch)>) -> Result<(), FilterError> {
     for (job, scrape) in last_seen {
         if let FilterOutcome::Failed { filter, error } | FilterOutcome::Dropped { filter, error } =
             dry_run_stages(set.chain_for(&job), scrape, set.label_limit(&job))
@@ -295,7 +295,7 @@ impl Chains {
     }
 
     /// A copy of the last scrape seen of each job, for a dry run.
-    fn last_seen_copy(&self) -> Vec<(String, Scrape)> {
+    fn last_seen_copy(&self) -> Vec<(String, ScrapeBatch)> {
         let seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.scrapes
             .iter()

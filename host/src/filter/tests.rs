@@ -110,11 +110,11 @@ fn sample_scrape() -> Scrape {
     }
 }
 
-fn run(stages: &[Arc<Stage>], scrape: Scrape) -> FilterOutcome {
+fn run(stages: &[Arc<Stage>], scrape: Scrape) -> FilterOutcome<Scrape> {
     run_stages(stages.iter(), scrape)
 }
 
-fn passed(outcome: FilterOutcome) -> Scrape {
+fn passed(outcome: FilterOutcome<Scrape>) -> Scrape {
     match outcome {
         FilterOutcome::Pass(scrape) => scrape,
         other => panic!("expected Pass, got {other:?}"),

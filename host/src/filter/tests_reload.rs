@@ -63,7 +63,7 @@ pub(super) fn scrape() -> Scrape {
 }
 
 async fn series_after(chains: &Chains) -> usize {
-    match chains.apply("node", scrape()).await {
+    match chains.apply("node", batch(scrape())).await {
         FilterOutcome::Pass(scrape) => scrape.sample_count(),
         other => panic!("expected Pass, got {other:?}"),
     }
@@ -400,4 +400,9 @@ async fn a_refused_candidate_is_charged_to_the_reload_not_to_the_running_filter(
     }
     assert_eq!(series_after(&chains).await, 3, "the old chain still runs");
     assert_eq!(filter_status(&chains)["errors"], 0);
+}
+
+/// The poller's batch of a model scrape.
+fn batch(scrape: Scrape) -> crate::batch::ScrapeBatch {
+    crate::batch::ScrapeBatch::from_scrape(&scrape).expect("encodes")
 }

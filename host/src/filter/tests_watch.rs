@@ -179,7 +179,7 @@ async fn a_module_rewritten_in_place_is_swapped_in_by_the_watcher() {
     std::fs::write(&module, wat_bytes("mask_even.wat")).expect("rewrite in place");
     let deadline = Instant::now() + EVENT_WAIT;
     loop {
-        let FilterOutcome::Pass(out) = chains.apply("node", scrape()).await else {
+        let FilterOutcome::Pass(out) = chains.apply("node", batch(scrape())).await else {
             panic!("the chain failed");
         };
         if out.sample_count() == 2 {
@@ -193,4 +193,9 @@ async fn a_module_rewritten_in_place_is_swapped_in_by_the_watcher() {
     assert_eq!(status["reload"]["last_error"], serde_json::Value::Null);
     shutdown.cancel();
     watcher.await.expect("watcher ends");
+}
+
+/// The poller's batch of a model scrape.
+fn batch(scrape: crate::model::Scrape) -> crate::batch::ScrapeBatch {
+    crate::batch::ScrapeBatch::from_scrape(&scrape).expect("encodes")
 }
