@@ -219,3 +219,70 @@ impl ScrapeBatch {
         self.bytes = out;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exposition::{LabelLimit, ScrapeWriter};
+
+    fn scrape(text: &str) -> ScrapeBatch {
+        let mut writer = ScrapeWriter::new();
+        writer.begin([("job", "node"), ("instance", "h:1")]);
+        let limit = LabelLimit {
+            limit: 64,
+            added: &["job", "instance"],
+        };
+        let samples = writer.parse(text.as_bytes(), limit).expect("parses");
+        writer.add_synthetic("up", "up", 1.0).expect("up");
+        writer
+            .add_synthetic("scrape_samples_scraped", "n", samples as f64)
+            .expect("samples");
+        let mut bytes = Vec::new();
+        writer.finish_into(&mut bytes);
+        ScrapeBatch::new(ScrapeMeta::default(), bytes)
+    }
+
+    const TEXT: &str = "# TYPE a gauge\na{x=\"1\"} 1\na{x=\"2\"} 2\n# TYPE b counter\nb_total 3\n\
+                        # TYPE c gauge\nc 4\nc{y=\"1\"} 5\n";
+
+    #[test]
+    fn a_mask_on_the_batch_keeps_what_the_models_mask_keeps() {
+        let original = scrape(TEXT);
+        let count = original.sample_count();
+        assert_eq!(count, 7);
+        for pattern in 0u32..(1 << count) {
+            let mask: Vec<u8> = (0..count.div_ceil(8))
+                .map(|byte| (pattern >> (byte * 8)) as u8)
+                .collect();
+            let mut batch = original.clone();
+            batch.apply_mask(&mask);
+            let mut model = original.to_scrape();
+            codec::apply_mask(&mut model, &mask);
+            assert_eq!(
+                batch.sample_count(),
+                model.sample_count(),
+                "mask {pattern:b}"
+            );
+            codec::validate(batch.bytes(), codec::MAX_SERIES, 64).expect("a valid batch");
+            assert_eq!(
+                format!("{:?}", batch.to_scrape()),
+                format!("{model:?}"),
+                "mask {pattern:b}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_scrape_keeps_only_its_synthetic_series_with_up_0() {
+        let original = scrape(TEXT);
+        assert_eq!(original.last_value("up"), Some(1.0));
+        assert_eq!(original.last_value("scrape_samples_scraped"), Some(5.0));
+        let down = original.down().to_scrape();
+        let names: Vec<&str> = down.families.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["up", "scrape_samples_scraped"]);
+        let up = &down.families[0].series[0];
+        assert_eq!(up.value, 0.0);
+        assert_eq!(up.label("instance"), Some("h:1"));
+        assert_eq!(down.families[1].series[0].value, 5.0);
+    }
+}

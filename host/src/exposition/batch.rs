@@ -25,6 +25,8 @@ struct Fixed {
     name: Str,
     /// `None` for `__name__`, whose value is each series' name.
     record: Option<LabelRecord>,
+    /// `exported_<name>`: what an exposed label of this name becomes.
+    exported: u32,
 }
 
 /// One target's batch builder, reused across its scrapes. See the module docs.
@@ -34,7 +36,8 @@ pub struct ScrapeWriter {
     slots: Vec<u32>,
     /// The target labels in the order they are applied (`job`, `instance`, group labels).
     target: Vec<(Str, Str)>,
-    /// Whether the target labels' names are distinct (then `fixed` is merged in directly).
+    /// Whether the target labels' names are distinct and none is an `exported_` name: then
+    /// `fixed` is merged in directly, renaming a colliding exposed label in place.
     distinct: bool,
     /// The target labels and `__name__`, sorted by name.
     fixed: Vec<Fixed>,
@@ -43,6 +46,8 @@ pub struct ScrapeWriter {
     name_label: u32,
     /// The series being written (reused buffer).
     record: Vec<LabelRecord>,
+    /// A series with renamed labels: records and whether each was renamed (reused buffer).
+    renamed: Vec<(LabelRecord, bool)>,
     /// The previous sample's exposed labels by position: their strings are found without a
     /// lookup when they repeat (consecutive samples of a family mostly share them).
     previous: Vec<LabelRecord>,
@@ -71,6 +76,7 @@ impl ScrapeWriter {
             synthetic: Vec::new(),
             name_label: 0,
             record: Vec::with_capacity(16),
+            renamed: Vec::with_capacity(16),
             previous: Vec::with_capacity(16),
             previous_name: NONE,
             samples: 0,
@@ -111,9 +117,11 @@ impl ScrapeWriter {
                 name: self.intern(&name),
                 value: self.intern(&value),
             };
+            let exported = self.intern(&format!("exported_{name}"));
             fixed.push(Fixed {
                 name,
                 record: Some(record),
+                exported,
             });
         }
         // The synthetic series: the target labels, `job` and `instance` winning over a group label
@@ -124,14 +132,17 @@ impl ScrapeWriter {
         synthetic.push(Fixed {
             name: Str::from("__name__"),
             record: None,
+            exported: NONE,
         });
         synthetic.sort_by(|a, b| a.name.cmp(&b.name));
         self.synthetic = synthetic;
         fixed.sort_by(|a, b| a.name.cmp(&b.name));
-        self.distinct = fixed.windows(2).all(|pair| pair[0].name < pair[1].name);
+        self.distinct = fixed.windows(2).all(|pair| pair[0].name < pair[1].name)
+            && !fixed.iter().any(|f| f.name.starts_with("exported_"));
         fixed.push(Fixed {
             name: Str::from("__name__"),
             record: None,
+            exported: NONE,
         });
         fixed.sort_by(|a, b| a.name.cmp(&b.name));
         self.fixed = fixed;
@@ -235,7 +246,7 @@ impl ScrapeWriter {
     }
 
     /// Hot path: the label records of one series, exposed labels merged with the fixed ones.
-    /// `false` when an exposed label has a target label's name (the rare path does it).
+    /// `false` when an exposed label has a target label's name ([`Self::merge_renamed`] does it).
     fn merge(&mut self, name_value: u32, labels: &[Pair<'_>]) -> Result<bool, WriteError> {
         self.record.clear();
         let mut fixed = 0;
@@ -276,8 +287,48 @@ impl ScrapeWriter {
         Ok(true)
     }
 
-    /// The rare path: an exposed label collides with a target label (or the target labels
-    /// repeat a name): the model's rules, applied to this one series.
+    /// An exposed label has a target label's name (a federation endpoint exposing `job` and
+    /// `instance`): it becomes `exported_<name>`, replacing an exposed label of that name, as
+    /// the model's rules do. Sorts the series' records by name; allocates nothing.
+    fn merge_renamed(&mut self, name_value: u32, labels: &[Pair<'_>]) -> Result<(), WriteError> {
+        self.renamed.clear();
+        for pair in labels {
+            let exported = self
+                .fixed
+                .iter()
+                .find(|f| f.record.is_some() && f.name.as_str() == pair.name)
+                .map(|f| f.exported);
+            let name = match exported {
+                Some(exported) => exported,
+                None => self.writer.add_string(pair.name)?,
+            };
+            let value = self.writer.add_string(&pair.value)?;
+            self.renamed
+                .push((LabelRecord { name, value }, exported.is_some()));
+        }
+        for entry in &self.fixed {
+            let record = entry.record.unwrap_or(LabelRecord {
+                name: self.name_label,
+                value: name_value,
+            });
+            self.renamed.push((record, false));
+        }
+        let writer = &self.writer;
+        let text = |index: u32| writer.string_bytes(index).unwrap_or_default();
+        // By name; of two with one name, the renamed one first (it replaces the other).
+        self.renamed
+            .sort_by(|a, b| text(a.0.name).cmp(text(b.0.name)).then(b.1.cmp(&a.1)));
+        self.renamed
+            .dedup_by(|later, earlier| later.0.name == earlier.0.name);
+        self.record.clear();
+        self.record
+            .extend(self.renamed.iter().map(|(record, _)| *record));
+        self.previous.clear();
+        Ok(())
+    }
+
+    /// The rare path: the target labels repeat a name (a group label `job`), or one is an
+    /// `exported_` name: the model's rules, applied to this one series.
     #[cold]
     fn merge_slowly(
         &mut self,
@@ -341,8 +392,10 @@ impl<'a> Output<'a> for ScrapeWriter {
             let slot = self.slot(family, family_name)?;
             let name_value = self.intern_near(name, self.previous_name)?;
             self.previous_name = name_value;
-            if !(self.distinct && self.merge(name_value, labels)?) {
+            if !self.distinct {
                 self.merge_slowly(name, name_value, labels)?;
+            } else if !self.merge(name_value, labels)? {
+                self.merge_renamed(name_value, labels)?;
             }
             self.samples += 1;
             let record = std::mem::take(&mut self.record);

@@ -55,7 +55,9 @@ fn a_scrape_written_as_a_batch_is_the_models_scrape_with_target_labels() {
         e 1\n\
         d 4\n\
         e{x=\"1\"} 5\n\
-        a_total{y=\"2\"} 6\n";
+        a_total{y=\"2\"} 6\n\
+        f{instance=\"a\",exported_instance=\"b\",zz=\"1\"} 1\n\
+        f{code=\"200\",instance=\"web-01:8080\",job=\"web\",method=\"GET\"} 2\n";
     let extra = [Label::new("dc", "west")];
     let group_job = [Label::new("job", "from-group"), Label::new("zone", "z1")];
     let mut writer = ScrapeWriter::new();

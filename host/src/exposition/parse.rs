@@ -102,7 +102,7 @@ pub(super) struct Pair<'a> {
 #[derive(Debug, Clone)]
 pub(super) struct Head<'a> {
     pub(super) name: &'a str,
-    pub(super) help: Option<Str>,
+    pub(super) help: Option<Cow<'a, str>>,
     pub(super) unit: Option<&'a str>,
     pub(super) kind: MetricType,
     pub(super) samples: usize,
@@ -170,7 +170,7 @@ impl ModelOutput {
             .filter(|(_, series)| !series.is_empty())
             .map(|(head, series)| Family {
                 name: Str::from(head.name),
-                help: head.help,
+                help: head.help.map(|help| Str::from(help.as_ref())),
                 unit: head.unit.map(Str::from),
                 kind: head.kind,
                 series,

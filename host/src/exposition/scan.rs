@@ -6,8 +6,6 @@ use std::hash::Hasher;
 
 use memchr::{memchr, memchr2};
 
-use crate::model::Str;
-
 /// Hot path: a label value after its opening quote. Returns the value and the position after the
 /// closing quote. Borrows from the line unless the value has a backslash.
 pub(super) fn label_value(line: &str, start: usize) -> Result<(Cow<'_, str>, usize), &'static str> {
@@ -46,9 +44,9 @@ pub(super) fn label_value(line: &str, start: usize) -> Result<(Cow<'_, str>, usi
 }
 
 /// HELP text: `\\` and `\n` are escapes; any other backslash stays as written.
-pub(super) fn unescape_help(text: &str) -> Str {
+pub(super) fn unescape_help(text: &str) -> Cow<'_, str> {
     if memchr(b'\\', text.as_bytes()).is_none() {
-        return Str::from(text);
+        return Cow::Borrowed(text);
     }
     let mut help = String::with_capacity(text.len());
     let mut characters = text.chars();
@@ -69,7 +67,7 @@ pub(super) fn unescape_help(text: &str) -> Str {
             _ => help.push('\\'),
         }
     }
-    Str::from(help)
+    Cow::Owned(help)
 }
 
 /// Hot path: a sample value. `NaN`, `Inf`, `+Inf`, `-Inf` in any case (as Go's `ParseFloat`);
