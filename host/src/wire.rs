@@ -366,7 +366,8 @@ pub fn message_id(meta: &ScrapeMeta) -> String {
     format!("v1-{}", hex::encode(&digest[..16]))
 }
 
-/// Decodes a message read from the stream (see the module doc), with the default size cap.
+/// Decodes a message read from the stream (see the module doc), with the default size cap, into
+/// the model (tools and tests; the receiver reads [`decode_batch_with_limit`]).
 pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Scrape, WireError> {
     decode_with_limit(headers, payload, MAX_DECODED_BYTES)
 }
@@ -377,9 +378,44 @@ pub fn decode_with_limit(
     payload: &[u8],
     limit: usize,
 ) -> Result<Scrape, WireError> {
+    Ok(match read_body(headers, payload, limit)? {
+        Body::Batch(meta, bytes) => Scrape {
+            meta,
+            families: body::decode_batch(&bytes)?,
+        },
+        Body::Model(scrape) => scrape,
+    })
+}
+
+/// Decodes a message into the batch the receiver's sinks render from: a batch body is
+/// validated and kept as it is (no decoding into the model); text and the original's JSON
+/// are parsed and written as a batch.
+pub fn decode_batch_with_limit(
+    headers: Option<&HeaderMap>,
+    payload: &[u8],
+    limit: usize,
+) -> Result<ScrapeBatch, WireError> {
+    match read_body(headers, payload, limit)? {
+        Body::Batch(meta, bytes) => {
+            body::validate_batch(&bytes)?;
+            Ok(ScrapeBatch::new(meta, bytes))
+        }
+        Body::Model(scrape) => {
+            ScrapeBatch::from_scrape(&scrape).map_err(|error| WireError::Batch(error.to_string()))
+        }
+    }
+}
+
+/// A message's body once decompressed: a batch (not validated yet) or a parsed scrape.
+enum Body {
+    Batch(ScrapeMeta, Vec<u8>),
+    Model(Scrape),
+}
+
+fn read_body(headers: Option<&HeaderMap>, payload: &[u8], limit: usize) -> Result<Body, WireError> {
     let headers = match headers {
         Some(headers) if headers.get(HEADER_FORMAT).is_some() => headers,
-        _ => return decode_legacy(payload, limit),
+        _ => return decode_legacy(payload, limit).map(Body::Model),
     };
     let format = header(headers, HEADER_FORMAT)?;
     let batch = body::format_is_batch(format)?;
@@ -406,12 +442,11 @@ pub fn decode_with_limit(
         instance: header(headers, HEADER_INSTANCE)?.to_string(),
         time_ms,
     };
-    let families = if batch {
-        body::decode_batch(&text)?
-    } else {
-        exposition::parse(&text)?
-    };
-    Ok(Scrape { meta, families })
+    if batch {
+        return Ok(Body::Batch(meta, text));
+    }
+    let families = exposition::parse(&text)?;
+    Ok(Body::Model(Scrape { meta, families }))
 }
 
 /// Reads only the routing facts of a message, without decompressing or parsing the body.

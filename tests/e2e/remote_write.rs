@@ -320,7 +320,8 @@ mod in_process {
         for i in 0..3 {
             let scrape = scrape("again", start + i * 1_000, i as f64);
             rig.publish(&scrape);
-            assert_eq!(rig.runtime.block_on(sink.push(&scrape)), Outcome::Ok);
+            let batch = promrelay::batch::ScrapeBatch::from_scrape(&scrape).expect("encodes");
+            assert_eq!(rig.runtime.block_on(sink.push(&batch)), Outcome::Ok);
         }
         rig.start(rig.settings(vec![Sink::RemoteWrite(sink)]));
         poll_until(WAIT, "the three re-sent scrapes accounted for", || {

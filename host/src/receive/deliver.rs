@@ -16,7 +16,8 @@ use super::ledger::SinkResult;
 use super::metrics::{MessageOutcome, Stats, METRICS};
 use super::order::{Claim, SharedOrder};
 use super::{timed_decode, unix_ms};
-use crate::model::{Scrape, ScrapeMeta};
+use crate::batch::ScrapeBatch;
+use crate::model::ScrapeMeta;
 use crate::sink::{Outcome, Sink};
 
 /// A message on its way to the sinks, with what each sink needs of it.
@@ -26,7 +27,7 @@ pub(super) struct Pending {
     pub parts: Vec<jetstream::Message>,
     pub meta: ScrapeMeta,
     /// Already decoded (a message without routing headers), else decoded when first pushed.
-    pub scrape: Option<Scrape>,
+    pub scrape: Option<ScrapeBatch>,
     pub needs: Vec<Need>,
 }
 
@@ -203,7 +204,7 @@ async fn claim(
 }
 
 /// Pushes one scrape into the `targets` sinks at once.
-async fn push(sinks: &[Sink], targets: &[usize], scrape: &Scrape) -> Vec<(usize, Outcome)> {
+async fn push(sinks: &[Sink], targets: &[usize], scrape: &ScrapeBatch) -> Vec<(usize, Outcome)> {
     futures::future::join_all(targets.iter().map(|&index| {
         let sink = &sinks[index];
         async move {

@@ -51,7 +51,8 @@ use futures::StreamExt as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{Scrape, ScrapeMeta};
+use crate::batch::ScrapeBatch;
+use crate::model::ScrapeMeta;
 use crate::nats::Backoff;
 use crate::sink::Coalescing;
 use crate::wire;
@@ -334,8 +335,13 @@ impl Receiver {
         let stats = Arc::clone(&self.settings.stats);
 
         // Routing facts first: a message no sink needs is never decompressed.
-        let mut items: Vec<(jetstream::Message, ScrapeMeta, Option<Scrape>, u64, Vec<_>)> =
-            Vec::with_capacity(messages.len());
+        let mut items: Vec<(
+            jetstream::Message,
+            ScrapeMeta,
+            Option<ScrapeBatch>,
+            u64,
+            Vec<_>,
+        )> = Vec::with_capacity(messages.len());
         let received = messages.len() as u64;
         let redelivered = messages
             .iter()
@@ -526,9 +532,13 @@ impl Receiver {
 }
 
 /// Decodes a message, recording how long it took.
-pub(super) fn timed_decode(message: &jetstream::Message) -> Result<Scrape, wire::WireError> {
+pub(super) fn timed_decode(message: &jetstream::Message) -> Result<ScrapeBatch, wire::WireError> {
     let started = Instant::now();
-    let decoded = wire::decode(message.headers.as_ref(), &message.payload);
+    let decoded = wire::decode_batch_with_limit(
+        message.headers.as_ref(),
+        &message.payload,
+        wire::MAX_DECODED_BYTES,
+    );
     METRICS.decoded(started.elapsed().as_secs_f64());
     decoded
 }

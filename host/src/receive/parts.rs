@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 
-use crate::model::Scrape;
+use crate::batch::ScrapeBatch;
 use crate::wire::{self, Part};
 
 /// How long parts wait for the rest before they go back to the stream.
@@ -30,12 +30,12 @@ pub struct Whole {
     pub message: jetstream::Message,
     /// The other parts' messages.
     pub parts: Vec<jetstream::Message>,
-    pub scrape: Scrape,
+    pub scrape: ScrapeBatch,
 }
 
 struct Open {
     count: u32,
-    parts: BTreeMap<u32, (jetstream::Message, Scrape)>,
+    parts: BTreeMap<u32, (jetstream::Message, ScrapeBatch)>,
     held_since: Instant,
 }
 
@@ -62,7 +62,7 @@ impl Assembler {
         &mut self,
         part: Part,
         message: jetstream::Message,
-        scrape: Scrape,
+        scrape: ScrapeBatch,
         now: Instant,
     ) -> Option<Whole> {
         self.first_seen.entry(part.scrape_id.clone()).or_insert(now);
@@ -89,11 +89,14 @@ impl Assembler {
         let mut scrapes = Vec::with_capacity(open.parts.len());
         for (_, (message, scrape)) in open.parts {
             messages.push(message);
-            scrapes.push(scrape);
+            // Joining goes through the model: only scrapes past the max payload get here.
+            scrapes.push(scrape.to_scrape());
         }
         let mut messages = messages.into_iter();
         let message = messages.next()?;
-        let scrape = wire::parts::join(scrapes);
+        let joined = wire::parts::join(scrapes);
+        let scrape = ScrapeBatch::from_scrape(&joined)
+            .unwrap_or_else(|_| ScrapeBatch::new(joined.meta.clone(), Vec::new()));
         Some(Whole {
             message,
             parts: messages.collect(),

@@ -22,7 +22,7 @@ pub use remote_write::RemoteWrite;
 
 use std::time::Duration;
 
-use crate::model::Scrape;
+use crate::batch::ScrapeBatch;
 
 /// How a sink answered one push.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +87,7 @@ impl Sink {
     }
 
     /// Delivers one scrape.
-    pub async fn push(&self, scrape: &Scrape) -> Outcome {
+    pub async fn push(&self, scrape: &ScrapeBatch) -> Outcome {
         match self {
             Sink::Pushgateway(sink) => sink.push(scrape).await,
             Sink::RemoteWrite(sink) => sink.push(scrape).await,

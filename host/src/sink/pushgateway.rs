@@ -15,6 +15,7 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use super::{classify, describe, http_client, Outcome};
+use crate::batch::ScrapeBatch;
 use crate::exposition::{self, RenderOptions};
 use crate::model::Scrape;
 
@@ -103,8 +104,10 @@ impl Pushgateway {
         out
     }
 
-    /// Replaces the scrape's group in the Pushgateway.
-    pub async fn push(&self, scrape: &Scrape) -> Outcome {
+    /// Replaces the scrape's group in the Pushgateway. The Pushgateway gets only the newest
+    /// scrape of a group, so its body is rendered through the model.
+    pub async fn push(&self, scrape: &ScrapeBatch) -> Outcome {
+        let scrape = &scrape.to_scrape();
         let request = self
             .client
             .put(self.group_url(scrape))

@@ -117,6 +117,12 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Family>, WireError> {
         .map_err(|error| WireError::Batch(error.to_string()))
 }
 
+/// Validates a batch body by the rules of [`decode_batch`] without decoding it.
+pub fn validate_batch(bytes: &[u8]) -> Result<usize, WireError> {
+    codec::validate(bytes, codec::MAX_SERIES, MAX_LABELS)
+        .map_err(|error| WireError::Batch(error.to_string()))
+}
+
 /// A message body as an operator reads it (`promrelay decode`): zstd-compressed or not, a batch
 /// or text; a batch is rendered as text 0.0.4 with timestamps, and each staleness marker as a
 /// `# stale:` comment line (text has no value for it).
