@@ -51,7 +51,7 @@ impl Staleness {
     pub fn mark(&mut self, scrape: &mut ScrapeBatch) -> usize {
         let mut series = self.spare_series.take().unwrap_or_default();
         series.clear();
-        if let Ok(reader) = BatchReader::new(scrape.bytes()) {
+        if let Some(reader) = scrape.reader() {
             hash_series(&reader, &mut series);
         }
         series.sort_unstable_by_key(|entry| entry.0);

@@ -97,19 +97,7 @@ impl<'a> BatchReader<'a> {
         if bytes[header::MAGIC..header::MAGIC + 4] != MAGIC {
             return Err(BatchError::BadMagic);
         }
-        let h = Header {
-            version: read_u32(bytes, header::VERSION),
-            string_count: read_u32(bytes, header::STRING_COUNT),
-            family_count: read_u32(bytes, header::FAMILY_COUNT),
-            series_count: read_u32(bytes, header::SERIES_COUNT),
-            label_count: read_u32(bytes, header::LABEL_COUNT),
-            strings_offset: read_u32(bytes, header::STRINGS_OFFSET),
-            string_bytes_offset: read_u32(bytes, header::STRING_BYTES_OFFSET),
-            families_offset: read_u32(bytes, header::FAMILIES_OFFSET),
-            series_offset: read_u32(bytes, header::SERIES_OFFSET),
-            labels_offset: read_u32(bytes, header::LABELS_OFFSET),
-            total_len: read_u32(bytes, header::TOTAL_LEN),
-        };
+        let h = read_header(bytes);
         if h.version != BATCH_VERSION {
             return Err(BatchError::UnsupportedVersion { version: h.version });
         }
@@ -126,6 +114,31 @@ impl<'a> BatchReader<'a> {
         reader.check_series()?;
         reader.check_labels()?;
         Ok(reader)
+    }
+
+    /// A view over `bytes` that were validated before (by [`BatchReader::new`], or written by a
+    /// [`crate::BatchWriter`] and not changed since): checks the header and the section bounds
+    /// only, not every record and string. Every accessor stays bounds-checked, so bytes that are
+    /// not in fact valid give errors or wrong records, never undefined behaviour; [`str`]
+    /// still checks UTF-8 per call.
+    ///
+    /// [`str`]: BatchReader::str
+    pub fn trusted(bytes: &'a [u8]) -> Result<BatchReader<'a>, BatchError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(BatchError::Truncated { len: bytes.len() });
+        }
+        if bytes[header::MAGIC..header::MAGIC + 4] != MAGIC {
+            return Err(BatchError::BadMagic);
+        }
+        let h = read_header(bytes);
+        if h.total_len as usize != bytes.len() {
+            return Err(BatchError::LengthMismatch {
+                header: h.total_len,
+                actual: bytes.len(),
+            });
+        }
+        check_sections(&h)?;
+        Ok(BatchReader { bytes, header: h })
     }
 
     /// The whole batch.
@@ -343,6 +356,22 @@ impl<'a> BatchReader<'a> {
             self.check_string_index(read_u32(self.bytes, at + 4))?;
         }
         Ok(())
+    }
+}
+
+fn read_header(bytes: &[u8]) -> Header {
+    Header {
+        version: read_u32(bytes, header::VERSION),
+        string_count: read_u32(bytes, header::STRING_COUNT),
+        family_count: read_u32(bytes, header::FAMILY_COUNT),
+        series_count: read_u32(bytes, header::SERIES_COUNT),
+        label_count: read_u32(bytes, header::LABEL_COUNT),
+        strings_offset: read_u32(bytes, header::STRINGS_OFFSET),
+        string_bytes_offset: read_u32(bytes, header::STRING_BYTES_OFFSET),
+        families_offset: read_u32(bytes, header::FAMILIES_OFFSET),
+        series_offset: read_u32(bytes, header::SERIES_OFFSET),
+        labels_offset: read_u32(bytes, header::LABELS_OFFSET),
+        total_len: read_u32(bytes, header::TOTAL_LEN),
     }
 }
 

@@ -485,11 +485,11 @@ async fn filter_stage(
             let output = output.clone();
             async move {
                 let job = scrape.meta.job.clone();
-                let down = scrape.down();
-                let forward = match chains.apply(&job, scrape).await {
+                let (outcome, down) = chains.apply_keeping_down(&job, scrape).await;
+                let forward = match outcome {
                     FilterOutcome::Pass(scrape) => Some(scrape),
                     FilterOutcome::Dropped { .. } => None,
-                    FilterOutcome::Failed { .. } => Some(down),
+                    FilterOutcome::Failed { .. } => down,
                 };
                 if let Some(scrape) = forward {
                     if let Err(lost) = output.send(scrape).await {

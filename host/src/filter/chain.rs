@@ -272,10 +272,30 @@ impl Chains {
     /// Runs `scrape` of `job` through the global chain then the job's own, on a blocking
     /// thread. The chain is loaded once, here: a reload during the call does not affect it.
     pub async fn apply(&self, job: &str, scrape: ScrapeBatch) -> FilterOutcome {
+        self.apply_keeping_down(job, scrape).await.0
+    }
+
+    /// [`Chains::apply`], and when a chain ran, the scrape as a failed one (its synthetic
+    /// series with `up` 0: what `on_error: fail` publishes), taken before the chain consumed it.
+    pub async fn apply_keeping_down(
+        &self,
+        job: &str,
+        scrape: ScrapeBatch,
+    ) -> (FilterOutcome, Option<ScrapeBatch>) {
         let set = self.current.load_full();
         if set.chain_for(job).next().is_none() {
-            return FilterOutcome::Pass(scrape);
+            return (FilterOutcome::Pass(scrape), None);
         }
+        let down = scrape.down();
+        (self.run_on_blocking(set, job, scrape).await, Some(down))
+    }
+
+    async fn run_on_blocking(
+        &self,
+        set: Arc<FilterSet>,
+        job: &str,
+        scrape: ScrapeBatch,
+    ) -> FilterOutcome {
         self.remember(job, &scrape);
         let job_name = job.to_owned();
         let joined = tokio::task::spawn_blocking(move || {

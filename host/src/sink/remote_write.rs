@@ -17,8 +17,6 @@
 use std::time::Duration;
 
 use super::{classify, describe, http_client, Outcome};
-use promrelay_abi::BatchReader;
-
 use crate::batch::ScrapeBatch;
 use crate::model::Scrape;
 
@@ -174,7 +172,7 @@ pub fn already_stored(outcome: Outcome) -> Outcome {
 /// facts, the sample at the series' own timestamp or the scrape's time. Staleness markers are
 /// included. Hot path: no allocation per series or label.
 pub fn encode_batch(scrape: &ScrapeBatch, publisher_label: bool) -> Vec<u8> {
-    let Ok(reader) = BatchReader::new(scrape.bytes()) else {
+    let Some(reader) = scrape.reader() else {
         return Vec::new();
     };
     let meta = &scrape.meta;
