@@ -1,6 +1,6 @@
 //! The receiver's per-message work without network: decode a message the poller wrote (zstd,
 //! batch validation), then render it for a sink: remote_write (protobuf straight from the batch,
-//! then snappy) or the Pushgateway (text 0.0.4, through the model). Samples per second, on the
+//! then snappy) or the Pushgateway (text 0.0.4, also straight from the batch). Samples per second, on the
 //! node_exporter capture and on the 100 000-series scrape. Figures go in `BENCHMARKS.md`.
 //!
 //! Run: `cargo bench -p promrelay --bench receiver -- --warm-up-time 1 --measurement-time 4`.
@@ -85,7 +85,7 @@ fn benchmarks(criterion: &mut Criterion) {
         group.bench_function("decode_pushgateway", |b| {
             b.iter(|| {
                 let scrape = decode(black_box(&message));
-                pushgateway.body(&scrape.to_scrape()).len()
+                pushgateway.body_of_batch(&scrape).len()
             })
         });
         group.finish();

@@ -1,4 +1,5 @@
-//! `model` families → Prometheus text 0.0.4 that the Pushgateway (Go's `expfmt` parser) accepts.
+//! Families (the model's, or a batch's through [`BatchSource`]) → Prometheus text 0.0.4 that the
+//! Pushgateway (Go's `expfmt` parser) accepts.
 //!
 //! 0.0.4 knows one family per name with at most one HELP and one TYPE line, so rendering first plans
 //! *groups*: every rendered family name, in first-seen order, with the model families and children
@@ -24,14 +25,167 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use memchr::{memchr2, memchr3};
 
+use promrelay_abi::{BatchReader, SeriesRecord, NAME_LABEL};
+
 use super::scan::NameHasher;
 use super::RenderOptions;
-use crate::model::{Family, MetricType, Series};
+use crate::filter::codec::from_abi;
+use crate::model::{Family, MetricType};
+
+/// What the renderer reads: families and their series by index. The model's families and a
+/// batch (the receiver's, rendered without building the model) both are one.
+pub trait Source {
+    fn family_count(&self) -> usize;
+    fn family_name(&self, family: usize) -> &str;
+    fn family_kind(&self, family: usize) -> MetricType;
+    fn family_help(&self, family: usize) -> Option<&str>;
+    fn family_unit(&self, family: usize) -> Option<&str>;
+    fn series_count(&self, family: usize) -> usize;
+    /// Hot path: the sample name of series `series` of family `family`.
+    fn series_name(&self, family: usize, series: usize) -> &str;
+    /// Hot path: its labels, `__name__` left out, sorted by name.
+    fn series_labels(&self, family: usize, series: usize) -> impl Iterator<Item = (&str, &str)>;
+    fn series_value(&self, family: usize, series: usize) -> f64;
+    fn series_timestamp(&self, family: usize, series: usize) -> Option<i64>;
+}
+
+impl Source for [Family] {
+    fn family_count(&self) -> usize {
+        self.len()
+    }
+    fn family_name(&self, family: usize) -> &str {
+        &self[family].name
+    }
+    fn family_kind(&self, family: usize) -> MetricType {
+        self[family].kind
+    }
+    fn family_help(&self, family: usize) -> Option<&str> {
+        self[family].help.as_deref()
+    }
+    fn family_unit(&self, family: usize) -> Option<&str> {
+        self[family].unit.as_deref()
+    }
+    fn series_count(&self, family: usize) -> usize {
+        self[family].series.len()
+    }
+    fn series_name(&self, family: usize, series: usize) -> &str {
+        &self[family].series[series].name
+    }
+    fn series_labels(&self, family: usize, series: usize) -> impl Iterator<Item = (&str, &str)> {
+        self[family].series[series]
+            .labels
+            .iter()
+            .map(|label| (label.name.as_str(), label.value.as_str()))
+    }
+    fn series_value(&self, family: usize, series: usize) -> f64 {
+        self[family].series[series].value
+    }
+    fn series_timestamp(&self, family: usize, series: usize) -> Option<i64> {
+        self[family].series[series].timestamp_ms
+    }
+}
+
+/// A valid batch as a [`Source`] (the receiver's: validated when it was read). Strings that are
+/// not UTF-8 or records out of range (impossible in a valid batch) read as empty.
+pub struct BatchSource<'a> {
+    reader: BatchReader<'a>,
+    families: Vec<promrelay_abi::FamilyRecord>,
+}
+
+impl<'a> BatchSource<'a> {
+    pub fn new(reader: BatchReader<'a>) -> BatchSource<'a> {
+        BatchSource {
+            families: reader.families().collect(),
+            reader,
+        }
+    }
+
+    fn text(&self, index: u32) -> &'a str {
+        self.reader.str(index).unwrap_or_default()
+    }
+
+    fn record(&self, family: usize, series: usize) -> Option<SeriesRecord> {
+        let first = self.families[family].first_series;
+        self.reader.series(first + series as u32).ok()
+    }
+}
+
+impl Source for BatchSource<'_> {
+    fn family_count(&self) -> usize {
+        self.families.len()
+    }
+    fn family_name(&self, family: usize) -> &str {
+        self.text(self.families[family].name)
+    }
+    fn family_kind(&self, family: usize) -> MetricType {
+        from_abi(self.families[family].kind)
+    }
+    fn family_help(&self, family: usize) -> Option<&str> {
+        self.reader
+            .opt_str(self.families[family].help)
+            .ok()
+            .flatten()
+    }
+    fn family_unit(&self, family: usize) -> Option<&str> {
+        self.reader
+            .opt_str(self.families[family].unit)
+            .ok()
+            .flatten()
+    }
+    fn series_count(&self, family: usize) -> usize {
+        self.families[family].series_count as usize
+    }
+    fn series_name(&self, family: usize, series: usize) -> &str {
+        let Some(record) = self.record(family, series) else {
+            return "";
+        };
+        self.reader
+            .labels(&record)
+            .find(|label| self.reader.bytes(label.name) == Ok(NAME_LABEL.as_bytes()))
+            .map_or("", |label| self.text(label.value))
+    }
+    fn series_labels(&self, family: usize, series: usize) -> impl Iterator<Item = (&str, &str)> {
+        let labels = self
+            .record(family, series)
+            .map(|record| self.reader.labels(&record));
+        labels
+            .into_iter()
+            .flatten()
+            .filter(|label| self.reader.bytes(label.name) != Ok(NAME_LABEL.as_bytes()))
+            .map(|label| (self.text(label.name), self.text(label.value)))
+    }
+    fn series_value(&self, family: usize, series: usize) -> f64 {
+        self.record(family, series)
+            .map_or(0.0, |record| record.value)
+    }
+    fn series_timestamp(&self, family: usize, series: usize) -> Option<i64> {
+        self.record(family, series)
+            .and_then(|record| record.timestamp_ms)
+    }
+}
 
 /// Renders `families` as text 0.0.4, appending to `out`.
 pub fn render(families: &[Family], options: &RenderOptions, out: &mut Vec<u8>) {
-    let groups = plan(families);
-    let series_count: usize = families.iter().map(|family| family.series.len()).sum();
+    render_source(families, options, out);
+}
+
+/// Renders any [`Source`] as text 0.0.4, appending to `out`. `skip` leaves out the series
+/// whose value it returns true for (the Pushgateway's staleness markers).
+pub fn render_source<S: Source + ?Sized>(source: &S, options: &RenderOptions, out: &mut Vec<u8>) {
+    render_skipping(source, options, out, |_| false);
+}
+
+/// [`render_source`], leaving out the series whose value `skip` returns true for.
+pub fn render_skipping<S: Source + ?Sized>(
+    source: &S,
+    options: &RenderOptions,
+    out: &mut Vec<u8>,
+    skip: impl Fn(f64) -> bool,
+) {
+    let groups = plan(source);
+    let series_count: usize = (0..source.family_count())
+        .map(|family| source.series_count(family))
+        .sum();
     out.reserve(series_count * 64 + groups.len() * 96);
     let mut seen = Seen::with_capacity(series_count, options.omit_labels);
     for group in &groups {
@@ -57,13 +211,15 @@ pub fn render(families: &[Family], options: &RenderOptions, out: &mut Vec<u8>) {
             out.push(b'\n');
         }
         for member in &group.members {
-            let family = &families[member.family];
-            for series in &family.series {
-                if role(family, series) == member.role
-                    && (member.role != Role::Stray || series.name == group.name.as_ref())
-                    && seen.first(series)
+            let family = member.family;
+            for series in 0..source.series_count(family) {
+                let name = source.series_name(family, series);
+                if role(source, family, name) == member.role
+                    && (member.role != Role::Stray || name == group.name.as_ref())
+                    && !skip(source.series_value(family, series))
+                    && seen.first(source, family, series)
                 {
-                    write_series(out, series, options);
+                    write_series(out, source, family, series, options);
                 }
             }
         }
@@ -104,14 +260,15 @@ struct Member {
     role: Role,
 }
 
-/// Hot path (per series, no allocation): which group of its family a series renders under.
-fn role(family: &Family, series: &Series) -> Role {
-    let suffix = match series.name.strip_prefix(family.name.as_str()) {
+/// Hot path (per series, no allocation): which group of its family a series named `name`
+/// renders under.
+fn role<S: Source + ?Sized>(source: &S, family: usize, name: &str) -> Role {
+    let suffix = match name.strip_prefix(source.family_name(family)) {
         Some("") => return Role::Main,
         Some(suffix) => suffix,
         None => return Role::Stray,
     };
-    match (family.kind, suffix) {
+    match (source.family_kind(family), suffix) {
         (MetricType::Histogram, "_bucket" | "_sum" | "_count") => Role::Main,
         (MetricType::Summary, "_sum" | "_count") => Role::Main,
         (MetricType::Counter, "_total") => Role::Renamed("_total"),
@@ -136,20 +293,23 @@ fn main_kind(kind: MetricType) -> MetricType {
 }
 
 /// Groups in first-seen order; allocates per family, never per series.
-fn plan(families: &[Family]) -> Vec<Group<'_>> {
-    let mut groups: Vec<Group<'_>> = Vec::with_capacity(families.len());
-    let mut by_name: HashMap<Cow<'_, str>, usize> = HashMap::with_capacity(families.len());
+fn plan<S: Source + ?Sized>(source: &S) -> Vec<Group<'_>> {
+    let families = source.family_count();
+    let mut groups: Vec<Group<'_>> = Vec::with_capacity(families);
+    let mut by_name: HashMap<Cow<'_, str>, usize> = HashMap::with_capacity(families);
     let mut roles: Vec<Role> = Vec::with_capacity(4);
-    for (index, family) in families.iter().enumerate() {
+    for index in 0..families {
         roles.clear();
-        for series in &family.series {
-            let role = role(family, series);
+        let family_name = source.family_name(index);
+        for series in 0..source.series_count(index) {
+            let series_name = source.series_name(index, series);
+            let role = role(source, index, series_name);
             let name = match role {
-                Role::Stray => Cow::Borrowed(series.name.as_str()),
+                Role::Stray => Cow::Borrowed(series_name),
                 _ if roles.contains(&role) => continue,
-                Role::Main => Cow::Borrowed(family.name.as_str()),
+                Role::Main => Cow::Borrowed(family_name),
                 Role::Renamed(suffix) | Role::Gauge(suffix) => {
-                    Cow::Owned(format!("{}{suffix}", family.name))
+                    Cow::Owned(format!("{family_name}{suffix}"))
                 }
             };
             if role != Role::Stray {
@@ -157,10 +317,10 @@ fn plan(families: &[Family]) -> Vec<Group<'_>> {
             }
             // HELP carries over to every child group (as the Python client does), the unit only to
             // groups that still measure it; a stray sample is not the family's and gets neither.
-            let help = family.help.as_deref();
-            let unit = family.unit.as_deref();
+            let help = source.family_help(index);
+            let unit = source.family_unit(index);
             let (kind, help, unit) = match role {
-                Role::Main | Role::Renamed(_) => (main_kind(family.kind), help, unit),
+                Role::Main | Role::Renamed(_) => (main_kind(source.family_kind(index)), help, unit),
                 Role::Gauge(_) => (MetricType::Gauge, help, None),
                 Role::Stray => (MetricType::Untyped, None, None),
             };
@@ -216,26 +376,32 @@ fn join<'a>(
 }
 
 /// Hot path: one sample line.
-fn write_series(out: &mut Vec<u8>, series: &Series, options: &RenderOptions) {
-    out.extend_from_slice(series.name.as_bytes());
-    let mut labels = kept_labels(series, options.omit_labels).peekable();
+fn write_series<S: Source + ?Sized>(
+    out: &mut Vec<u8>,
+    source: &S,
+    family: usize,
+    series: usize,
+    options: &RenderOptions,
+) {
+    out.extend_from_slice(source.series_name(family, series).as_bytes());
+    let mut labels = kept_labels(source, family, series, options.omit_labels).peekable();
     if labels.peek().is_some() {
         out.push(b'{');
-        for (index, label) in labels.enumerate() {
+        for (index, (name, value)) in labels.enumerate() {
             if index > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(label.name.as_bytes());
+            out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b"=\"");
-            write_escaped_label_value(out, &label.value);
+            write_escaped_label_value(out, value);
             out.push(b'"');
         }
         out.push(b'}');
     }
     out.push(b' ');
-    write_value(out, series.value);
+    write_value(out, source.series_value(family, series));
     if options.timestamps {
-        if let Some(timestamp) = series.timestamp_ms {
+        if let Some(timestamp) = source.series_timestamp(family, series) {
             out.push(b' ');
             out.extend_from_slice(itoa::Buffer::new().format(timestamp).as_bytes());
         }
@@ -299,12 +465,12 @@ fn write_escaped_help(out: &mut Vec<u8>, help: &str) {
 }
 
 /// Which series identities (name and labels) have been written, by hash, pointing at the first.
-struct Seen<'a> {
-    first: HashMap<u64, &'a Series, BuildHasherDefault<PassThrough>>,
+struct Seen {
+    first: HashMap<u64, (usize, usize), BuildHasherDefault<PassThrough>>,
     omit: &'static [&'static str],
 }
 
-impl<'a> Seen<'a> {
+impl Seen {
     fn with_capacity(capacity: usize, omit: &'static [&'static str]) -> Self {
         Seen {
             first: HashMap::with_capacity_and_hasher(capacity, BuildHasherDefault::default()),
@@ -312,40 +478,43 @@ impl<'a> Seen<'a> {
         }
     }
 
-    /// Hot path: whether `series` is the first with its rendered identity (name and the labels
-    /// not omitted). A hash collision between two different identities counts as first, so
-    /// nothing distinct is ever dropped.
-    fn first(&mut self, series: &'a Series) -> bool {
+    /// Hot path: whether the series is the first with its rendered identity (name and the
+    /// labels not omitted). A hash collision between two different identities counts as first,
+    /// so nothing distinct is ever dropped.
+    fn first<S: Source + ?Sized>(&mut self, source: &S, family: usize, series: usize) -> bool {
         let mut hasher = NameHasher::default();
-        hasher.write(series.name.as_bytes());
-        for label in kept_labels(series, self.omit) {
-            hasher.write(label.name.as_bytes());
-            hasher.write(label.value.as_bytes());
+        let name = source.series_name(family, series);
+        hasher.write(name.as_bytes());
+        for (label, value) in kept_labels(source, family, series, self.omit) {
+            hasher.write(label.as_bytes());
+            hasher.write(value.as_bytes());
         }
         let omit = self.omit;
         match self.first.entry(hasher.finish()) {
             Entry::Vacant(entry) => {
-                entry.insert(series);
+                entry.insert((family, series));
                 true
             }
             Entry::Occupied(entry) => {
-                let earlier = entry.get();
-                earlier.name != series.name
-                    || !kept_labels(earlier, omit).eq(kept_labels(series, omit))
+                let &(earlier_family, earlier) = entry.get();
+                source.series_name(earlier_family, earlier) != name
+                    || !kept_labels(source, earlier_family, earlier, omit)
+                        .eq(kept_labels(source, family, series, omit))
             }
         }
     }
 }
 
-/// Hot path: the labels of `series` that are rendered.
-fn kept_labels<'s>(
-    series: &'s Series,
+/// Hot path: the labels of a series that are rendered.
+fn kept_labels<'s, S: Source + ?Sized>(
+    source: &'s S,
+    family: usize,
+    series: usize,
     omit: &'static [&'static str],
-) -> impl Iterator<Item = &'s crate::model::Label> + 's {
-    series
-        .labels
-        .iter()
-        .filter(move |label| !omit.contains(&label.name.as_str()))
+) -> impl Iterator<Item = (&'s str, &'s str)> + 's {
+    source
+        .series_labels(family, series)
+        .filter(move |(name, _)| !omit.contains(name))
 }
 
 /// The keys of [`Seen`] are hashes already.

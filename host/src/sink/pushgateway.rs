@@ -73,8 +73,7 @@ impl Pushgateway {
     }
 
     /// The group URL of a scrape.
-    pub fn group_url(&self, scrape: &Scrape) -> url::Url {
-        let meta = &scrape.meta;
+    pub fn group_url(&self, meta: &crate::model::ScrapeMeta) -> url::Url {
         let mut pairs = vec![
             ("job", meta.job.as_str()),
             ("instance", meta.instance.as_str()),
@@ -85,18 +84,37 @@ impl Pushgateway {
         group_url(&self.base, &pairs)
     }
 
-    /// The body of a push: text 0.0.4, no timestamps, no grouping-key labels.
-    pub fn body(&self, scrape: &Scrape) -> Vec<u8> {
+    fn options(&self) -> RenderOptions {
         const GROUPING: &[&str] = &["instance", "job"];
         const GROUPING_WITH_PUBLISHER: &[&str] = &["instance", "job", "publisher"];
-        let options = RenderOptions {
+        RenderOptions {
             timestamps: false,
             omit_labels: if self.publisher_label {
                 GROUPING_WITH_PUBLISHER
             } else {
                 GROUPING
             },
-        };
+        }
+    }
+
+    /// The body of a push of the receiver's batch, rendered straight from it: text 0.0.4, no
+    /// timestamps, no grouping-key labels, no staleness markers (a push replaces the whole
+    /// group: a series left out is gone), a repeated series once. The same bytes as [`body`]
+    /// of the scrape's model.
+    ///
+    /// [`body`]: Pushgateway::body
+    pub fn body_of_batch(&self, scrape: &ScrapeBatch) -> Vec<u8> {
+        let mut out = Vec::with_capacity(scrape.bytes().len() + 4096);
+        if let Some(reader) = scrape.reader() {
+            let source = exposition::BatchSource::new(reader);
+            exposition::render_skipping(&source, &self.options(), &mut out, crate::model::is_stale);
+        }
+        out
+    }
+
+    /// The body of a push of a model scrape: text 0.0.4, no timestamps, no grouping-key labels.
+    pub fn body(&self, scrape: &Scrape) -> Vec<u8> {
+        let options = self.options();
         let mut out = Vec::with_capacity(64 * 1024);
         // A push replaces the whole group: a series left out is gone, no marker needed.
         let families = crate::wire::body::without_stale(&scrape.families);
@@ -104,15 +122,13 @@ impl Pushgateway {
         out
     }
 
-    /// Replaces the scrape's group in the Pushgateway. The Pushgateway gets only the newest
-    /// scrape of a group, so its body is rendered through the model.
+    /// Replaces the scrape's group in the Pushgateway.
     pub async fn push(&self, scrape: &ScrapeBatch) -> Outcome {
-        let scrape = &scrape.to_scrape();
         let request = self
             .client
-            .put(self.group_url(scrape))
+            .put(self.group_url(&scrape.meta))
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
-            .body(self.body(scrape));
+            .body(self.body_of_batch(scrape));
         match request.send().await {
             Ok(response) => classify(response).await,
             Err(error) => Outcome::Retry(describe(&error)),
@@ -229,5 +245,71 @@ mod tests {
         );
         assert!(!body.contains("instance="), "{body}");
         assert!(!body.contains(" 5\n"), "no timestamps: {body}");
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+    use crate::model::{Family, Label, ScrapeMeta, Series};
+
+    #[test]
+    fn the_body_rendered_from_the_batch_is_the_models_without_markers() {
+        let sink = |publisher_label| {
+            Pushgateway::new(
+                "http://127.0.0.1:9091".parse().expect("a URL"),
+                publisher_label,
+                Duration::from_secs(1),
+            )
+            .expect("a client")
+        };
+        let texts = [
+            include_str!("../../../tests/data/node_exporter.prom"),
+            include_str!("../../../tests/data/parser/openmetrics.prom"),
+            "# TYPE a counter\na_total{job=\"x\",instance=\"i\",k=\"1\"} 1\n\
+             a_total{job=\"y\",instance=\"j\",k=\"1\"} 2\nstray 3\n# HELP b B.\nb{le=\"1\"} 4\n",
+        ];
+        for text in texts {
+            let mut families = crate::exposition::parse(text.as_bytes()).expect("parses");
+            families.push(Family {
+                name: "gone".into(),
+                series: vec![
+                    Series {
+                        name: "gone".into(),
+                        labels: vec![Label::new("job", "node")],
+                        value: crate::model::stale_nan(),
+                        timestamp_ms: None,
+                    },
+                    Series {
+                        name: "gone".into(),
+                        labels: vec![Label::new("x", "kept")],
+                        value: f64::NAN,
+                        timestamp_ms: Some(5),
+                    },
+                ],
+                ..Family::default()
+            });
+            let scrape = Scrape {
+                meta: ScrapeMeta {
+                    publisher: "p".into(),
+                    job: "node".into(),
+                    instance: "h:1".into(),
+                    time_ms: 1,
+                },
+                families,
+            };
+            let batch = ScrapeBatch::from_scrape(&scrape).expect("encodes");
+            for publisher_label in [false, true] {
+                let sink = sink(publisher_label);
+                let from_batch = String::from_utf8(sink.body_of_batch(&batch)).expect("UTF-8");
+                let from_model = String::from_utf8(sink.body(&scrape)).expect("UTF-8");
+                assert_eq!(from_batch, from_model);
+                assert!(
+                    from_batch.contains("gone{x=\"kept\"} NaN\n"),
+                    "{from_batch}"
+                );
+                assert!(!from_batch.contains("gone{job"), "markers left out");
+            }
+        }
     }
 }
