@@ -91,24 +91,7 @@ impl<'a> BatchReader<'a> {
     ///
     /// Cost: one pass over the string table (UTF-8) and over every record; no allocation.
     pub fn new(bytes: &'a [u8]) -> Result<BatchReader<'a>, BatchError> {
-        if bytes.len() < HEADER_LEN {
-            return Err(BatchError::Truncated { len: bytes.len() });
-        }
-        if bytes[header::MAGIC..header::MAGIC + 4] != MAGIC {
-            return Err(BatchError::BadMagic);
-        }
-        let h = read_header(bytes);
-        if h.version != BATCH_VERSION {
-            return Err(BatchError::UnsupportedVersion { version: h.version });
-        }
-        if h.total_len as usize != bytes.len() {
-            return Err(BatchError::LengthMismatch {
-                header: h.total_len,
-                actual: bytes.len(),
-            });
-        }
-        check_sections(&h)?;
-        let reader = BatchReader { bytes, header: h };
+        let reader = BatchReader::trusted(bytes)?;
         reader.check_strings()?;
         reader.check_families()?;
         reader.check_series()?;
@@ -117,8 +100,8 @@ impl<'a> BatchReader<'a> {
     }
 
     /// A view over `bytes` that were validated before (by [`BatchReader::new`], or written by a
-    /// [`crate::BatchWriter`] and not changed since): checks the header and the section bounds
-    /// only, not every record and string. Every accessor stays bounds-checked, so bytes that are
+    /// [`crate::BatchWriter`] and not changed since): checks the header (magic, version, length) and the
+    /// section bounds only, not every record and string. Every accessor stays bounds-checked, so bytes that are
     /// not in fact valid give errors or wrong records, never undefined behaviour; [`str`]
     /// still checks UTF-8 per call.
     ///
@@ -131,6 +114,9 @@ impl<'a> BatchReader<'a> {
             return Err(BatchError::BadMagic);
         }
         let h = read_header(bytes);
+        if h.version != BATCH_VERSION {
+            return Err(BatchError::UnsupportedVersion { version: h.version });
+        }
         if h.total_len as usize != bytes.len() {
             return Err(BatchError::LengthMismatch {
                 header: h.total_len,

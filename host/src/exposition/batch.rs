@@ -126,26 +126,13 @@ impl ScrapeWriter {
         }
         // The synthetic series: the target labels, `job` and `instance` winning over a group label
         // of the same name (a stable sort keeps them first).
-        let mut synthetic = fixed.clone();
-        synthetic.sort_by(|a, b| a.name.cmp(&b.name));
-        synthetic.dedup_by(|later, earlier| later.name == earlier.name);
-        synthetic.push(Fixed {
-            name: Str::from("__name__"),
-            record: None,
-            exported: NONE,
-        });
-        synthetic.sort_by(|a, b| a.name.cmp(&b.name));
-        self.synthetic = synthetic;
         fixed.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut synthetic = fixed.clone();
+        synthetic.dedup_by(|later, earlier| later.name == earlier.name);
+        self.synthetic = with_name_slot(synthetic);
         self.distinct = fixed.windows(2).all(|pair| pair[0].name < pair[1].name)
             && !fixed.iter().any(|f| f.name.starts_with("exported_"));
-        fixed.push(Fixed {
-            name: Str::from("__name__"),
-            record: None,
-            exported: NONE,
-        });
-        fixed.sort_by(|a, b| a.name.cmp(&b.name));
-        self.fixed = fixed;
+        self.fixed = with_name_slot(fixed);
     }
 
     fn intern(&mut self, text: &str) -> u32 {
@@ -376,6 +363,20 @@ impl ScrapeWriter {
         self.previous.clear();
         Ok(())
     }
+}
+
+/// `labels` (sorted by name) with the `__name__` slot at its sorted place.
+fn with_name_slot(mut labels: Vec<Fixed>) -> Vec<Fixed> {
+    let at = labels.partition_point(|label| label.name.as_str() < "__name__");
+    labels.insert(
+        at,
+        Fixed {
+            name: Str::from("__name__"),
+            record: None,
+            exported: NONE,
+        },
+    );
+    labels
 }
 
 impl<'a> Output<'a> for ScrapeWriter {
