@@ -54,6 +54,18 @@ impl<'a> Batch<'a> {
         })
     }
 
+    /// The batch the host hands a filter: validated by the host before every call (the scrape's
+    /// own batch, or an earlier filter's output the host checked), so only its header and
+    /// section bounds are checked here instead of every record and string once more. Every read
+    /// stays bounds-checked: a corrupt batch could only read as wrong records or fail the call.
+    pub fn from_host(bytes: &'a [u8]) -> Result<Batch<'a>, BatchError> {
+        Ok(Batch {
+            input: BatchReader::trusted(bytes)?,
+            strings: OnceCell::new(),
+            state: State::Input { keep: None },
+        })
+    }
+
     /// Number of series left (after drops, with additions).
     pub fn series_count(&self) -> usize {
         match &self.state {

@@ -103,7 +103,7 @@ impl<F: Filter> Runtime<F> {
                 "batch length past the input buffer",
             );
         };
-        let mut batch = match Batch::from_bytes(bytes) {
+        let mut batch = match Batch::from_host(bytes) {
             Ok(batch) => batch,
             Err(e) => return fail(output, status::BAD_INPUT, &format!("unreadable batch: {e}")),
         };
@@ -142,7 +142,7 @@ impl<F: crate::Explain> Runtime<F> {
                 "batch length past the input buffer",
             );
         };
-        let batch = match Batch::from_bytes(bytes) {
+        let batch = match Batch::from_host(bytes) {
             Ok(batch) => batch,
             Err(e) => return fail(output, status::BAD_INPUT, &format!("unreadable batch: {e}")),
         };
