@@ -140,7 +140,7 @@ fn encode_whole(
         if let (WireFormat::Batch, Some(on_batch)) = (format, on_batch) {
             on_batch(&body);
         }
-        let payload = zstd::bulk::compress(&body, ZSTD_LEVEL)
+        let payload = compress(&body)
             .map_err(|error| anyhow::anyhow!("zstd compression of a scrape failed: {error}"))?;
         if body.capacity() > 16 * 1024 * 1024 {
             // A one-off huge scrape does not pin its buffer for ever.
@@ -168,7 +168,7 @@ pub fn encode_batch(
     max_payload: usize,
 ) -> anyhow::Result<Vec<WireMessage>> {
     if format == WireFormat::Batch {
-        let payload = zstd::bulk::compress(scrape.bytes(), ZSTD_LEVEL)
+        let payload = compress(scrape.bytes())
             .map_err(|error| anyhow::anyhow!("zstd compression of a scrape failed: {error}"))?;
         let limit = max_payload.saturating_sub(parts::HEADER_ROOM).max(1);
         if payload.len() <= limit {
@@ -203,6 +203,25 @@ impl<'a> From<&'a Scrape> for Facts<'a> {
             samples: scrape.sample_count(),
         }
     }
+}
+
+thread_local! {
+    // One zstd context per (blocking) thread: a context's set-up and its tables cost more
+    // than compressing a small scrape.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// zstd at [`ZSTD_LEVEL`], with this thread's reused context.
+fn compress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let compressor = match &mut *cell {
+            Some(compressor) => compressor,
+            empty => empty.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+        };
+        compressor.compress(bytes)
+    })
 }
 
 /// Sees a whole scrape's uncompressed batch body (see [`encode_parts_with`]).
@@ -257,7 +276,7 @@ pub fn encode_parts_with(
         for (index, piece) in pieces.iter().enumerate() {
             let mut body = Vec::new();
             body::encode(piece, format, &mut body)?;
-            let payload = zstd::bulk::compress(&body, ZSTD_LEVEL)
+            let payload = compress(&body)
                 .map_err(|error| anyhow::anyhow!("zstd compression of a part failed: {error}"))?;
             if payload.len() > limit {
                 fits = false;

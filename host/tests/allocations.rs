@@ -69,7 +69,9 @@ fn allocations<T>(work: impl FnOnce() -> T) -> (usize, T) {
     (COUNT.with(Cell::get), result)
 }
 
-/// `series` series in families of 200, with a HELP and TYPE each and four labels per series.
+/// `series` series in families of 200, with a HELP and TYPE each and four labels per series;
+/// every other series also exposes `instance` (renamed `exported_instance`, as a federation
+/// endpoint's series are).
 fn exposition(series: usize) -> String {
     let mut text = String::new();
     for index in 0..series {
@@ -83,8 +85,9 @@ fn exposition(series: usize) -> String {
         }
         let _ = writeln!(
             text,
-            "service_requests_{family}_total{{code=\"{}\",method=\"{}\",path=\"/api/{}\",shard=\"{}\"}} {}",
+            "service_requests_{family}_total{{code=\"{}\",{}method=\"{}\",path=\"/api/{}\",shard=\"{}\"}} {}",
             [200, 404, 500, 503][index % 4],
+            ["", "instance=\"upstream:1\","][index % 2],
             ["GET", "POST", "PUT"][index % 3],
             index % 200 / 12,
             index % 7,

@@ -27,6 +27,7 @@ struct Fixed {
     record: Option<LabelRecord>,
     /// `exported_<name>`: what an exposed label of this name becomes.
     exported: u32,
+    exported_name: Str,
 }
 
 /// One target's batch builder, reused across its scrapes. See the module docs.
@@ -46,8 +47,9 @@ pub struct ScrapeWriter {
     name_label: u32,
     /// The series being written (reused buffer).
     record: Vec<LabelRecord>,
-    /// A series with renamed labels: records and whether each was renamed (reused buffer).
-    renamed: Vec<(LabelRecord, bool)>,
+    /// A series with renamed labels: (position in `fixed`, position in the labels) of each
+    /// exposed label that collides (reused buffer).
+    renamed: Vec<(usize, usize)>,
     /// The previous sample's exposed labels by position: their strings are found without a
     /// lookup when they repeat (consecutive samples of a family mostly share them).
     previous: Vec<LabelRecord>,
@@ -117,11 +119,13 @@ impl ScrapeWriter {
                 name: self.intern(&name),
                 value: self.intern(&value),
             };
-            let exported = self.intern(&format!("exported_{name}"));
+            let exported_name = Str::from(format!("exported_{name}"));
+            let exported = self.intern(&exported_name);
             fixed.push(Fixed {
                 name,
                 record: Some(record),
                 exported,
+                exported_name,
             });
         }
         // The synthetic series: the target labels, `job` and `instance` winning over a group label
@@ -278,39 +282,70 @@ impl ScrapeWriter {
     /// `instance`): it becomes `exported_<name>`, replacing an exposed label of that name, as
     /// the model's rules do. Sorts the series' records by name; allocates nothing.
     fn merge_renamed(&mut self, name_value: u32, labels: &[Pair<'_>]) -> Result<(), WriteError> {
+        // The colliding labels, in the order of their names; `exported_` keeps that order.
         self.renamed.clear();
-        for pair in labels {
-            let exported = self
+        for (position, pair) in labels.iter().enumerate() {
+            if let Some(at) = self
                 .fixed
                 .iter()
-                .find(|f| f.record.is_some() && f.name.as_str() == pair.name)
-                .map(|f| f.exported);
-            let name = match exported {
-                Some(exported) => exported,
-                None => self.writer.add_string(pair.name)?,
-            };
-            let value = self.writer.add_string(&pair.value)?;
-            self.renamed
-                .push((LabelRecord { name, value }, exported.is_some()));
+                .position(|f| f.record.is_some() && f.name.as_str() == pair.name)
+            {
+                self.renamed.push((at, position));
+            }
         }
-        for entry in &self.fixed {
-            let record = entry.record.unwrap_or(LabelRecord {
-                name: self.name_label,
-                value: name_value,
-            });
-            self.renamed.push((record, false));
-        }
-        let writer = &self.writer;
-        let text = |index: u32| writer.string_bytes(index).unwrap_or_default();
-        // By name; of two with one name, the renamed one first (it replaces the other).
-        self.renamed
-            .sort_by(|a, b| text(a.0.name).cmp(text(b.0.name)).then(b.1.cmp(&a.1)));
-        self.renamed
-            .dedup_by(|later, earlier| later.0.name == earlier.0.name);
+        // Three sorted runs merged by name: the exposed labels that keep their names, the
+        // renamed ones, the fixed ones. A renamed label replaces an exposed one of its new name.
         self.record.clear();
-        self.record
-            .extend(self.renamed.iter().map(|(record, _)| *record));
-        self.previous.clear();
+        let (mut kept, mut renamed, mut fixed) = (0, 0, 0);
+        loop {
+            while kept < labels.len() && self.renamed.iter().any(|&(_, p)| p == kept) {
+                kept += 1;
+            }
+            let kept_name = labels.get(kept).map(|pair| pair.name);
+            let renamed_name = self
+                .renamed
+                .get(renamed)
+                .map(|&(at, _)| self.fixed[at].exported_name.as_str());
+            let fixed_name = self.fixed.get(fixed).map(|f| f.name.as_str());
+            let smallest = [kept_name, renamed_name, fixed_name]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(smallest) = smallest else {
+                break;
+            };
+            if renamed_name == Some(smallest) {
+                let (at, position) = self.renamed[renamed];
+                let value = self.writer.add_string(&labels[position].value)?;
+                self.record.push(LabelRecord {
+                    name: self.fixed[at].exported,
+                    value,
+                });
+                renamed += 1;
+                if kept_name == Some(smallest) {
+                    kept += 1;
+                }
+            } else if kept_name == Some(smallest) {
+                let pair = &labels[kept];
+                let hint = self.previous.get(kept).copied();
+                let name = self.intern_near(pair.name, hint.map_or(NONE, |h| h.name))?;
+                let value = self.intern_near(&pair.value, hint.map_or(NONE, |h| h.value))?;
+                let record = LabelRecord { name, value };
+                match self.previous.get_mut(kept) {
+                    Some(slot) => *slot = record,
+                    None => self.previous.push(record),
+                }
+                self.record.push(record);
+                kept += 1;
+            } else {
+                let entry = &self.fixed[fixed];
+                self.record.push(entry.record.unwrap_or(LabelRecord {
+                    name: self.name_label,
+                    value: name_value,
+                }));
+                fixed += 1;
+            }
+        }
         Ok(())
     }
 
@@ -374,6 +409,7 @@ fn with_name_slot(mut labels: Vec<Fixed>) -> Vec<Fixed> {
             name: Str::from("__name__"),
             record: None,
             exported: NONE,
+            exported_name: Str::default(),
         },
     );
     labels
