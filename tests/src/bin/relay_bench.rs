@@ -5,7 +5,8 @@
 //! − RSS at 1 000 series) / 99 000, both measured in this run — and the relay's own timings
 //! (scrape, encode, publish, push) from its `/metrics`. Never run by the tests; run it with
 //! `cargo run --release -p promrelay-tests --bin relay_bench` after
-//! `cargo build --release -p promrelay` (it uses `target/release/promrelay`).
+//! `cargo build --release -p promrelay` (it uses `target/release/promrelay`). With
+//! `RELAY_BENCH_RELABEL=1` the job runs the shipped relabel filter with ten typical rules.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -88,7 +89,7 @@ fn run(series: usize) -> Run {
     let target = TargetServer::start(Behaviour::Fixed(synthetic(series)));
     let monitor = free_port();
     let config = RelayConfig::pipeline(&nats.url(), &pushgateway.url())
-        .job("bench", &[("t1", &target.url())])
+        .job_with("bench", &filter_settings(), &[("t1", &target.url())])
         .monitor_port(monitor)
         .extra("scrape_body_limit: 64MiB\n");
     let mut relay = Relay::start_config(&config);
@@ -125,6 +126,28 @@ fn run(series: usize) -> Run {
         publish_ms: mean_ms(&text, "promrelay_publish_duration_seconds"),
         push_ms: mean_ms(&text, "promrelay_receiver_push_duration_seconds"),
     }
+}
+
+/// With `RELAY_BENCH_RELABEL=1`: the shipped relabel filter (`target/filters/relabel.wasm`) with
+/// the ten rules of `filters/relabel/benches/typical_rules.yaml` in the job's chain (its memory
+/// limit raised: a 100 000-series scrape needs more than the 64 MiB default).
+fn filter_settings() -> String {
+    if std::env::var_os("RELAY_BENCH_RELABEL").is_none() {
+        return String::new();
+    }
+    let root = workspace_root();
+    let rules = std::fs::read_to_string(root.join("filters/relabel/benches/typical_rules.yaml"))
+        .expect("the typical rules are committed");
+    let mut settings = format!(
+        "filters:\n  - name: relabel\n    module: {}\n    limits: {{memory: 512MiB, time: 30s}}\n    config:\n",
+        root.join("target/filters/relabel.wasm").display()
+    );
+    for line in rules.lines().filter(|line| !line.starts_with('#')) {
+        settings.push_str("      ");
+        settings.push_str(line);
+        settings.push('\n');
+    }
+    settings
 }
 
 fn main() {
