@@ -19,6 +19,17 @@ use super::{LabelLimit, ParseError};
 use crate::filter::codec::to_abi;
 use crate::model::{Label, Series, Str};
 
+/// Where one label record of a planned series comes from.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// The exposed label at this position, as it is.
+    Exposed(u32),
+    /// The exposed label at this position, renamed to this string (`exported_<name>`).
+    Renamed(u32, u32),
+    /// Entry of `fixed` (a target label, or `__name__` with the series' name).
+    Fixed(u32),
+}
+
 /// A label set entry fixed for the whole scrape: a target label, or the `__name__` slot.
 #[derive(Debug, Clone)]
 struct Fixed {
@@ -47,9 +58,16 @@ pub struct ScrapeWriter {
     name_label: u32,
     /// The series being written (reused buffer).
     record: Vec<LabelRecord>,
-    /// A series with renamed labels: (position in `fixed`, position in the labels) of each
-    /// exposed label that collides (reused buffer).
-    renamed: Vec<(usize, usize)>,
+    /// The exposed labels of the series being written, interned (reused buffer).
+    interned: Vec<LabelRecord>,
+    /// How a series whose exposed label names are `plan_names` gets its label set: consecutive
+    /// samples of a family mostly share their label names, so the merge with the target labels
+    /// is planned once per shape and replayed per series.
+    plan: Vec<Slot>,
+    plan_names: Vec<u32>,
+    plan_valid: bool,
+    /// `make_plan`'s (position in `fixed`, position in the labels) of each colliding label.
+    renamed_at: Vec<(usize, usize)>,
     /// The previous sample's exposed labels by position: their strings are found without a
     /// lookup when they repeat (consecutive samples of a family mostly share them).
     previous: Vec<LabelRecord>,
@@ -78,7 +96,11 @@ impl ScrapeWriter {
             synthetic: Vec::new(),
             name_label: 0,
             record: Vec::with_capacity(16),
-            renamed: Vec::with_capacity(16),
+            interned: Vec::with_capacity(16),
+            plan: Vec::with_capacity(24),
+            plan_names: Vec::with_capacity(16),
+            plan_valid: false,
+            renamed_at: Vec::with_capacity(4),
             previous: Vec::with_capacity(16),
             previous_name: NONE,
             samples: 0,
@@ -109,6 +131,7 @@ impl ScrapeWriter {
         self.slots.clear();
         self.previous.clear();
         self.previous_name = NONE;
+        self.plan_valid = false;
         self.samples = 0;
         self.exposed.clear();
         self.name_label = self.intern("__name__");
@@ -236,117 +259,109 @@ impl ScrapeWriter {
         self.writer.add_string(text)
     }
 
-    /// Hot path: the label records of one series, exposed labels merged with the fixed ones.
-    /// `false` when an exposed label has a target label's name ([`Self::merge_renamed`] does it).
-    fn merge(&mut self, name_value: u32, labels: &[Pair<'_>]) -> Result<bool, WriteError> {
-        self.record.clear();
-        let mut fixed = 0;
+    /// Hot path: interns the exposed labels of one series into `interned`, each string found
+    /// without a lookup when it repeats the previous sample's at the same position.
+    fn intern_exposed(&mut self, labels: &[Pair<'_>]) -> Result<(), WriteError> {
+        self.interned.clear();
         for (position, pair) in labels.iter().enumerate() {
-            while let Some(entry) = self.fixed.get(fixed) {
-                if entry.name.as_str() >= pair.name {
-                    break;
-                }
-                self.record.push(entry.record.unwrap_or(LabelRecord {
-                    name: self.name_label,
-                    value: name_value,
-                }));
-                fixed += 1;
-            }
-            if self
-                .fixed
-                .get(fixed)
-                .is_some_and(|entry| entry.name.as_str() == pair.name)
-            {
-                return Ok(false);
-            }
             let hint = self.previous.get(position).copied();
             let name = self.intern_near(pair.name, hint.map_or(NONE, |h| h.name))?;
             let value = self.intern_near(&pair.value, hint.map_or(NONE, |h| h.value))?;
-            let record = LabelRecord { name, value };
-            match self.previous.get_mut(position) {
-                Some(slot) => *slot = record,
-                None => self.previous.push(record),
-            }
-            self.record.push(record);
+            self.interned.push(LabelRecord { name, value });
         }
-        for entry in &self.fixed[fixed..] {
-            self.record.push(entry.record.unwrap_or(LabelRecord {
-                name: self.name_label,
-                value: name_value,
-            }));
-        }
-        Ok(true)
+        self.previous.clear();
+        self.previous.extend_from_slice(&self.interned);
+        Ok(())
     }
 
-    /// An exposed label has a target label's name (a federation endpoint exposing `job` and
-    /// `instance`): it becomes `exported_<name>`, replacing an exposed label of that name, as
-    /// the model's rules do. Sorts the series' records by name; allocates nothing.
-    fn merge_renamed(&mut self, name_value: u32, labels: &[Pair<'_>]) -> Result<(), WriteError> {
-        // The colliding labels, in the order of their names; `exported_` keeps that order.
-        self.renamed.clear();
-        for (position, pair) in labels.iter().enumerate() {
-            if let Some(at) = self
-                .fixed
+    /// Hot path: the label records of one series (exposed labels merged with the target labels
+    /// and `__name__`), by the plan of its label names.
+    fn merge(&mut self, name_value: u32, labels: &[Pair<'_>]) -> Result<(), WriteError> {
+        self.intern_exposed(labels)?;
+        let same_shape = self.plan_valid
+            && self.plan_names.len() == self.interned.len()
+            && self
+                .plan_names
+                .iter()
+                .zip(&self.interned)
+                .all(|(planned, label)| *planned == label.name);
+        if !same_shape {
+            self.make_plan(labels);
+        }
+        self.record.clear();
+        for slot in &self.plan {
+            self.record.push(match *slot {
+                Slot::Exposed(position) => self.interned[position as usize],
+                Slot::Renamed(position, exported) => LabelRecord {
+                    name: exported,
+                    value: self.interned[position as usize].value,
+                },
+                Slot::Fixed(index) => self.fixed[index as usize].record.unwrap_or(LabelRecord {
+                    name: self.name_label,
+                    value: name_value,
+                }),
+            });
+        }
+        Ok(())
+    }
+
+    /// Plans the label set of series whose exposed labels are named like `labels`: three runs
+    /// sorted by name merged (the exposed labels that keep their names, those renamed
+    /// `exported_<name>` because a target label has their name, the fixed ones); a renamed label
+    /// replaces an exposed one of its new name, as the model's rules do.
+    fn make_plan(&mut self, labels: &[Pair<'_>]) {
+        let collides = |pair: &Pair<'_>, fixed: &[Fixed]| {
+            fixed
                 .iter()
                 .position(|f| f.record.is_some() && f.name.as_str() == pair.name)
-            {
-                self.renamed.push((at, position));
-            }
-        }
-        // Three sorted runs merged by name: the exposed labels that keep their names, the
-        // renamed ones, the fixed ones. A renamed label replaces an exposed one of its new name.
-        self.record.clear();
+        };
+        self.plan.clear();
         let (mut kept, mut renamed, mut fixed) = (0, 0, 0);
+        // The renamed labels in order of their names (`exported_` keeps that order).
+        let mut renamed_at = std::mem::take(&mut self.renamed_at);
+        renamed_at.clear();
+        renamed_at.extend(
+            labels.iter().enumerate().filter_map(|(position, pair)| {
+                collides(pair, &self.fixed).map(|at| (at, position))
+            }),
+        );
         loop {
-            while kept < labels.len() && self.renamed.iter().any(|&(_, p)| p == kept) {
+            while kept < labels.len() && renamed_at.iter().any(|&(_, p)| p == kept) {
                 kept += 1;
             }
             let kept_name = labels.get(kept).map(|pair| pair.name);
-            let renamed_name = self
-                .renamed
+            let renamed_name = renamed_at
                 .get(renamed)
                 .map(|&(at, _)| self.fixed[at].exported_name.as_str());
             let fixed_name = self.fixed.get(fixed).map(|f| f.name.as_str());
-            let smallest = [kept_name, renamed_name, fixed_name]
+            let Some(smallest) = [kept_name, renamed_name, fixed_name]
                 .into_iter()
                 .flatten()
-                .min();
-            let Some(smallest) = smallest else {
+                .min()
+            else {
                 break;
             };
             if renamed_name == Some(smallest) {
-                let (at, position) = self.renamed[renamed];
-                let value = self.writer.add_string(&labels[position].value)?;
-                self.record.push(LabelRecord {
-                    name: self.fixed[at].exported,
-                    value,
-                });
+                let (at, position) = renamed_at[renamed];
+                self.plan
+                    .push(Slot::Renamed(position as u32, self.fixed[at].exported));
                 renamed += 1;
                 if kept_name == Some(smallest) {
                     kept += 1;
                 }
             } else if kept_name == Some(smallest) {
-                let pair = &labels[kept];
-                let hint = self.previous.get(kept).copied();
-                let name = self.intern_near(pair.name, hint.map_or(NONE, |h| h.name))?;
-                let value = self.intern_near(&pair.value, hint.map_or(NONE, |h| h.value))?;
-                let record = LabelRecord { name, value };
-                match self.previous.get_mut(kept) {
-                    Some(slot) => *slot = record,
-                    None => self.previous.push(record),
-                }
-                self.record.push(record);
+                self.plan.push(Slot::Exposed(kept as u32));
                 kept += 1;
             } else {
-                let entry = &self.fixed[fixed];
-                self.record.push(entry.record.unwrap_or(LabelRecord {
-                    name: self.name_label,
-                    value: name_value,
-                }));
+                self.plan.push(Slot::Fixed(fixed as u32));
                 fixed += 1;
             }
         }
-        Ok(())
+        self.renamed_at = renamed_at;
+        self.plan_names.clear();
+        self.plan_names
+            .extend(self.interned.iter().map(|label| label.name));
+        self.plan_valid = true;
     }
 
     /// The rare path: the target labels repeat a name (a group label `job`), or one is an
@@ -429,10 +444,10 @@ impl<'a> Output<'a> for ScrapeWriter {
             let slot = self.slot(family, family_name)?;
             let name_value = self.intern_near(name, self.previous_name)?;
             self.previous_name = name_value;
-            if !self.distinct {
+            if self.distinct {
+                self.merge(name_value, labels)?;
+            } else {
                 self.merge_slowly(name, name_value, labels)?;
-            } else if !self.merge(name_value, labels)? {
-                self.merge_renamed(name_value, labels)?;
             }
             self.samples += 1;
             let record = std::mem::take(&mut self.record);
