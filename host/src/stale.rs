@@ -39,6 +39,8 @@ pub struct Staleness {
     spare_series: Option<Vec<(u64, u32, u32)>>,
     /// Scrapes seen since the last sweep of forgotten targets.
     since_sweep: usize,
+    /// The hash of each string of the batch being hashed (reused buffer).
+    string_hashes: Vec<u64>,
 }
 
 impl Staleness {
@@ -52,7 +54,7 @@ impl Staleness {
         let mut series = self.spare_series.take().unwrap_or_default();
         series.clear();
         if let Some(reader) = scrape.reader() {
-            hash_series(&reader, &mut series);
+            hash_series(&reader, &mut self.string_hashes, &mut series);
         }
         series.sort_unstable_by_key(|entry| entry.0);
         let key = (scrape.meta.job.clone(), scrape.meta.instance.clone());
@@ -120,7 +122,18 @@ impl Staleness {
 /// The tracked series of a batch: (hash of its labels, `__name__` included; position in its
 /// family; family index), for every series without its own timestamp that is not a marker.
 /// A collision only costs one missed marker.
-fn hash_series(reader: &BatchReader<'_>, out: &mut Vec<(u64, u32, u32)>) {
+///
+/// Hot path: each distinct string is hashed once (`strings`, by index), a series' hash mixes
+/// its labels' string hashes. Content-based, so the same series hashes alike in batches with
+/// different string tables (a reset table, a filter's REPLACED batch).
+fn hash_series(reader: &BatchReader<'_>, strings: &mut Vec<u64>, out: &mut Vec<(u64, u32, u32)>) {
+    strings.clear();
+    strings.extend((0..reader.string_count()).map(|index| {
+        let mut hash = Hash64::default();
+        hash.write(reader.bytes(index).unwrap_or_default());
+        hash.finish()
+    }));
+    let of = |index: u32| strings.get(index as usize).copied().unwrap_or_default();
     for (family_index, family) in reader.families().enumerate() {
         for position in 0..family.series_count {
             let Ok(sample) = reader.series(family.first_series + position) else {
@@ -131,8 +144,8 @@ fn hash_series(reader: &BatchReader<'_>, out: &mut Vec<(u64, u32, u32)>) {
             }
             let mut hash = Hash64::default();
             for label in reader.labels(&sample) {
-                hash.write(reader.bytes(label.name).unwrap_or_default());
-                hash.write(reader.bytes(label.value).unwrap_or_default());
+                hash.mix(of(label.name));
+                hash.mix(of(label.value));
             }
             out.push((hash.finish(), position, family_index as u32));
         }
