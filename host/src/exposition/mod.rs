@@ -1,6 +1,6 @@
 //! The Prometheus text exposition format (0.0.4, plus the OpenMetrics basics): bytes in, the
 //! poller's batch ([`ScrapeWriter`]) or `model` families ([`parse`]) out, and families or a batch
-//! back to text a Pushgateway accepts ([`render`], [`render_source`]).
+//! back to text a Pushgateway accepts ([`render`], [`render_skipping`]).
 //!
 //! The poller, the receiver, the filter tools and the tests all use this one parser, so what one of
 //! them accepts the others accept too. It is hand written over `memchr` and `fast-float2` because the
@@ -57,7 +57,7 @@ mod tests;
 
 pub use batch::ScrapeWriter;
 pub use parse::{parse, parse_with_label_limit, LabelLimit};
-pub use render::{render, render_skipping, render_source, render_to_string, BatchSource, Source};
+pub use render::{render, render_skipping, render_to_string, BatchSource, Source};
 
 /// Why an exposition could not be parsed: where and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -90,13 +90,29 @@ impl Source for [Family] {
 pub struct BatchSource<'a> {
     reader: BatchReader<'a>,
     families: Vec<promrelay_abi::FamilyRecord>,
+    /// Each series' name (its `__name__` value), by batch series index: found once, since the
+    /// renderer asks for it several times per series.
+    names: Vec<&'a str>,
 }
 
 impl<'a> BatchSource<'a> {
     pub fn new(reader: BatchReader<'a>) -> BatchSource<'a> {
+        let text = |index: u32| reader.str(index).unwrap_or_default();
+        let names = (0..reader.series_count())
+            .map(|index| {
+                let Ok(record) = reader.series(index) else {
+                    return "";
+                };
+                reader
+                    .labels(&record)
+                    .find(|label| reader.bytes(label.name) == Ok(NAME_LABEL.as_bytes()))
+                    .map_or("", |label| text(label.value))
+            })
+            .collect();
         BatchSource {
             families: reader.families().collect(),
             reader,
+            names,
         }
     }
 
@@ -136,13 +152,8 @@ impl Source for BatchSource<'_> {
         self.families[family].series_count as usize
     }
     fn series_name(&self, family: usize, series: usize) -> &str {
-        let Some(record) = self.record(family, series) else {
-            return "";
-        };
-        self.reader
-            .labels(&record)
-            .find(|label| self.reader.bytes(label.name) == Ok(NAME_LABEL.as_bytes()))
-            .map_or("", |label| self.text(label.value))
+        let index = self.families[family].first_series as usize + series;
+        self.names.get(index).copied().unwrap_or_default()
     }
     fn series_labels(&self, family: usize, series: usize) -> impl Iterator<Item = (&str, &str)> {
         let labels = self
@@ -166,23 +177,19 @@ impl Source for BatchSource<'_> {
 
 /// Renders `families` as text 0.0.4, appending to `out`.
 pub fn render(families: &[Family], options: &RenderOptions, out: &mut Vec<u8>) {
-    render_source(families, options, out);
+    render_skipping(families, options, out, |_| false);
 }
 
-/// Renders any [`Source`] as text 0.0.4, appending to `out`. `skip` leaves out the series
-/// whose value it returns true for (the Pushgateway's staleness markers).
-pub fn render_source<S: Source + ?Sized>(source: &S, options: &RenderOptions, out: &mut Vec<u8>) {
-    render_skipping(source, options, out, |_| false);
-}
-
-/// [`render_source`], leaving out the series whose value `skip` returns true for.
+/// Renders any [`Source`] as text 0.0.4, appending to `out`, leaving out the series whose
+/// value `skip` returns true for (staleness markers, which text cannot carry); a family left
+/// without a series gets no HELP or TYPE line either.
 pub fn render_skipping<S: Source + ?Sized>(
     source: &S,
     options: &RenderOptions,
     out: &mut Vec<u8>,
     skip: impl Fn(f64) -> bool,
 ) {
-    let groups = plan(source);
+    let groups = plan(source, &skip);
     let series_count: usize = (0..source.family_count())
         .map(|family| source.series_count(family))
         .sum();
@@ -293,7 +300,7 @@ fn main_kind(kind: MetricType) -> MetricType {
 }
 
 /// Groups in first-seen order; allocates per family, never per series.
-fn plan<S: Source + ?Sized>(source: &S) -> Vec<Group<'_>> {
+fn plan<'a, S: Source + ?Sized>(source: &'a S, skip: &impl Fn(f64) -> bool) -> Vec<Group<'a>> {
     let families = source.family_count();
     let mut groups: Vec<Group<'_>> = Vec::with_capacity(families);
     let mut by_name: HashMap<Cow<'_, str>, usize> = HashMap::with_capacity(families);
@@ -302,6 +309,9 @@ fn plan<S: Source + ?Sized>(source: &S) -> Vec<Group<'_>> {
         roles.clear();
         let family_name = source.family_name(index);
         for series in 0..source.series_count(index) {
+            if skip(source.series_value(index, series)) {
+                continue;
+            }
             let series_name = source.series_name(index, series);
             let role = role(source, index, series_name);
             let name = match role {

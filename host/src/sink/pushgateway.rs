@@ -17,6 +17,7 @@ use base64::Engine as _;
 use super::{classify, describe, http_client, Outcome};
 use crate::batch::ScrapeBatch;
 use crate::exposition::{self, RenderOptions};
+#[cfg(test)]
 use crate::model::Scrape;
 
 /// The Pushgateway's content type for text 0.0.4.
@@ -112,13 +113,14 @@ impl Pushgateway {
         out
     }
 
-    /// The body of a push of a model scrape: text 0.0.4, no timestamps, no grouping-key labels.
+    /// The body of a push of a model scrape (the tests' reference for [`body_of_batch`]).
+    ///
+    /// [`body_of_batch`]: Pushgateway::body_of_batch
+    #[cfg(test)]
     pub fn body(&self, scrape: &Scrape) -> Vec<u8> {
-        let options = self.options();
         let mut out = Vec::with_capacity(64 * 1024);
-        // A push replaces the whole group: a series left out is gone, no marker needed.
-        let families = crate::wire::body::without_stale(&scrape.families);
-        exposition::render(&families, &options, &mut out);
+        let families = &scrape.families[..];
+        exposition::render_skipping(families, &self.options(), &mut out, crate::model::is_stale);
         out
     }
 
@@ -271,6 +273,19 @@ mod batch_tests {
         ];
         for text in texts {
             let mut families = crate::exposition::parse(text.as_bytes()).expect("parses");
+            // A family that vanished whole: only markers, so no HELP or TYPE line either.
+            families.push(Family {
+                name: "all_gone".into(),
+                help: Some("Gone.".into()),
+                kind: crate::model::MetricType::Gauge,
+                series: vec![Series {
+                    name: "all_gone".into(),
+                    labels: vec![],
+                    value: crate::model::stale_nan(),
+                    timestamp_ms: None,
+                }],
+                ..Family::default()
+            });
             families.push(Family {
                 name: "gone".into(),
                 series: vec![
@@ -309,6 +324,7 @@ mod batch_tests {
                     "{from_batch}"
                 );
                 assert!(!from_batch.contains("gone{job"), "markers left out");
+                assert!(!from_batch.contains("all_gone"), "{from_batch}");
             }
         }
     }

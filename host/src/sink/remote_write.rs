@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use super::{classify, describe, http_client, Outcome};
 use crate::batch::ScrapeBatch;
+#[cfg(test)]
 use crate::model::Scrape;
 
 /// `prometheus.WriteRequest`.
@@ -115,11 +116,6 @@ impl RemoteWrite {
     /// `remote_write:<host:port>`: the `sink` label of the push metrics.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// The protobuf request for a scrape (uncompressed).
-    pub fn request(&self, scrape: &Scrape) -> WriteRequest {
-        write_request(scrape, self.publisher_label)
     }
 
     /// Sends one scrape.
@@ -277,8 +273,10 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
-/// Converts a scrape: one time series per series, `job`/`instance`(/`publisher`) from the
+/// The model's way, kept as the reference [`encode_batch`] is tested against: converts a
+/// scrape: one time series per series, `job`/`instance`(/`publisher`) from the
 /// scrape's routing facts (overriding a same-named series label, as the Pushgateway does).
+#[cfg(test)]
 pub fn write_request(scrape: &Scrape, publisher_label: bool) -> WriteRequest {
     let meta = &scrape.meta;
     let mut routing = vec![

@@ -58,38 +58,15 @@ pub fn encode(scrape: &Scrape, format: WireFormat, out: &mut Vec<u8>) -> anyhow:
                 timestamps: true,
                 omit_labels: &[],
             };
-            crate::exposition::render(&without_stale(&scrape.families), &options, out);
+            crate::exposition::render_skipping(
+                &scrape.families[..],
+                &options,
+                out,
+                model::is_stale,
+            );
             Ok(())
         }
     }
-}
-
-/// The families without their staleness markers (families left empty by it dropped); borrowed
-/// as they are when they hold none (the common case: no copy).
-pub fn without_stale(families: &[Family]) -> std::borrow::Cow<'_, [Family]> {
-    let has_stale = families
-        .iter()
-        .any(|family| family.series.iter().any(|s| model::is_stale(s.value)));
-    if !has_stale {
-        return std::borrow::Cow::Borrowed(families);
-    }
-    std::borrow::Cow::Owned(
-        families
-            .iter()
-            .filter_map(|family| {
-                let series: Vec<_> = family
-                    .series
-                    .iter()
-                    .filter(|s| !model::is_stale(s.value))
-                    .cloned()
-                    .collect();
-                (!series.is_empty() || family.series.is_empty()).then(|| Family {
-                    series,
-                    ..family.clone()
-                })
-            })
-            .collect(),
-    )
 }
 
 /// `application/vnd.promrelay.batch; version=1`, any spacing or case.
@@ -143,7 +120,7 @@ pub fn to_text(body: &[u8]) -> Result<String, WireError> {
         omit_labels: &[],
     };
     let mut out = Vec::new();
-    crate::exposition::render(&without_stale(&families), &options, &mut out);
+    crate::exposition::render_skipping(&families[..], &options, &mut out, model::is_stale);
     let mut text = String::from_utf8_lossy(&out).into_owned();
     for family in &families {
         for series in family.series.iter().filter(|s| model::is_stale(s.value)) {
